@@ -1,0 +1,2 @@
+//! The hashed cache: SIMD tag groups, sharded tables, scan-resistant eviction
+//! and per-entry TTL.

@@ -1,0 +1,1 @@
+//! Idempotency keys: begin / complete / abandon records with leases.
