@@ -7,10 +7,16 @@ use criterion::{criterion_group, criterion_main, Criterion};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod breaker;
+mod cache;
+mod limit;
 mod queue;
 
 fn all(c: &mut Criterion) {
     queue::register(c);
+    limit::register(c);
+    breaker::register(c);
+    cache::register(c);
 }
 
 criterion_group! {
