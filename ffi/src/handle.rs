@@ -1,0 +1,185 @@
+//! The one place that casts between opaque C handles and Rust values, and
+//! that reads and writes raw pointers handed in by C.
+//!
+//! A handle is a `Box<T>` turned into a raw pointer of its opaque C type
+//! (`*mut rsl_cache` for a `Box<Cache>`). [`Opaque`] ties each C type to its
+//! Rust type, so a handle can only ever be read back as what it was made from.
+
+#![allow(dead_code)] // helpers are used by the per-type files as each lands
+
+use crate::boundary::{fail, Result};
+use crate::status::{rsl_status, RSL_ERR_NULL_ARG, RSL_ERR_TOO_LARGE};
+
+/// Ties a zero-sized `#[repr(C)]` handle type to the Rust value behind it.
+///
+/// # Safety
+/// Implement only for a zero-sized opaque marker type whose pointers are
+/// produced solely by [`into_raw`] with the same `Target`.
+pub unsafe trait Opaque {
+    /// The Rust value a handle of this type points to.
+    type Target;
+    /// The C name, for error messages.
+    const NAME: &'static str;
+}
+
+/// Declares a zero-sized opaque handle type and its Rust target.
+#[allow(unused_macros)] // used as soon as the first handle type lands
+macro_rules! opaque {
+    ($(#[$m:meta])* $name:ident => $target:ty) => {
+        $(#[$m])*
+        #[allow(non_camel_case_types)]
+        #[repr(C)]
+        pub struct $name {
+            _private: [u8; 0],
+        }
+        // SAFETY: `$name` is zero-sized and only ever made by
+        // `handle::into_raw` from a `Box<$target>`.
+        unsafe impl $crate::handle::Opaque for $name {
+            type Target = $target;
+            const NAME: &'static str = stringify!($name);
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use opaque;
+
+/// Moves `value` to the heap and returns it as a handle for C.
+pub fn into_raw<H: Opaque>(value: H::Target) -> *mut H {
+    Box::into_raw(Box::new(value)).cast()
+}
+
+/// Borrows the value behind a handle; `RSL_ERR_NULL_ARG` if it is NULL.
+///
+/// The C contract (stated on every function) is that a non-NULL handle came
+/// from the matching `_new` and has not been freed; that cannot be checked.
+pub fn borrow<'a, H: Opaque>(handle: *const H) -> Result<&'a H::Target> {
+    if handle.is_null() {
+        return Err(fail(RSL_ERR_NULL_ARG, format!("{} handle is NULL", H::NAME)));
+    }
+    // SAFETY: non-NULL, and by the C contract it points to a live
+    // `Box<H::Target>` made by `into_raw`; shared access is all we hand out.
+    Ok(unsafe { &*handle.cast::<H::Target>() })
+}
+
+/// Borrows the value behind a handle mutably (single-owner handles such as
+/// SPSC queue ends, whose functions are documented as not thread-safe).
+pub fn borrow_mut<'a, H: Opaque>(handle: *mut H) -> Result<&'a mut H::Target> {
+    if handle.is_null() {
+        return Err(fail(RSL_ERR_NULL_ARG, format!("{} handle is NULL", H::NAME)));
+    }
+    // SAFETY: non-NULL and live by the C contract; the function using this
+    // is documented as requiring exclusive use of the handle by one thread.
+    Ok(unsafe { &mut *handle.cast::<H::Target>() })
+}
+
+/// Frees a handle made by [`into_raw`]; NULL is a no-op.
+pub fn free<H: Opaque>(handle: *mut H) {
+    if handle.is_null() {
+        return;
+    }
+    // SAFETY: non-NULL and, by the C contract, made by `into_raw` and not yet
+    // freed; ownership returns to Rust exactly once here.
+    drop(unsafe { Box::from_raw(handle.cast::<H::Target>()) });
+}
+
+/// Writes `value` through an out-pointer; `RSL_ERR_NULL_ARG` if NULL.
+pub fn write<T>(out: *mut T, value: T, name: &str) -> Result {
+    if out.is_null() {
+        return Err(fail(RSL_ERR_NULL_ARG, format!("{name} is NULL")));
+    }
+    // SAFETY: non-NULL; the C contract is that it points to writable,
+    // properly aligned memory for a `T`. `write` does not drop the old bytes.
+    unsafe { out.write(value) };
+    Ok(())
+}
+
+/// Checks an out-pointer is non-NULL before any work is done, so outputs can
+/// be written only on success.
+pub fn require_out<T>(out: *mut T, name: &str) -> Result {
+    if out.is_null() {
+        return Err(fail(RSL_ERR_NULL_ARG, format!("{name} is NULL")));
+    }
+    Ok(())
+}
+
+/// Largest byte buffer accepted from C (keys, values, elements): 1 GiB.
+pub const RSL_MAX_BYTES: usize = 1 << 30;
+
+/// Borrows `len` bytes at `ptr`. NULL is accepted only with `len == 0`.
+pub fn bytes<'a>(ptr: *const u8, len: usize, name: &str) -> Result<&'a [u8]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(fail(RSL_ERR_NULL_ARG, format!("{name} is NULL with length {len}")));
+    }
+    if len > RSL_MAX_BYTES {
+        return Err(fail(RSL_ERR_TOO_LARGE, format!("{name} length {len} exceeds {RSL_MAX_BYTES}")));
+    }
+    // SAFETY: non-NULL, `len` <= 1 GiB (< isize::MAX), and by the C contract
+    // `ptr` points to `len` readable bytes that stay unchanged during the call.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Borrows a C array of `len` `T`s at `ptr` (NULL allowed only when empty).
+pub fn slice<'a, T>(ptr: *const T, len: usize, name: &str) -> Result<&'a [T]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(fail(RSL_ERR_NULL_ARG, format!("{name} is NULL with length {len}")));
+    }
+    if len > RSL_MAX_BYTES / std::mem::size_of::<T>().max(1) {
+        return Err(fail(RSL_ERR_TOO_LARGE, format!("{name} count {len} is too large")));
+    }
+    if !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
+        return Err(fail(crate::status::RSL_ERR_INVALID_ARG, format!("{name} is misaligned")));
+    }
+    // SAFETY: non-NULL, aligned, bounded size; by the C contract it points to
+    // `len` initialised `T`s that stay unchanged during the call.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Borrows a writable C array of `len` `T`s at `ptr` (NULL only when empty).
+pub fn slice_mut<'a, T>(ptr: *mut T, len: usize, name: &str) -> Result<&'a mut [T]> {
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    if ptr.is_null() {
+        return Err(fail(RSL_ERR_NULL_ARG, format!("{name} is NULL with length {len}")));
+    }
+    if len > RSL_MAX_BYTES / std::mem::size_of::<T>().max(1) {
+        return Err(fail(RSL_ERR_TOO_LARGE, format!("{name} count {len} is too large")));
+    }
+    if !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
+        return Err(fail(crate::status::RSL_ERR_INVALID_ARG, format!("{name} is misaligned")));
+    }
+    // SAFETY: non-NULL, aligned, bounded; by the C contract it points to `len`
+    // writable `T`s not accessed by anyone else during the call. Callers only
+    // write plain-old-data `T`s, so uninitialised input memory is fine.
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+}
+
+/// Copies `src` into the caller's buffer `dst` of capacity `cap`, writing the
+/// needed length to `len_out` either way. Returns `RSL_ERR_BUFFER_TOO_SMALL`
+/// (nothing copied) when `cap < src.len()`.
+pub fn copy_out(src: &[u8], dst: *mut u8, cap: usize, len_out: *mut usize) -> Result {
+    require_out(len_out, "len_out")?;
+    if cap < src.len() {
+        write(len_out, src.len(), "len_out")?;
+        return Err(fail(
+            crate::status::RSL_ERR_BUFFER_TOO_SMALL,
+            format!("buffer holds {cap} bytes, {} needed", src.len()),
+        ));
+    }
+    if !src.is_empty() {
+        let out = slice_mut(dst, src.len(), "buffer")?;
+        out.copy_from_slice(src);
+    }
+    write(len_out, src.len(), "len_out")
+}
+
+/// Maps a status to itself with a message (helper for `?` chains).
+pub fn status_with(status: rsl_status, msg: impl Into<String>) -> rsl_status {
+    fail(status, msg)
+}
