@@ -1,11 +1,15 @@
 //! # resilienced
 //!
 //! The libresilience engine served over RESP: every Redis client is a client.
-//! One shard per CPU, each pinned and driving its own io_uring, each owning a
-//! partition of the keyed state (cache entries, rate limiters, breakers,
-//! idempotency records); shards talk only through the runtime's mesh of SPSC
-//! rings.
 //!
-//! Modules: [`resp`] (request parser, reply encoder).
+//! - [`resp`]: the zero-copy request parser and the reply encoder.
+//! - [`command`]: the command table (names, arity, routing).
+//! - [`state`]: one shard's keyed state and the commands that act on it.
+//! - [`config`]: defaults, flags and the config file.
 
+pub mod command;
+pub mod config;
 pub mod resp;
+pub mod state;
+
+pub use config::Config;
