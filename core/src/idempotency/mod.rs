@@ -222,8 +222,8 @@ impl Limits {
     }
 }
 
-/// The answer of `begin`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The answer of `begin`. Equality compares response bytes.
+#[derive(Debug, Clone)]
 pub enum Begin {
     /// The caller owns the record and must `complete` or `abandon` it with
     /// `token` before the lease runs out.
@@ -248,6 +248,23 @@ pub enum Begin {
     /// The key is held by a record with a different fingerprint.
     Mismatch,
 }
+
+// By hand: loom's `Arc` has no `PartialEq`.
+impl PartialEq for Begin {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Begin::Started { token: a, takeover: x }, Begin::Started { token: b, takeover: y }) => {
+                a == b && x == y
+            }
+            (Begin::InProgress { retry_after: a }, Begin::InProgress { retry_after: b }) => a == b,
+            (Begin::Completed { response: a }, Begin::Completed { response: b }) => a[..] == b[..],
+            (Begin::Mismatch, Begin::Mismatch) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Begin {}
 
 impl Begin {
     /// The owner token, if started.
