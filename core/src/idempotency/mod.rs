@@ -493,7 +493,13 @@ impl<C: Clock> Store<C> {
 
     /// [`Store::begin_at`] at the clock's now.
     pub fn begin(&self, key: &[u8], fingerprint: &[u8], lease: Nanos) -> Result<Begin, Error> {
-        self.begin_at(key, fingerprint, lease, self.clock.now())
+        self.limits.check_begin(key, fingerprint, lease)?;
+        // The clock is read under the shard lock, so the times that one
+        // key's record sees never go backwards between racing callers (a
+        // lease can never look longer than it is).
+        let mut table = self.lock(self.shard_of(key));
+        let now = self.clock.now();
+        table.begin_at(key, fingerprint, lease, now)
     }
 
     /// Claims `key` for the request fingerprinted `fingerprint` with a lease
@@ -510,7 +516,13 @@ impl<C: Clock> Store<C> {
     /// [`Store::complete_at`] with the configured retention, at the clock's
     /// now.
     pub fn complete(&self, key: &[u8], token: Token, response: &[u8]) -> Result<(), Error> {
-        self.complete_at(key, token, response, self.limits.retention, self.clock.now())
+        let retention = self.limits.retention;
+        self.limits.check_complete(key, response.len(), retention)?;
+        let shared = crate::sync::arc_slice(response);
+        // As in `begin`: the clock is read under the shard lock.
+        let mut table = self.lock(self.shard_of(key));
+        let now = self.clock.now();
+        table.complete_shared(key, token, shared, retention, now)
     }
 
     /// Stores `response` for `key`, to be replayed until `now + retention`,
@@ -536,7 +548,10 @@ impl<C: Clock> Store<C> {
 
     /// [`Store::abandon_at`] at the clock's now.
     pub fn abandon(&self, key: &[u8], token: Token) -> Result<(), Error> {
-        self.abandon_at(key, token, self.clock.now())
+        self.limits.check_key(key)?;
+        let mut table = self.lock(self.shard_of(key));
+        let now = self.clock.now();
+        table.abandon_at(key, token, now)
     }
 
     /// Releases `key` if `token` owns its in-progress record, so that a
