@@ -9,6 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod breaker;
 mod cache;
+mod idempotency;
 mod limit;
 mod queue;
 
@@ -17,6 +18,7 @@ fn all(c: &mut Criterion) {
     limit::register(c);
     breaker::register(c);
     cache::register(c);
+    idempotency::register(c);
 }
 
 criterion_group! {

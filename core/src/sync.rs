@@ -30,6 +30,16 @@ pub use loom::sync::{
 #[cfg(resilience_loom)]
 pub use loom::thread;
 
+/// An `Arc<[T]>` holding a copy of `items`. loom's `Arc` cannot be built from
+/// a slice directly, so code that shares immutable byte buffers goes through
+/// this one function.
+pub fn arc_slice<T: Clone>(items: &[T]) -> Arc<[T]> {
+    #[cfg(not(resilience_loom))]
+    return Arc::from(items);
+    #[cfg(resilience_loom)]
+    return Arc::from_std(std::sync::Arc::from(items));
+}
+
 /// Spin-loop hint that loom understands (it yields to other modelled threads).
 #[inline]
 pub fn spin_loop() {
