@@ -43,6 +43,8 @@
 //! order on different threads: order them by [`Transition::generation`].
 
 mod config;
+#[doc(hidden)]
+pub mod model;
 mod registry;
 mod state;
 mod window;
