@@ -33,7 +33,7 @@ fn failsafe_consecutive() -> Consecutive {
 
 /// Runs `pair` `iters` times on each of two pinned threads at once; returns
 /// the mean wall time per pair per thread.
-fn two_threads(iters: u64, pair: &(impl Fn() + Sync)) -> Duration {
+fn two_threads(iters: u64, pair: &(impl Fn(u64) + Sync)) -> Duration {
     let barrier = std::sync::Barrier::new(2);
     let times: Vec<Duration> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..2)
@@ -43,8 +43,8 @@ fn two_threads(iters: u64, pair: &(impl Fn() + Sync)) -> Duration {
                     pin_to(i);
                     barrier.wait();
                     let start = Instant::now();
-                    for _ in 0..iters {
-                        pair();
+                    for k in 0..iters {
+                        pair(k);
                     }
                     start.elapsed()
                 })
@@ -91,6 +91,31 @@ pub fn register(c: &mut Criterion) {
                 f.on_success();
             })
         });
+        // One call in 64 fails: the window is never all-success, so every
+        // record goes through the ring (cursor, slot, aggregate).
+        g.bench_function("resilience_1_in_64_failed", |bench| {
+            let b = ours();
+            let mut k = 0u64;
+            bench.iter(|| {
+                k += 1;
+                let p = b.try_acquire().expect("closed");
+                black_box(if k % 64 == 0 { p.failure(CALL) } else { p.success(CALL) })
+            });
+            assert_eq!(b.state(), State::Closed);
+        });
+        g.bench_function("failsafe_default_1_in_64_failed", |bench| {
+            let f = failsafe::Config::new().build();
+            let mut k = 0u64;
+            bench.iter(|| {
+                k += 1;
+                assert!(f.is_call_permitted());
+                if k % 64 == 0 {
+                    f.on_error()
+                } else {
+                    f.on_success()
+                }
+            })
+        });
         g.bench_function("failsafe_consecutive", |bench| {
             let f = failsafe_consecutive();
             bench.iter(|| {
@@ -106,15 +131,25 @@ pub fn register(c: &mut Criterion) {
         let b = ours();
         g.bench_function(BenchmarkId::new("resilience", "shared"), |bench| {
             bench.iter_custom(|iters| {
-                two_threads(iters, &|| {
+                two_threads(iters, &|_| {
                     black_box(b.try_acquire().expect("closed").success(black_box(CALL)));
                 })
             })
         });
+        let mixed = ours();
+        g.bench_function(BenchmarkId::new("resilience_1_in_64_failed", "shared"), |bench| {
+            bench.iter_custom(|iters| {
+                two_threads(iters, &|k| {
+                    let p = mixed.try_acquire().expect("closed");
+                    black_box(if k % 64 == 0 { p.failure(CALL) } else { p.success(CALL) });
+                })
+            })
+        });
+        assert_eq!(mixed.state(), State::Closed);
         let f = failsafe::Config::new().build();
         g.bench_function(BenchmarkId::new("failsafe_default", "shared"), |bench| {
             bench.iter_custom(|iters| {
-                two_threads(iters, &|| {
+                two_threads(iters, &|_| {
                     assert!(f.is_call_permitted());
                     f.on_success();
                 })
@@ -123,7 +158,7 @@ pub fn register(c: &mut Criterion) {
         let f = failsafe_consecutive();
         g.bench_function(BenchmarkId::new("failsafe_consecutive", "shared"), |bench| {
             bench.iter_custom(|iters| {
-                two_threads(iters, &|| {
+                two_threads(iters, &|_| {
                     assert!(f.is_call_permitted());
                     f.on_success();
                 })

@@ -12,7 +12,8 @@
 //! `tag:10 | slow:18 | failed:18 | calls:18` that always equals the sum of
 //! the slots of its epoch (each slot change adds its difference with one CAS).
 //! A success that replaces a success of the same epoch changes nothing and
-//! costs one `fetch_add` on the cursor and one load.
+//! costs one `fetch_add` on the cursor and one load; a fast success into a
+//! full window of fast successes costs one load (no write at all).
 //!
 //! **Time-based** (the last N seconds): N one-second buckets of three
 //! counters (calls, failed, slow), each `valid:1 | epoch:8 | second:27 |
@@ -151,6 +152,14 @@ impl CountWindow {
 
     #[inline]
     pub(crate) fn record(&self, gen: u64, bits: u8) -> Write {
+        // A healthy window (full, every call a fast success) is unchanged by
+        // one more fast success, whichever slot it would replace: skip the
+        // cursor, so the common case writes nothing shared. If a failure is
+        // being recorded concurrently (slot written, aggregate not yet), this
+        // success orders before it, which the slots already agree with.
+        if bits == PRESENT && self.agg.load(Ordering::Acquire) == agg_fresh(gen) | self.size as u64 {
+            return Write::Unchanged;
+        }
         let epoch = gen & EPOCH_MASK;
         let new = (epoch << 8) | bits as u64;
         // The cursor wraps at 2^32: once per four billion calls one slot is
@@ -386,6 +395,24 @@ mod tests {
         assert_eq!(w.record(4, PRESENT | FAILED), Write::Changed(Counts { calls: 1, failed: 1, slow: 0 }));
         assert_eq!(w.record(1, PRESENT | FAILED), Write::Stale);
         assert_eq!(w.counts(4), Counts { calls: 1, failed: 1, slow: 0 });
+    }
+
+    #[test]
+    fn healthy_window_skips_the_cursor_but_still_slides() {
+        let w = CountWindow::new(2, 0);
+        w.record(0, PRESENT);
+        w.record(0, PRESENT);
+        let cursor = w.cursor.load(Ordering::Relaxed);
+        assert_eq!(w.record(0, PRESENT), Write::Unchanged);
+        assert_eq!(w.cursor.load(Ordering::Relaxed), cursor, "no write on the healthy path");
+        assert_eq!(w.record(0, PRESENT | FAILED), Write::Changed(Counts { calls: 2, failed: 1, slow: 0 }));
+        assert_eq!(w.record(0, PRESENT), Write::Unchanged, "replaced the other success");
+        assert_eq!(w.record(0, PRESENT), Write::Changed(Counts { calls: 2, failed: 0, slow: 0 }));
+        // A stale epoch never takes the shortcut.
+        w.reset(1);
+        w.record(1, PRESENT);
+        w.record(1, PRESENT);
+        assert_eq!(w.record(0, PRESENT), Write::Stale);
     }
 
     #[test]
