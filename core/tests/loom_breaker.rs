@@ -41,6 +41,40 @@ fn concurrent_failures_trip_exactly_once() {
     });
 }
 
+/// A failure and a success race into a full window of successes (the success
+/// may take the healthy-window shortcut): the window ends with exactly one
+/// failure, and its aggregate stays equal to its slots (two more successes
+/// empty it of failures).
+#[test]
+fn healthy_shortcut_races_with_a_failure() {
+    loom::model(|| {
+        let b = breaker(Config::default().count_window(2).minimum_calls(2).failure_rate_threshold(60.0));
+        for _ in 0..2 {
+            b.try_acquire_raw_at(SECOND).map(|p| b.record_raw(p, Outcome::Success, 0, SECOND)).unwrap();
+        }
+        let threads: Vec<_> = [Outcome::Failure, Outcome::Success]
+            .into_iter()
+            .map(|o| {
+                let b = b.clone();
+                thread::spawn(move || {
+                    let p = b.try_acquire_raw_at(SECOND).unwrap();
+                    b.record_raw(p, o, 0, SECOND)
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), Recorded::Counted);
+        }
+        let m = b.metrics_at(SECOND);
+        assert_eq!((m.state, m.calls, m.failed), (State::Closed, 2, 1));
+        for _ in 0..2 {
+            b.try_acquire_raw_at(SECOND).map(|p| b.record_raw(p, Outcome::Success, 0, SECOND)).unwrap();
+        }
+        let m = b.metrics_at(SECOND);
+        assert_eq!((m.calls, m.failed), (2, 0));
+    });
+}
+
 /// A call acquired while closed finishes while another thread trips the
 /// breaker and resets it: whatever the interleaving, the new closed window
 /// holds none of the old generation's results, and the state is consistent.

@@ -27,13 +27,38 @@
 //! half-open state whose probes never return is bounded by
 //! `max_wait_in_half_open` (and by the [`DropPolicy`] of dropped permits).
 //!
+//! # Example
+//!
+//! ```
+//! use resilience::breaker::{CircuitBreaker, Config, Outcome, State};
+//! use resilience::clock::MILLISECOND;
+//!
+//! let breaker = CircuitBreaker::new(
+//!     Config::default().count_window(10).minimum_calls(5).failure_rate_threshold(50.0),
+//! )
+//! .expect("valid config");
+//! for _ in 0..5 {
+//!     match breaker.try_acquire() {
+//!         // ... make the call, then say how it went and how long it took:
+//!         Ok(permit) => {
+//!             permit.record(Outcome::Failure, 3 * MILLISECOND);
+//!         }
+//!         Err(rejected) => println!("not now: retry in {} ns", rejected.retry_after),
+//!     }
+//! }
+//! assert_eq!(breaker.state(), State::Open);
+//! // Or let the breaker run and classify the call:
+//! let r = breaker.call(|| Ok::<_, std::io::Error>(42));
+//! assert!(r.is_err(), "rejected while open");
+//! ```
+//!
 //! # Concurrency
 //!
 //! The state and generation live in one atomic word. In the closed state
 //! `try_acquire` is one atomic load; recording a result updates the window
-//! with atomics only (see [`window`](self) internals: an epoch-tagged ring of
-//! outcome slots with an aggregate word, or epoch-tagged per-second
-//! counters). The half-open probe budget is one atomic word (a CAS never
+//! with atomics only (an epoch-tagged ring of outcome slots with one
+//! aggregate word, or epoch-tagged per-second counters); a fast success into
+//! a full window of fast successes writes nothing at all. The half-open probe budget is one atomic word (a CAS never
 //! issues more probes than permitted). Transitions are rare and run under a
 //! small mutex that no hot path takes; they publish the new state with one
 //! release store after resetting the window, so no thread ever sees a new
@@ -744,7 +769,9 @@ impl<C: Clock> CircuitBreaker<C> {
     }
 }
 
-/// Permission to make one call, from [`CircuitBreaker::try_acquire`]. Give
+/// Permission to make one call, from [`CircuitBreaker::try_acquire`]. It
+/// borrows the breaker; to carry a permit elsewhere (an async task, another
+/// thread), turn it into a [`RawPermit`] with [`Permit::into_raw`]. Give
 /// the result with [`success`](Permit::success), [`failure`](Permit::failure),
 /// [`ignore`](Permit::ignore) or [`record`](Permit::record). A permit dropped
 /// without a result counts as the breaker's [`DropPolicy`] says (by default,
