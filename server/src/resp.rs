@@ -83,7 +83,7 @@ pub enum ProtocolError {
     InvalidBulkLength,
     /// An array element that is not a bulk string (`$`); carries the byte found.
     ExpectedBulk(u8),
-    /// A count line without its `\r\n` after [`MAX_COUNT_LINE`] bytes.
+    /// A count line without its `\r\n` after 32 bytes.
     TooBigCountLine,
     /// A bulk string not followed by `\r\n`.
     MissingBulkTerminator,

@@ -5,17 +5,21 @@
 //! `RefCell`s. `exec` runs one command (its name already resolved to an
 //! [`Op`], its arguments after the name as [`Span`]s) and writes the reply.
 //!
-//! INTERIM: the stores below are small stand-ins kept behind this one file
-//! while the core primitives (cache table, keyed limiter, breaker registry,
-//! idempotency table) are merged; swapping them in changes only this file.
+//! Breakers are a [`breaker::Registry`] and idempotency records an
+//! [`idempotency::Table`], one per shard. INTERIM: the cache and the
+//! `CL.THROTTLE` buckets below are small stand-ins kept behind this file until
+//! the core's cache table and keyed limiter are merged; swapping them in
+//! changes only this file.
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
+use resilience::breaker::{self, Outcome, RawPermit, Recorded, SlidingWindow};
 use resilience::clock::{self, Nanos, MILLISECOND, SECOND};
 use resilience::hash::SeededState;
+use resilience::idempotency::{self, Begin};
 
 use crate::command::{parse_i64, Op};
 use crate::config::Config;
@@ -169,9 +173,10 @@ pub struct ShardState {
     /// `CL.THROTTLE` theoretical arrival times (interim).
     throttle: RefCell<HashMap<Box<[u8]>, Nanos, SeededState>>,
     max_throttle_keys: usize,
-    breakers: RefCell<HashMap<Box<[u8]>, Breaker, SeededState>>,
-    max_breakers: usize,
-    idem: RefCell<Idem>,
+    breakers: breaker::Registry,
+    idem: RefCell<idempotency::Table>,
+    idem_cfg: idempotency::Config,
+    idem_retention: Nanos,
     /// Counters for `INFO`.
     pub stats: ShardStats,
 }
@@ -183,6 +188,12 @@ impl ShardState {
         if budget < 4096 {
             return Err(format!("maxmemory {} is too small for {shards} shards", cfg.maxmemory));
         }
+        let idem_cfg = idempotency::Config {
+            max_bytes: cfg.idem_max_bytes / shards.max(1),
+            retention: clock::nanos(cfg.idem_retention).max(1),
+            ..idempotency::Config::default()
+        };
+        let idem = idempotency::Table::new(&idem_cfg).map_err(|e| format!("idempotency: {e}"))?;
         Ok(Self {
             shard,
             kv: RefCell::new(Kv {
@@ -193,20 +204,15 @@ impl ShardState {
             }),
             throttle: RefCell::new(HashMap::with_hasher(SeededState::new())),
             max_throttle_keys: cfg.max_throttle_keys,
-            breakers: RefCell::new(HashMap::with_hasher(SeededState::new())),
-            max_breakers: cfg.max_breakers,
-            idem: RefCell::new(Idem {
-                map: HashMap::with_hasher(SeededState::new()),
-                used: 0,
-                budget: cfg.idem_max_bytes / shards.max(1),
-                retention: clock::nanos(cfg.idem_retention),
-                next_token: (shard as u64) << 48 | 1,
-            }),
+            breakers: breaker::Registry::new(cfg.max_breakers.max(1)),
+            idem: RefCell::new(idem),
+            idem_retention: idem_cfg.retention,
+            idem_cfg,
             stats: ShardStats::default(),
         })
     }
 
-    /// Periodic work: sweeps expired entries.
+    /// Periodic work: sweeps expired entries and records.
     pub fn tick(&self) {
         let now = clock::now();
         self.kv.borrow_mut().sweep(now, 1000, &self.stats);
@@ -215,7 +221,7 @@ impl ShardState {
             t.retain(|_, tat| *tat > now);
         }
         drop(t);
-        self.idem.borrow_mut().map.retain(|_, r| r.until > now);
+        self.idem.borrow_mut().sweep_expired_at(now, 4096);
     }
 
     /// Runs `op` with `args` (those after the command name, spans of `buf`)
@@ -228,6 +234,7 @@ impl ShardState {
                 None => Encoder::null(out.buf(), proto),
             },
             Op::Set => self.set(buf, args, now, proto, out),
+            Op::IdemBegin => self.idem_begin(buf, args, now, out),
             _ => self.exec_small(op, buf, args, now, proto, out.buf()),
         }
     }
@@ -271,10 +278,12 @@ impl ShardState {
                 kv.deadlines.clear();
                 kv.used = 0;
                 self.throttle.borrow_mut().clear();
-                self.breakers.borrow_mut().clear();
-                let mut idem = self.idem.borrow_mut();
-                idem.map.clear();
-                idem.used = 0;
+                for name in self.breakers.names() {
+                    self.breakers.remove(&name);
+                }
+                if let Ok(t) = idempotency::Table::new(&self.idem_cfg) {
+                    *self.idem.borrow_mut() = t;
+                }
                 Encoder::ok(out);
             }
             Op::Info => Encoder::bulk(out, self.info().as_bytes()),
@@ -282,7 +291,7 @@ impl ShardState {
             Op::BreakerAcquire | Op::BreakerRecord | Op::BreakerState | Op::BreakerConfig => {
                 self.breaker(op, buf, args, now, proto, out)
             }
-            Op::IdemBegin | Op::IdemComplete | Op::IdemAbandon => self.idem(op, buf, args, now, out),
+            Op::IdemComplete | Op::IdemAbandon => self.idem_finish(op, buf, args, now, out),
             _ => Encoder::error(out, "ERR internal: command routed to a shard"),
         }
     }
@@ -290,10 +299,12 @@ impl ShardState {
     fn info(&self) -> String {
         let kv = self.kv.borrow();
         let s = &self.stats;
+        let idem = self.idem.borrow().stats();
         format!(
             "# Shard {}\r\nops:{}\r\nconnections:{}\r\nkeys:{}\r\nused_memory:{}\r\nmaxmemory:{}\r\nevictions:{}\r\n\
              expired_keys:{}\r\nrejections:{}\r\nthrottle_keys:{}\r\nthrottle_allowed:{}\r\nthrottle_limited:{}\r\n\
-             breakers:{}\r\nidempotency_records:{}\r\nidempotency_bytes:{}\r\n\r\n",
+             breakers:{}\r\nidempotency_records:{}\r\nidempotency_in_progress:{}\r\nidempotency_bytes:{}\r\n\
+             idempotency_full:{}\r\n\r\n",
             self.shard,
             s.ops.get(),
             s.connections.get(),
@@ -306,9 +317,11 @@ impl ShardState {
             self.throttle.borrow().len(),
             s.throttle_allowed.get(),
             s.throttle_limited.get(),
-            self.breakers.borrow().len(),
-            self.idem.borrow().map.len(),
-            self.idem.borrow().used,
+            self.breakers.len(),
+            idem.records,
+            idem.in_progress_records,
+            idem.bytes_used,
+            idem.full,
         )
     }
 
@@ -504,288 +517,210 @@ impl ShardState {
 
     fn breaker(&self, op: Op, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, out: &mut Vec<u8>) {
         let key = args[0].of(buf);
-        let mut breakers = self.breakers.borrow_mut();
-        if !breakers.contains_key(key) {
-            if breakers.len() >= self.max_breakers {
-                bump(&self.stats.rejections);
-                return Encoder::error(out, "FULL too many circuit breakers on this shard");
-            }
-            breakers.insert(key.into(), Breaker::new(BreakerConfig::default()));
+        if op == Op::BreakerConfig {
+            return self.breaker_config(buf, args, out);
         }
-        let Some(b) = breakers.get_mut(key) else { return };
-        b.refresh(now);
+        let b = match self.breakers.get_or_create(key, &breaker::Config::default()) {
+            Ok(b) => b,
+            Err(e) => {
+                bump(&self.stats.rejections);
+                return Encoder::error(out, &format!("FULL {e}"));
+            }
+        };
         match op {
             Op::BreakerAcquire => {
-                let (allowed, retry_ms) = b.acquire(now);
+                let (allowed, generation, retry_ms) = match b.try_acquire_raw_at(now) {
+                    Ok(p) => (1, p.generation, 0),
+                    Err(r) => (
+                        0,
+                        b.generation(),
+                        if r.retry_after == u64::MAX {
+                            -1
+                        } else {
+                            r.retry_after.div_ceil(MILLISECOND) as i64
+                        },
+                    ),
+                };
                 Encoder::array(out, 4);
-                Encoder::int(out, allowed as i64);
-                Encoder::bulk(out, b.state.name().as_bytes());
-                Encoder::int(out, b.generation as i64);
+                Encoder::int(out, allowed);
+                Encoder::bulk(out, b.state().name().as_bytes());
+                Encoder::int(out, generation as i64);
                 Encoder::int(out, retry_ms);
             }
             Op::BreakerRecord => {
-                let Some(gen) = parse_i64(args[1].of(buf)).filter(|g| *g >= 0) else {
+                let Some(generation) = parse_i64(args[1].of(buf)).filter(|g| *g >= 0) else {
                     return Encoder::error(out, "ERR generation is not a non-negative integer");
                 };
-                let ok = match args[2].of(buf).to_ascii_lowercase().as_slice() {
-                    b"success" | b"ok" => true,
-                    b"failure" | b"fail" | b"error" => false,
-                    _ => return Encoder::error(out, "ERR outcome must be success or failure"),
+                let outcome = match args[2].of(buf).to_ascii_lowercase().as_slice() {
+                    b"success" | b"ok" => Outcome::Success,
+                    b"failure" | b"fail" | b"error" => Outcome::Failure,
+                    b"ignore" | b"ignored" => Outcome::Ignored,
+                    _ => return Encoder::error(out, "ERR outcome must be success, failure or ignore"),
                 };
-                let counted = b.record(gen as u64, ok, now);
-                Encoder::array(out, 2);
-                Encoder::int(out, counted as i64);
-                Encoder::bulk(out, b.state.name().as_bytes());
-            }
-            Op::BreakerState => {
-                Encoder::map(out, 5, proto);
-                Encoder::bulk(out, b"state");
-                Encoder::bulk(out, b.state.name().as_bytes());
-                Encoder::bulk(out, b"generation");
-                Encoder::int(out, b.generation as i64);
-                Encoder::bulk(out, b"calls");
-                Encoder::int(out, b.window.len() as i64);
-                Encoder::bulk(out, b"failures");
-                Encoder::int(out, b.window.iter().filter(|ok| !**ok).count() as i64);
-                Encoder::bulk(out, b"half_open_permits");
-                Encoder::int(out, b.probes_in_flight as i64);
-            }
-            _ => {
-                let mut cfg = b.cfg;
-                let mut i = 1;
-                while i + 1 < args.len() {
-                    let Some(v) = parse_i64(args[i + 1].of(buf)).filter(|v| *v > 0) else {
-                        return Encoder::error(out, "ERR breaker settings must be positive integers");
-                    };
-                    match args[i].of(buf).to_ascii_lowercase().as_slice() {
-                        b"failure_rate" if v <= 100 => cfg.failure_rate = v as u32,
-                        b"minimum_calls" => cfg.minimum_calls = v as usize,
-                        b"window" if v <= 10_000 => cfg.window = v as usize,
-                        b"open_ms" => cfg.open_ns = (v as u64).saturating_mul(MILLISECOND),
-                        b"half_open_calls" => cfg.half_open_calls = v as u32,
-                        _ => return Encoder::error(out, "ERR unknown or out-of-range breaker setting"),
+                let duration = match args.get(3).map(|a| parse_i64(a.of(buf))) {
+                    None => 0,
+                    Some(Some(ms)) if ms >= 0 => (ms as u64).saturating_mul(MILLISECOND),
+                    Some(_) => {
+                        return Encoder::error(
+                            out,
+                            "ERR duration must be a non-negative number of milliseconds",
+                        )
                     }
-                    i += 2;
-                }
-                if i != args.len() {
+                };
+                if args.len() > 4 {
                     return Encoder::error(out, "ERR syntax error");
                 }
-                b.cfg = cfg;
-                Encoder::ok(out);
+                let r = b.record_raw(RawPermit { generation: generation as u64 }, outcome, duration, now);
+                Encoder::array(out, 2);
+                Encoder::bulk(
+                    out,
+                    match r {
+                        Recorded::Counted => b"counted",
+                        Recorded::Ignored => b"ignored",
+                        Recorded::Stale => b"stale",
+                    },
+                );
+                Encoder::bulk(out, b.state().name().as_bytes());
+            }
+            _ => {
+                let m = b.metrics_at(now);
+                let rate = |r: Option<f32>| r.map_or_else(|| "-1".to_string(), |r| format!("{r:.2}"));
+                Encoder::map(out, 8, proto);
+                Encoder::bulk(out, b"state");
+                Encoder::bulk(out, m.state.name().as_bytes());
+                Encoder::bulk(out, b"generation");
+                Encoder::int(out, m.generation as i64);
+                Encoder::bulk(out, b"calls");
+                Encoder::int(out, m.calls as i64);
+                Encoder::bulk(out, b"failed");
+                Encoder::int(out, m.failed as i64);
+                Encoder::bulk(out, b"slow");
+                Encoder::int(out, m.slow as i64);
+                Encoder::bulk(out, b"failure_rate");
+                Encoder::bulk(out, rate(m.failure_rate).as_bytes());
+                Encoder::bulk(out, b"slow_call_rate");
+                Encoder::bulk(out, rate(m.slow_call_rate).as_bytes());
+                Encoder::bulk(out, b"not_permitted");
+                Encoder::int(out, m.not_permitted as i64);
             }
         }
     }
 
-    fn idem(&self, op: Op, buf: &[u8], args: &[Span], now: Nanos, out: &mut Vec<u8>) {
+    /// `BREAKER.CONFIG key [field value ...]`: (re)creates the breaker with
+    /// Resilience4j's defaults changed by the fields given.
+    fn breaker_config(&self, buf: &[u8], args: &[Span], out: &mut Vec<u8>) {
+        let mut cfg = breaker::Config::default();
+        let mut i = 1;
+        while i + 1 < args.len() {
+            let v = args[i + 1].of(buf);
+            let num = |v: &[u8]| {
+                std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+            };
+            let Some(x) = num(v) else {
+                return Encoder::error(out, "ERR breaker settings must be non-negative numbers");
+            };
+            let ms = (x * MILLISECOND as f64) as u64;
+            match args[i].of(buf).to_ascii_lowercase().as_slice() {
+                b"failure_rate" => cfg.failure_rate_threshold = x as f32,
+                b"slow_call_rate" => cfg.slow_call_rate_threshold = x as f32,
+                b"slow_call_ms" => cfg.slow_call_duration_threshold = ms,
+                b"window" => cfg.sliding_window = SlidingWindow::CountBased { size: x as u32 },
+                b"window_seconds" => cfg.sliding_window = SlidingWindow::TimeBased { seconds: x as u32 },
+                b"minimum_calls" => cfg.minimum_calls = x as u32,
+                b"open_ms" => cfg.wait_in_open = ms,
+                b"half_open_calls" => cfg.permitted_calls_in_half_open = x as u32,
+                b"half_open_max_ms" => cfg.max_wait_in_half_open = ms,
+                other => {
+                    let msg = format!("ERR unknown breaker setting '{}'", String::from_utf8_lossy(other));
+                    return Encoder::error(out, &msg);
+                }
+            }
+            i += 2;
+        }
+        if i != args.len() {
+            return Encoder::error(out, "ERR syntax error");
+        }
+        if let Err(e) = cfg.validate() {
+            return Encoder::error(out, &format!("ERR {e}"));
+        }
+        let key = args[0].of(buf);
+        let old = self.breakers.remove(key);
+        match self.breakers.get_or_create(key, &cfg) {
+            Ok(_) => Encoder::ok(out),
+            Err(e) => {
+                // Put the old breaker's name back with its config if we can.
+                if let Some(old) = old {
+                    let _ = self.breakers.get_or_create(key, old.config());
+                }
+                bump(&self.stats.rejections);
+                Encoder::error(out, &format!("FULL {e}"))
+            }
+        }
+    }
+
+    /// `IDEM.BEGIN key fingerprint lease_ms`.
+    fn idem_begin(&self, buf: &[u8], args: &[Span], now: Nanos, sink: &mut impl Sink) {
+        let out = sink.buf();
+        let Some(lease_ms) = parse_i64(args[2].of(buf)).filter(|v| *v > 0) else {
+            return Encoder::error(out, "ERR lease must be a positive number of milliseconds");
+        };
+        let lease = (lease_ms as u64).saturating_mul(MILLISECOND);
+        let r = self.idem.borrow_mut().begin_at(args[0].of(buf), args[1].of(buf), lease, now);
+        match r {
+            Ok(Begin::Started { token, takeover }) => {
+                Encoder::array(out, 3);
+                Encoder::bulk(out, b"started");
+                Encoder::bulk(out, token.to_string().as_bytes());
+                Encoder::int(out, takeover as i64);
+            }
+            Ok(Begin::InProgress { retry_after }) => {
+                Encoder::array(out, 2);
+                Encoder::bulk(out, b"in_progress");
+                Encoder::int(out, retry_after.div_ceil(MILLISECOND) as i64);
+            }
+            Ok(Begin::Completed { response }) => {
+                Encoder::array(out, 2);
+                Encoder::bulk(out, b"completed");
+                sink.value(&response);
+            }
+            Ok(Begin::Mismatch) => {
+                Encoder::array(out, 1);
+                Encoder::bulk(out, b"mismatch");
+            }
+            Err(e) => idem_error(out, &self.stats, e),
+        }
+    }
+
+    /// `IDEM.COMPLETE key token response` and `IDEM.ABANDON key token`.
+    fn idem_finish(&self, op: Op, buf: &[u8], args: &[Span], now: Nanos, out: &mut Vec<u8>) {
+        let Some(token) = std::str::from_utf8(args[1].of(buf)).ok().and_then(|s| s.parse::<u64>().ok())
+        else {
+            return Encoder::error(out, "ERR token is not an unsigned integer");
+        };
         let key = args[0].of(buf);
         let mut idem = self.idem.borrow_mut();
-        if let Some(r) = idem.map.get(key) {
-            if r.until <= now {
-                idem.remove(key);
-            }
-        }
-        match op {
-            Op::IdemBegin => {
-                let fp = args[1].of(buf);
-                let Some(lease_ms) = parse_i64(args[2].of(buf)).filter(|v| *v > 0) else {
-                    return Encoder::error(out, "ERR lease must be a positive number of milliseconds");
-                };
-                if let Some(r) = idem.map.get(key) {
-                    if *r.fingerprint != *fp {
-                        Encoder::array(out, 1);
-                        return Encoder::bulk(out, b"mismatch");
-                    }
-                    match &r.response {
-                        Some(resp) => {
-                            Encoder::array(out, 2);
-                            Encoder::bulk(out, b"completed");
-                            return Encoder::bulk(out, resp);
-                        }
-                        None => {
-                            Encoder::array(out, 2);
-                            Encoder::bulk(out, b"in_progress");
-                            return Encoder::int(out, ((r.until - now).div_ceil(MILLISECOND)) as i64);
-                        }
-                    }
-                }
-                let cost = key.len() + fp.len() + IDEM_OVERHEAD;
-                if idem.used + cost > idem.budget {
-                    bump(&self.stats.rejections);
-                    return Encoder::error(out, "FULL idempotency store is full");
-                }
-                let token = idem.next_token;
-                idem.next_token += 1;
-                let until = now.saturating_add((lease_ms as u64).saturating_mul(MILLISECOND));
-                idem.used += cost;
-                idem.map
-                    .insert(key.into(), IdemRecord { fingerprint: fp.into(), token, response: None, until });
-                Encoder::array(out, 2);
-                Encoder::bulk(out, b"started");
-                Encoder::int(out, token as i64);
-            }
-            Op::IdemComplete | Op::IdemAbandon => {
-                let Some(token) = parse_i64(args[1].of(buf)) else {
-                    return Encoder::error(out, "ERR token is not an integer");
-                };
-                let retention = idem.retention;
-                let Some(r) = idem.map.get_mut(key) else { return Encoder::error(out, "ERR no such record") };
-                if r.token != token as u64 || r.response.is_some() {
-                    return Encoder::error(out, "ERR not the owner of this record");
-                }
-                if op == Op::IdemAbandon {
-                    idem.remove(key);
-                } else {
-                    let resp = args[2].of(buf);
-                    r.response = Some(resp.into());
-                    r.until = now.saturating_add(retention);
-                    idem.used += resp.len();
-                }
-                Encoder::ok(out);
-            }
-            _ => {}
+        let r = if op == Op::IdemComplete {
+            idem.complete_at(key, token, args[2].of(buf), self.idem_retention, now)
+        } else {
+            idem.abandon_at(key, token, now)
+        };
+        match r {
+            Ok(()) => Encoder::ok(out),
+            Err(e) => idem_error(out, &self.stats, e),
         }
     }
 }
 
-const IDEM_OVERHEAD: usize = 96;
-
-struct IdemRecord {
-    fingerprint: Box<[u8]>,
-    token: u64,
-    response: Option<Box<[u8]>>,
-    /// Lease end (in progress) or retention end (completed).
-    until: Nanos,
-}
-
-struct Idem {
-    map: HashMap<Box<[u8]>, IdemRecord, SeededState>,
-    used: usize,
-    budget: usize,
-    retention: Nanos,
-    next_token: u64,
-}
-
-impl Idem {
-    fn remove(&mut self, key: &[u8]) {
-        if let Some(r) = self.map.remove(key) {
-            let cost = key.len() + r.fingerprint.len() + IDEM_OVERHEAD + r.response.map_or(0, |v| v.len());
-            self.used = self.used.saturating_sub(cost);
+fn idem_error(out: &mut Vec<u8>, stats: &ShardStats, e: idempotency::Error) {
+    let msg = match e {
+        idempotency::Error::Full => {
+            bump(&stats.rejections);
+            format!("FULL {e}")
         }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BreakerState {
-    Closed,
-    Open { until: Nanos },
-    HalfOpen,
-}
-
-impl BreakerState {
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Closed => "closed",
-            Self::Open { .. } => "open",
-            Self::HalfOpen => "half_open",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct BreakerConfig {
-    failure_rate: u32,
-    minimum_calls: usize,
-    window: usize,
-    open_ns: Nanos,
-    half_open_calls: u32,
-}
-
-impl Default for BreakerConfig {
-    fn default() -> Self {
-        Self { failure_rate: 50, minimum_calls: 10, window: 100, open_ns: 10 * SECOND, half_open_calls: 1 }
-    }
-}
-
-/// A count-based circuit breaker (interim).
-struct Breaker {
-    cfg: BreakerConfig,
-    state: BreakerState,
-    generation: u64,
-    window: std::collections::VecDeque<bool>,
-    probes_in_flight: u32,
-    probes_ok: u32,
-}
-
-impl Breaker {
-    fn new(cfg: BreakerConfig) -> Self {
-        Self {
-            cfg,
-            state: BreakerState::Closed,
-            generation: 0,
-            window: Default::default(),
-            probes_in_flight: 0,
-            probes_ok: 0,
-        }
-    }
-
-    fn go(&mut self, to: BreakerState) {
-        self.state = to;
-        self.generation += 1;
-        self.window.clear();
-        self.probes_in_flight = 0;
-        self.probes_ok = 0;
-    }
-
-    fn refresh(&mut self, now: Nanos) {
-        if let BreakerState::Open { until } = self.state {
-            if now >= until {
-                self.go(BreakerState::HalfOpen);
-            }
-        }
-    }
-
-    fn acquire(&mut self, now: Nanos) -> (bool, i64) {
-        match self.state {
-            BreakerState::Closed => (true, 0),
-            BreakerState::Open { until } => (false, (until - now).div_ceil(MILLISECOND) as i64),
-            BreakerState::HalfOpen if self.probes_in_flight < self.cfg.half_open_calls => {
-                self.probes_in_flight += 1;
-                (true, 0)
-            }
-            BreakerState::HalfOpen => (false, -1),
-        }
-    }
-
-    /// Counts an outcome for permit generation `gen`; false if stale.
-    fn record(&mut self, gen: u64, ok: bool, now: Nanos) -> bool {
-        if gen != self.generation {
-            return false;
-        }
-        match self.state {
-            BreakerState::Closed => {
-                self.window.push_back(ok);
-                while self.window.len() > self.cfg.window {
-                    self.window.pop_front();
-                }
-                let fails = self.window.iter().filter(|o| !**o).count();
-                if self.window.len() >= self.cfg.minimum_calls
-                    && fails * 100 >= self.cfg.failure_rate as usize * self.window.len()
-                {
-                    self.go(BreakerState::Open { until: now.saturating_add(self.cfg.open_ns) });
-                }
-            }
-            BreakerState::HalfOpen => {
-                if !ok {
-                    self.go(BreakerState::Open { until: now.saturating_add(self.cfg.open_ns) });
-                } else {
-                    self.probes_ok += 1;
-                    if self.probes_ok >= self.cfg.half_open_calls {
-                        self.go(BreakerState::Closed);
-                    }
-                }
-            }
-            BreakerState::Open { .. } => return false,
-        }
-        true
-    }
+        _ => format!("ERR {e}"),
+    };
+    Encoder::error(out, &msg);
 }
