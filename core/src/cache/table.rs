@@ -34,16 +34,17 @@
 //!
 //! Beyond key and value: 1 control byte + 16 bytes of [`Meta`] (+ padding of
 //! the slot to the key/value alignment), divided by the 80% load of a full
-//! table, + 3.6 bytes of ghost (4 bytes per main-queue entry). For `u64`
-//! keys: 25.3 bytes with `u64` values (slot 32 bytes), 27.3 bytes with 16-byte
-//! values (slot 40 bytes); tests check it with `size_of`.
+//! table, + 2 bytes of ghost (4 bytes per two main-queue entries). For `u64`
+//! keys: 27.2 bytes with `u64` values (slot 32 bytes), 29.2 bytes with
+//! 16-byte values (slot 40 bytes); tests check it with `size_of` and by
+//! measuring a full table.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 
-use super::eviction::{Ghost, List, Meta, MetaStore, Queue, NIL, PROMOTE_FREQ, SMALL_PERCENT};
+use super::eviction::{Ghost, List, Meta, MetaStore, Queue, GHOST_DIVISOR, NIL, PROMOTE_FREQ, SMALL_PERCENT};
 use super::group::{self, CtrlGroup, Group, GroupOps, DELETED, EMPTY, WIDTH};
 use super::ttl::{TimeSource, NEVER};
 use super::weigher::{CapacityError, Limits, Weigher, MAX_BUCKETS, MAX_ENTRIES};
@@ -66,10 +67,10 @@ pub const fn slot_size<K, V>() -> usize {
 
 /// Memory a full bounded table spends per entry beyond `size_of::<K>() +
 /// size_of::<V>()`, in bytes: control byte and slot at 80% load, plus the
-/// ghost's 4 bytes per main-queue entry (90% of the entries).
+/// ghost's 4 bytes per two main-queue entries (99% of the entries).
 pub fn overhead_per_entry<K, V>() -> f64 {
     (1 + slot_size::<K, V>()) as f64 / 0.8 - (std::mem::size_of::<K>() + std::mem::size_of::<V>()) as f64
-        + 4.0 * 0.9
+        + 4.0 * 0.99 / GHOST_DIVISOR as f64
 }
 
 /// Counters of what a table (or a whole cache) did.
@@ -655,7 +656,7 @@ where
 
     fn ghost_target(&self) -> usize {
         let entries = if self.bounded_count { self.count_limit } else { usable(self.ctrl.len()) };
-        entries.saturating_sub(self.small_count_target).max(1)
+        (entries.saturating_sub(self.small_count_target) / GHOST_DIVISOR).max(1)
     }
 
     /// Removes one entry by the S3-FIFO rules (see [`super::eviction`]).
