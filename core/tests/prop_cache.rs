@@ -315,7 +315,9 @@ fn eviction_matches_reference<G: GroupOps>(rng: &mut Rng) {
         assert_eq!(t.len(), m.map.len(), "step {step}: len");
         assert!(t.len() <= cap);
         assert_eq!(t.weight(), m.weight, "step {step}: weight");
-        assert!(wlimit.is_none_or(|w| t.weight() <= w));
+        if let Some(w) = wlimit {
+            assert!(t.weight() <= w);
+        }
         assert_eq!(t.queue_lengths(), (m.small.len(), m.main.len()), "step {step}: queues");
         for (k, e) in &m.map {
             assert_eq!(t.policy_state(k), Some((e.q, e.freq)), "step {step}: key {k}");
@@ -398,7 +400,7 @@ fn sweep_is_bounded() {
     clock.advance(2 * SECOND);
     assert_eq!(cache.sweep_expired(10), 10, "removes at most max per call");
     let mut total = 10;
-    while cache.len() > 0 {
+    while !cache.is_empty() {
         total += cache.sweep_expired(100);
     }
     assert_eq!(total, 5_000);

@@ -28,7 +28,7 @@
 //! // Byte keys looked up by slice.
 //! let bytes: Cache<Box<[u8]>, Box<[u8]>> = Cache::builder()
 //!     .max_weight(1 << 20)
-//!     .weigher(|k, v| (k.len() + v.len()) as u64)
+//!     .weigher(|k: &Box<[u8]>, v: &Box<[u8]>| (k.len() + v.len()) as u64)
 //!     .build()
 //!     .expect("valid limits");
 //! bytes.insert(b"k".to_vec().into(), b"v".to_vec().into());
