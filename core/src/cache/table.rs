@@ -335,7 +335,7 @@ where
     #[inline(always)]
     fn weigh(weigher: Option<Weigher<K, V>>, key: &K, value: &V) -> u64 {
         match weigher {
-            Some(f) => f(key, value),
+            Some(f) => f(key, value).max(1),
             None => 1,
         }
     }

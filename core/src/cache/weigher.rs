@@ -4,6 +4,9 @@
 //! weight comes from a [`Weigher`], a plain function of key and value (the C
 //! ABI uses `key.len() + value.len()`); without one every entry weighs 1.
 //!
+//! A weight below 1 counts as 1, so that a table bounded only by weight is
+//! still bounded in entries.
+//!
 //! The weigher is called when an entry is inserted and again when it is
 //! removed, evicted or moved between queues, instead of storing the weight in
 //! every entry (that would cost 8 bytes per entry). It must therefore be a
