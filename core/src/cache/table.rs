@@ -23,9 +23,10 @@
 //!
 //! The first group of a key is `fastrange(low 32 bits of hash, groups)`, so
 //! the group count need not be a power of two and a bounded table is sized
-//! to its limit: `ceil(1.25 * max_entries / 16)` groups (80% load when
-//! full). Probing moves to the next group (wrapping) until a group has an
-//! EMPTY byte. Buckets freed in a group that still has an EMPTY byte become
+//! to its limit: `ceil(1.25 * max_entries / 16)` groups rounded up to a
+//! prime (80% load when full). Probing steps by a per-key stride from the
+//! hash (double hashing; a prime group count makes every stride visit every
+//! group) until a group has an EMPTY byte. Buckets freed in a group that still has an EMPTY byte become
 //! EMPTY again; otherwise they become tombstones, reused by later inserts
 //! and cleared when the table is rebuilt (at 87.5% occupancy including
 //! tombstones). A table grows by doubling up to its final size.
@@ -47,7 +48,7 @@ use std::mem::MaybeUninit;
 use super::eviction::{Ghost, List, Meta, MetaStore, Queue, GHOST_DIVISOR, NIL, PROMOTE_FREQ, SMALL_PERCENT};
 use super::group::{self, CtrlGroup, Group, GroupOps, DELETED, EMPTY, WIDTH};
 use super::ttl::{TimeSource, NEVER};
-use super::weigher::{CapacityError, Limits, Weigher, MAX_BUCKETS, MAX_ENTRIES};
+use super::weigher::{CapacityError, Limits, Weigher, MAX_ENTRIES};
 use crate::clock::Nanos;
 use crate::hash::SeededState;
 
@@ -174,10 +175,51 @@ const fn usable(groups: usize) -> usize {
     groups * WIDTH / 8 * 7
 }
 
+/// Largest group count (a prime, like every count above 1).
+const MAX_GROUPS: usize = 67_108_859; // the largest prime below 2^26
+
+/// The smallest prime >= `n` (group counts are prime so that every probe
+/// stride visits every group).
+fn next_prime(n: usize) -> usize {
+    let is_prime = |n: usize| n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0);
+    (n.max(2)..).find(|&p| is_prime(p)).unwrap_or(MAX_GROUPS)
+}
+
 /// Groups a table bounded to `max_entries` has when full (80% load).
 fn final_groups(max_entries: usize) -> usize {
     let buckets = (max_entries as u64).saturating_mul(5).div_ceil(4);
-    (buckets.div_ceil(WIDTH as u64) as usize).clamp(1, MAX_BUCKETS / WIDTH)
+    next_prime((buckets.div_ceil(WIDTH as u64) as usize).clamp(1, MAX_GROUPS)).min(MAX_GROUPS)
+}
+
+/// The groups a key visits: its home group, then steps of a stride drawn
+/// from its hash (double hashing). Group counts are 1 or prime, so every
+/// stride in `1..n` visits every group, and keys that share a home group
+/// part ways after it (no primary clustering, which at 80% load with
+/// tombstones made linear probing runs long).
+struct Probe {
+    g: usize,
+    stride: usize,
+    n: usize,
+    hash: u64,
+}
+
+impl Probe {
+    #[inline(always)]
+    fn new(hash: u64, n: usize) -> Self {
+        Self { g: ((hash as u32 as u64 * n as u64) >> 32) as usize, stride: 0, n, hash }
+    }
+
+    #[inline(always)]
+    fn advance(&mut self) {
+        if self.stride == 0 {
+            // Computed only when the home group did not settle the lookup.
+            self.stride = 1 + ((self.hash >> 7) % (self.n as u64 - 1).max(1)) as usize;
+        }
+        self.g += self.stride;
+        if self.g >= self.n {
+            self.g -= self.n;
+        }
+    }
 }
 
 /// A bounded hash table with S3-FIFO eviction and TTL, for one owner.
@@ -237,7 +279,7 @@ where
         limits.validate()?;
         let (max_groups, count_limit) = match limits.max_entries {
             Some(n) => (final_groups(n), n),
-            None => (MAX_BUCKETS / WIDTH, MAX_ENTRIES),
+            None => (MAX_GROUPS, MAX_ENTRIES),
         };
         let weight_limit = limits.max_weight.unwrap_or(u64::MAX);
         Ok(Self {
@@ -341,11 +383,6 @@ where
     }
 
     #[inline(always)]
-    fn home(&self, hash: u64) -> usize {
-        ((hash as u32 as u64 * self.ctrl.len() as u64) >> 32) as usize
-    }
-
-    #[inline(always)]
     fn ctrl_byte(&self, i: usize) -> u8 {
         self.ctrl[i / WIDTH].0[i % WIDTH]
     }
@@ -364,11 +401,11 @@ where
     {
         let tag = group::tag(hash);
         let n = self.ctrl.len();
-        let mut g = self.home(hash);
+        let mut p = Probe::new(hash, n);
         for _ in 0..n {
-            let grp = G::load(&self.ctrl[g]);
+            let grp = G::load(&self.ctrl[p.g]);
             for bit in grp.match_tag(tag) {
-                let i = g * WIDTH + bit;
+                let i = p.g * WIDTH + bit;
                 // SAFETY: control byte `i` equals a tag, so slot `i` is FULL.
                 if unsafe { self.slots.get(i) }.key.borrow() == key {
                     return Some(i);
@@ -377,10 +414,7 @@ where
             if grp.match_empty().any() {
                 return None;
             }
-            g += 1;
-            if g == n {
-                g = 0;
-            }
+            p.advance();
         }
         None
     }
@@ -388,17 +422,13 @@ where
     /// First EMPTY or DELETED bucket on the probe sequence of `hash`; there
     /// is one because `growth_left > 0` leaves an EMPTY bucket.
     #[inline]
-    fn find_insert_slot(ctrl: &[CtrlGroup], home: usize, _hash: u64) -> usize {
-        let n = ctrl.len();
-        let mut g = home;
+    fn find_insert_slot(ctrl: &[CtrlGroup], hash: u64) -> usize {
+        let mut p = Probe::new(hash, ctrl.len());
         loop {
-            if let Some(bit) = G::load(&ctrl[g]).match_empty_or_deleted().lowest() {
-                return g * WIDTH + bit;
+            if let Some(bit) = G::load(&ctrl[p.g]).match_empty_or_deleted().lowest() {
+                return p.g * WIDTH + bit;
             }
-            g += 1;
-            if g == n {
-                g = 0;
-            }
+            p.advance();
         }
     }
 
@@ -532,7 +562,7 @@ where
         self.make_room(1, w, &mut time);
         let queue = if self.ghost.take(hash) { Queue::Main } else { Queue::Small };
         self.reserve_one();
-        let i = Self::find_insert_slot(&self.ctrl, self.home(hash), hash);
+        let i = Self::find_insert_slot(&self.ctrl, hash);
         if self.ctrl_byte(i) == EMPTY {
             self.growth_left -= 1;
         }
@@ -748,7 +778,7 @@ where
             return;
         }
         let n = self.ctrl.len();
-        let new_n = if (self.items + 1) * 2 > usable(n) { (n * 2).min(self.max_groups) } else { n };
+        let new_n = if (self.items + 1) * 2 > usable(n) { next_prime(n * 2).min(self.max_groups) } else { n };
         self.rebuild(new_n.max(1));
     }
 
@@ -775,8 +805,7 @@ where
                 let freq = slot.meta.freq();
                 slot.meta = Meta::new(slot.meta.expires);
                 slot.meta.set_freq(freq);
-                let home = ((hash as u32 as u64 * groups as u64) >> 32) as usize;
-                let j = Self::find_insert_slot(&ctrl, home, hash);
+                let j = Self::find_insert_slot(&ctrl, hash);
                 ctrl[j / WIDTH].0[j % WIDTH] = group::tag(hash);
                 slots.0[j].write(slot);
                 lists[li].push_head(&mut slots, j as u32, q);
@@ -894,6 +923,22 @@ mod tests {
             assert!(t.buckets() <= final_groups(n) * WIDTH, "n={n}");
             assert_eq!(t.len(), t.iter().count());
         }
+    }
+
+    #[test]
+    fn group_counts_are_prime() {
+        assert_eq!(next_prime(0), 2);
+        assert_eq!(next_prime(2), 2);
+        assert_eq!(next_prime(8), 11);
+        assert_eq!(next_prime(65_536), 65_537);
+        assert!(final_groups(usize::MAX / 8) <= MAX_GROUPS);
+        let mut p = Probe::new(12345, 11);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..11 {
+            seen.insert(p.g);
+            p.advance();
+        }
+        assert_eq!(seen.len(), 11, "a probe visits every group of a prime count");
     }
 
     #[test]
