@@ -5,18 +5,21 @@
 //! `RefCell`s. `exec` runs one command (its name already resolved to an
 //! [`Op`], its arguments after the name as [`Span`]s) and writes the reply.
 //!
-//! Breakers are a [`breaker::Registry`] and idempotency records an
-//! [`idempotency::Table`], one per shard. INTERIM: the cache and the
-//! `CL.THROTTLE` buckets below are small stand-ins kept behind this file until
-//! the core's cache table and keyed limiter are merged; swapping them in
-//! changes only this file.
+//! The state is made of the core primitives, one instance per shard:
+//! - the cache: [`resilience::cache::Table`] (S3-FIFO eviction, TTL, a
+//!   weight budget of `maxmemory / shards` bytes);
+//! - `CL.THROTTLE`: INTERIM, a small map of GCRA arrival times kept behind
+//!   this file until the core's keyed limiter is merged (then a
+//!   `KeyedLimiter` per distinct rate, rendered by `Decision::throttle_reply`);
+//! - breakers: a [`breaker::Registry`];
+//! - idempotency: an [`idempotency::Table`] with `idem_max_bytes / shards`.
 
 use std::cell::{Cell, RefCell};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use resilience::breaker::{self, Outcome, RawPermit, Recorded, SlidingWindow};
+use resilience::cache::{self, Inserted};
 use resilience::clock::{self, Nanos, MILLISECOND, SECOND};
 use resilience::hash::SeededState;
 use resilience::idempotency::{self, Begin};
@@ -50,12 +53,8 @@ pub struct ShardStats {
     pub ops: Cell<u64>,
     /// Connections open on this shard.
     pub connections: Cell<u64>,
-    /// Cache entries evicted to stay under `maxmemory`.
-    pub evictions: Cell<u64>,
-    /// Cache entries removed because their TTL passed.
-    pub expired: Cell<u64>,
-    /// Writes refused (value above the shard's memory budget, idempotency
-    /// store full).
+    /// Writes refused (idempotency store full, breaker registry full,
+    /// rate-limiter table full).
     pub rejections: Cell<u64>,
     /// `CL.THROTTLE` calls allowed.
     pub throttle_allowed: Cell<u64>,
@@ -67,109 +66,32 @@ fn bump(c: &Cell<u64>) {
     c.set(c.get() + 1);
 }
 
-/// Bytes charged per cache entry besides its key and value.
-const ENTRY_OVERHEAD: usize = 64;
+/// Bytes charged per cache entry besides its key and value (the table's
+/// slot and the value's allocation header).
+const ENTRY_OVERHEAD: u64 = 64;
 
-#[derive(Debug)]
+/// A cached value and its deadline (kept beside the table's copy of the
+/// deadline so that `TTL` can read it).
+#[derive(Debug, Clone)]
 struct Entry {
     value: Arc<[u8]>,
-    /// Deadline, or 0 for none.
+    /// Deadline, or [`cache::ttl::NEVER`] (0) for none.
     expires: Nanos,
 }
 
-/// The cache (interim: a bounded hash map with TTL and random eviction).
-#[derive(Debug)]
-struct Kv {
-    map: HashMap<Box<[u8]>, Entry, SeededState>,
-    /// Deadlines to sweep; entries may be stale (checked against the map).
-    deadlines: BinaryHeap<Reverse<(Nanos, Box<[u8]>)>>,
-    used: usize,
-    budget: usize,
+// The cache's weigher is `fn(&K, &V)` with `K = Box<[u8]>`.
+#[allow(clippy::borrowed_box)]
+fn weigh(key: &Box<[u8]>, e: &Entry) -> u64 {
+    key.len() as u64 + e.value.len() as u64 + ENTRY_OVERHEAD
 }
 
-impl Kv {
-    fn cost(key: &[u8], value: &[u8]) -> usize {
-        key.len() + value.len() + ENTRY_OVERHEAD
-    }
-
-    /// The live entry for `key`, removing it if its deadline passed.
-    fn live(&mut self, key: &[u8], now: Nanos, stats: &ShardStats) -> Option<&mut Entry> {
-        let expired = matches!(self.map.get(key), Some(e) if e.expires != 0 && e.expires <= now);
-        if expired {
-            self.remove(key);
-            bump(&stats.expired);
-            return None;
-        }
-        self.map.get_mut(key)
-    }
-
-    fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let e = self.map.remove(key)?;
-        self.used -= Self::cost(key, &e.value);
-        Some(e)
-    }
-
-    /// Stores `key`, evicting others to fit the budget. False if it can never fit.
-    fn insert(&mut self, key: &[u8], value: Arc<[u8]>, expires: Nanos, stats: &ShardStats) -> bool {
-        let cost = Self::cost(key, &value);
-        self.remove(key);
-        if cost > self.budget {
-            bump(&stats.rejections);
-            return false;
-        }
-        while self.used + cost > self.budget {
-            // Interim policy: evict whichever key the (randomly seeded)
-            // table yields first.
-            let Some(victim) = self.map.keys().next().cloned() else { break };
-            self.remove(&victim);
-            bump(&stats.evictions);
-        }
-        if expires != 0 {
-            self.deadlines.push(Reverse((expires, key.into())));
-        }
-        self.used += cost;
-        self.map.insert(key.into(), Entry { value, expires });
-        true
-    }
-
-    fn set_expiry(&mut self, key: &[u8], expires: Nanos) {
-        if let Some(e) = self.map.get_mut(key) {
-            e.expires = expires;
-            if expires != 0 {
-                self.deadlines.push(Reverse((expires, key.into())));
-            }
-        }
-    }
-
-    /// Removes up to `max` entries whose deadline has passed.
-    fn sweep(&mut self, now: Nanos, max: usize, stats: &ShardStats) {
-        for _ in 0..max {
-            match self.deadlines.peek() {
-                Some(Reverse((at, _))) if *at <= now => {}
-                _ => break,
-            }
-            let Some(Reverse((at, key))) = self.deadlines.pop() else { break };
-            if matches!(self.map.get(&key), Some(e) if e.expires == at) {
-                self.remove(&key);
-                bump(&stats.expired);
-            }
-        }
-        if self.deadlines.len() > 2 * self.map.len() + 1024 {
-            let live: Vec<_> = self
-                .map
-                .iter()
-                .filter(|(_, e)| e.expires != 0)
-                .map(|(k, e)| (e.expires, k.clone()))
-                .collect();
-            self.deadlines = live.into_iter().map(Reverse).collect();
-        }
-    }
-}
+type Kv = cache::Table<Box<[u8]>, Entry>;
 
 /// One shard's state.
 pub struct ShardState {
     shard: usize,
     kv: RefCell<Kv>,
+    budget: u64,
     /// `CL.THROTTLE` theoretical arrival times (interim).
     throttle: RefCell<HashMap<Box<[u8]>, Nanos, SeededState>>,
     max_throttle_keys: usize,
@@ -184,26 +106,25 @@ pub struct ShardState {
 impl ShardState {
     /// The state of shard `shard` of `shards`, with its share of the budgets.
     pub fn new(shard: usize, shards: usize, cfg: &Config) -> Result<Self, String> {
-        let budget = (cfg.maxmemory / shards.max(1) as u64) as usize;
+        let shards = shards.max(1) as u64;
+        let budget = cfg.maxmemory / shards;
         if budget < 4096 {
             return Err(format!("maxmemory {} is too small for {shards} shards", cfg.maxmemory));
         }
+        let kv = Kv::with_limits(cache::Limits::weight(budget), Some(weigh), SeededState::new())
+            .map_err(|e| format!("cache: {e}"))?;
         let idem_cfg = idempotency::Config {
-            max_bytes: cfg.idem_max_bytes / shards.max(1),
+            max_bytes: cfg.idem_max_bytes / shards as usize,
             retention: clock::nanos(cfg.idem_retention).max(1),
             ..idempotency::Config::default()
         };
         let idem = idempotency::Table::new(&idem_cfg).map_err(|e| format!("idempotency: {e}"))?;
         Ok(Self {
             shard,
-            kv: RefCell::new(Kv {
-                map: HashMap::with_hasher(SeededState::new()),
-                deadlines: BinaryHeap::new(),
-                used: 0,
-                budget,
-            }),
+            kv: RefCell::new(kv),
+            budget,
             throttle: RefCell::new(HashMap::with_hasher(SeededState::new())),
-            max_throttle_keys: cfg.max_throttle_keys,
+            max_throttle_keys: cfg.max_throttle_keys.max(1),
             breakers: breaker::Registry::new(cfg.max_breakers.max(1)),
             idem: RefCell::new(idem),
             idem_retention: idem_cfg.retention,
@@ -212,15 +133,18 @@ impl ShardState {
         })
     }
 
-    /// Periodic work: sweeps expired entries and records.
+    /// Periodic work: sweeps expired cache entries, refilled buckets and
+    /// expired idempotency records.
     pub fn tick(&self) {
         let now = clock::now();
-        self.kv.borrow_mut().sweep(now, 1000, &self.stats);
-        let mut t = self.throttle.borrow_mut();
-        if t.len() > 1024 {
-            t.retain(|_, tat| *tat > now);
+        let mut kv = self.kv.borrow_mut();
+        for _ in 0..16 {
+            if kv.sweep_expired(1024, now) < 1024 {
+                break;
+            }
         }
-        drop(t);
+        drop(kv);
+        self.throttle.borrow_mut().retain(|_, tat| *tat > now);
         self.idem.borrow_mut().sweep_expired_at(now, 4096);
     }
 
@@ -229,7 +153,7 @@ impl ShardState {
     pub fn exec(&self, op: Op, buf: &[u8], args: &[Span], proto: Proto, out: &mut impl Sink) {
         let now = clock::now();
         match op {
-            Op::Get => match self.kv.borrow_mut().live(args[0].of(buf), now, &self.stats) {
+            Op::Get => match self.kv.borrow_mut().get(args[0].of(buf), now) {
                 Some(e) => out.value(&e.value),
                 None => Encoder::null(out.buf(), proto),
             },
@@ -242,25 +166,23 @@ impl ShardState {
     /// The commands whose replies are small.
     fn exec_small(&self, op: Op, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, out: &mut Vec<u8>) {
         let arg = |i: usize| args.get(i).map(|s| s.of(buf)).unwrap_or(&[]);
-        let stats = &self.stats;
         match op {
             Op::Del => {
-                let mut kv = self.kv.borrow_mut();
-                let live = kv.live(arg(0), now, stats).is_some();
-                if live {
-                    kv.remove(arg(0));
-                }
+                let live = match self.kv.borrow_mut().remove(arg(0)) {
+                    Some((_, e)) => e.expires == 0 || e.expires > now,
+                    None => false,
+                };
                 Encoder::int(out, live as i64);
             }
-            Op::Exists => Encoder::int(out, self.kv.borrow_mut().live(arg(0), now, stats).is_some() as i64),
+            Op::Exists => Encoder::int(out, self.kv.borrow().contains(arg(0), now) as i64),
             Op::Expire | Op::Pexpire => self.expire(op, buf, args, now, out),
             Op::Ttl | Op::Pttl => {
-                let mut kv = self.kv.borrow_mut();
-                let v = match kv.live(arg(0), now, stats) {
+                let kv = self.kv.borrow();
+                let v = match kv.peek(arg(0), now) {
                     None => -2,
                     Some(e) if e.expires == 0 => -1,
                     Some(e) => {
-                        let ms = ((e.expires - now) + MILLISECOND / 2) / MILLISECOND;
+                        let ms = (e.expires.saturating_sub(now) + MILLISECOND / 2) / MILLISECOND;
                         if op == Op::Ttl {
                             ((ms + 500) / 1000) as i64
                         } else {
@@ -271,12 +193,9 @@ impl ShardState {
                 Encoder::int(out, v);
             }
             Op::Incr | Op::Decr | Op::Incrby | Op::Decrby => self.incr(op, buf, args, now, out),
-            Op::Dbsize => Encoder::int(out, self.kv.borrow().map.len() as i64),
+            Op::Dbsize => Encoder::int(out, self.kv.borrow().len() as i64),
             Op::Flushall => {
-                let mut kv = self.kv.borrow_mut();
-                kv.map.clear();
-                kv.deadlines.clear();
-                kv.used = 0;
+                self.kv.borrow_mut().clear();
                 self.throttle.borrow_mut().clear();
                 for name in self.breakers.names() {
                     self.breakers.remove(&name);
@@ -298,23 +217,28 @@ impl ShardState {
 
     fn info(&self) -> String {
         let kv = self.kv.borrow();
+        let c = kv.stats();
         let s = &self.stats;
         let idem = self.idem.borrow().stats();
+        let throttle_keys = self.throttle.borrow().len();
         format!(
-            "# Shard {}\r\nops:{}\r\nconnections:{}\r\nkeys:{}\r\nused_memory:{}\r\nmaxmemory:{}\r\nevictions:{}\r\n\
-             expired_keys:{}\r\nrejections:{}\r\nthrottle_keys:{}\r\nthrottle_allowed:{}\r\nthrottle_limited:{}\r\n\
-             breakers:{}\r\nidempotency_records:{}\r\nidempotency_in_progress:{}\r\nidempotency_bytes:{}\r\n\
-             idempotency_full:{}\r\n\r\n",
+            "# Shard {}\r\nops:{}\r\nconnections:{}\r\nkeys:{}\r\nused_memory:{}\r\nmaxmemory:{}\r\n\
+             keyspace_hits:{}\r\nkeyspace_misses:{}\r\nevictions:{}\r\nexpired_keys:{}\r\n\
+             rejections:{}\r\nthrottle_keys:{}\r\nthrottle_allowed:{}\r\n\
+             throttle_limited:{}\r\nbreakers:{}\r\nidempotency_records:{}\r\n\
+             idempotency_in_progress:{}\r\nidempotency_bytes:{}\r\nidempotency_full:{}\r\n\r\n",
             self.shard,
             s.ops.get(),
             s.connections.get(),
-            kv.map.len(),
-            kv.used,
-            kv.budget,
-            s.evictions.get(),
-            s.expired.get(),
-            s.rejections.get(),
-            self.throttle.borrow().len(),
+            kv.len(),
+            kv.weight(),
+            self.budget,
+            c.hits,
+            c.misses,
+            c.evictions,
+            c.expirations,
+            s.rejections.get() + c.rejections,
+            throttle_keys,
             s.throttle_allowed.get(),
             s.throttle_limited.get(),
             self.breakers.len(),
@@ -328,8 +252,8 @@ impl ShardState {
     fn set(&self, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, sink: &mut impl Sink) {
         let (key, value) = (args[0].of(buf), args[1].of(buf));
         let (mut nx, mut xx, mut get, mut keepttl) = (false, false, false, false);
-        let out = sink.buf();
         let mut expires: Nanos = 0;
+        let out = sink.buf();
         let mut i = 2;
         while i < args.len() {
             let opt = args[i].of(buf).to_ascii_uppercase();
@@ -359,7 +283,7 @@ impl ShardState {
         }
         let mut kv = self.kv.borrow_mut();
         // The old value is only kept (a reference count, not a copy) for GET.
-        let old = kv.live(key, now, &self.stats).map(|e| (get.then(|| e.value.clone()), e.expires));
+        let old = kv.peek(key, now).map(|e| (get.then(|| e.value.clone()), e.expires));
         if get {
             match &old {
                 Some((Some(v), _)) => sink.value(v),
@@ -376,7 +300,8 @@ impl ShardState {
         if keepttl {
             expires = old.as_ref().map_or(0, |o| o.1);
         }
-        let stored = kv.insert(key, Arc::from(value), expires, &self.stats);
+        let entry = Entry { value: Arc::from(value), expires };
+        let stored = !matches!(kv.insert(key.into(), entry, expires, now), Inserted::Rejected(_));
         if get {
             return;
         }
@@ -414,7 +339,7 @@ impl ShardState {
         let unit = if op == Op::Expire { SECOND as i128 } else { MILLISECOND as i128 };
         let at = now as i128 + n as i128 * unit;
         let mut kv = self.kv.borrow_mut();
-        let Some(e) = kv.live(key, now, &self.stats) else { return Encoder::int(out, 0) };
+        let Some(e) = kv.peek(key, now).cloned() else { return Encoder::int(out, 0) };
         let cur = e.expires;
         let ok = !(nx && cur != 0
             || xx && cur == 0
@@ -426,7 +351,8 @@ impl ShardState {
         if at <= now as i128 {
             kv.remove(key);
         } else {
-            kv.set_expiry(key, at.min(u64::MAX as i128) as Nanos);
+            let expires = at.min(u64::MAX as i128) as Nanos;
+            kv.insert(key.into(), Entry { value: e.value, expires }, expires, now);
         }
         Encoder::int(out, 1);
     }
@@ -443,7 +369,7 @@ impl ShardState {
             },
         };
         let mut kv = self.kv.borrow_mut();
-        let (cur, expires) = match kv.live(key, now, &self.stats) {
+        let (cur, expires) = match kv.get(key, now) {
             None => (0, 0),
             Some(e) => match parse_i64(&e.value) {
                 Some(v) => (v, e.expires),
@@ -453,10 +379,12 @@ impl ShardState {
         let Some(v) = cur.checked_add(by) else {
             return Encoder::error(out, "ERR increment or decrement would overflow");
         };
-        if kv.insert(key, Arc::from(v.to_string().into_bytes()), expires, &self.stats) {
-            Encoder::int(out, v);
-        } else {
-            Encoder::error(out, "OOM command not allowed when used memory > 'maxmemory'");
+        let entry = Entry { value: Arc::from(v.to_string().into_bytes()), expires };
+        match kv.insert(key.into(), entry, expires, now) {
+            Inserted::Rejected(_) => {
+                Encoder::error(out, "OOM command not allowed when used memory > 'maxmemory'")
+            }
+            _ => Encoder::int(out, v),
         }
     }
 
