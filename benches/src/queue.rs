@@ -6,7 +6,7 @@
 //!
 //! - one-to-one: a producer and a consumer pinned to two cores move `n`
 //!   `u64`s through a ring of [`CAPACITY`]; the consumer checks the order;
-//! - batch-of-32: the same, pushing slices of 32 and reading chunks of up to 32;
+//! - batch-of-32: the same, pushing slices of 32 and reading chunks of 32;
 //! - pairs: one thread pushes then pops, `n` times (the uncontended cost).
 
 use std::hint::{black_box, spin_loop};
@@ -41,12 +41,14 @@ pub trait Queue {
     fn pop(rx: &mut Self::Rx) -> Option<u64>;
 }
 
-/// A queue with a batch API.
+/// A queue with a batch API: whole batches in, whole batches out (a batch
+/// is shorter only at the very end of a transfer).
 pub trait Batch: Queue {
-    /// Pushes a prefix of `items`; returns its length.
-    fn push_batch(tx: &mut Self::Tx, items: &[u64]) -> usize;
-    /// Pops up to `max` items, handing each to `f`; returns how many.
-    fn pop_batch(rx: &mut Self::Rx, max: usize, f: impl FnMut(u64)) -> usize;
+    /// Pushes all of `items` if that many slots are free; false otherwise.
+    fn push_batch(tx: &mut Self::Tx, items: &[u64]) -> bool;
+    /// Pops exactly `n` items if that many are queued, handing each to `f`;
+    /// false otherwise.
+    fn pop_batch(rx: &mut Self::Rx, n: usize, f: impl FnMut(u64)) -> bool;
 }
 
 /// `resilience::queue::spsc::Ring`.
@@ -77,17 +79,19 @@ impl Queue for Spsc {
 
 impl Batch for Spsc {
     #[inline(always)]
-    fn push_batch(tx: &mut Self::Tx, items: &[u64]) -> usize {
-        tx.push_slice(items)
+    fn push_batch(tx: &mut Self::Tx, items: &[u64]) -> bool {
+        tx.push_all(items)
     }
     #[inline(always)]
-    fn pop_batch(rx: &mut Self::Rx, max: usize, mut f: impl FnMut(u64)) -> usize {
-        let chunk = rx.read_chunk(max);
+    fn pop_batch(rx: &mut Self::Rx, n: usize, mut f: impl FnMut(u64)) -> bool {
+        let chunk = rx.read_chunk(n);
+        if chunk.len() < n {
+            return false; // dropping the chunk consumes nothing
+        }
         let (a, b) = chunk.as_slices();
         a.iter().chain(b).for_each(|&v| f(v));
-        let n = chunk.len();
         chunk.commit_all();
-        n
+        true
     }
 }
 
@@ -110,21 +114,19 @@ impl Queue for Rtrb {
 
 impl Batch for Rtrb {
     #[inline(always)]
-    fn push_batch(tx: &mut Self::Tx, items: &[u64]) -> usize {
-        let (pushed, _rest) = tx.push_partial_slice(items);
-        pushed.len()
+    fn push_batch(tx: &mut Self::Tx, items: &[u64]) -> bool {
+        tx.push_entire_slice(items).is_ok()
     }
     #[inline(always)]
-    fn pop_batch(rx: &mut Self::Rx, max: usize, mut f: impl FnMut(u64)) -> usize {
-        let n = max.min(rx.slots());
+    fn pop_batch(rx: &mut Self::Rx, n: usize, mut f: impl FnMut(u64)) -> bool {
         match rx.read_chunk(n) {
             Ok(chunk) => {
                 let (a, b) = chunk.as_slices();
                 a.iter().chain(b).for_each(|&v| f(v));
                 chunk.commit_all();
-                n
+                true
             }
-            Err(_) => 0,
+            Err(_) => false,
         }
     }
 }
@@ -237,8 +239,8 @@ pub fn one_to_one<Q: Queue>(n: u64) -> Duration {
     })
 }
 
-/// Like [`one_to_one`], but pushing slices of [`BATCH`] and popping chunks of
-/// up to [`BATCH`].
+/// Like [`one_to_one`], but pushing slices of [`BATCH`] and reading chunks of
+/// [`BATCH`] in place.
 pub fn one_to_one_batch<Q: Batch>(n: u64) -> Duration {
     let (tx, mut rx) = Q::make(CAPACITY);
     fn produce<Q: Batch>(mut tx: Q::Tx, n: u64) {
@@ -250,16 +252,10 @@ pub fn one_to_one_batch<Q: Batch>(n: u64) -> Duration {
             for (i, slot) in buf[..len].iter_mut().enumerate() {
                 *slot = next + i as u64;
             }
-            let mut sent = 0;
-            while sent < len {
-                let k = Q::push_batch(&mut tx, &buf[sent..len]);
-                if k == 0 {
-                    wait.snooze();
-                } else {
-                    wait.reset();
-                }
-                sent += k;
+            while !Q::push_batch(&mut tx, &buf[..len]) {
+                wait.snooze();
             }
+            wait.reset();
             next += len as u64;
         }
     }
@@ -268,14 +264,15 @@ pub fn one_to_one_batch<Q: Batch>(n: u64) -> Duration {
         let mut ok = true;
         let mut wait = Wait::default();
         while expect < n {
-            let got = Q::pop_batch(&mut rx, BATCH, |v| {
+            let want = (n - expect).min(BATCH as u64) as usize;
+            let got = Q::pop_batch(&mut rx, want, |v| {
                 ok &= v == expect;
                 expect += 1;
             });
-            if got == 0 {
-                wait.snooze();
-            } else {
+            if got {
                 wait.reset();
+            } else {
+                wait.snooze();
             }
         }
         assert!(ok, "{}: batch out of order", Q::NAME);

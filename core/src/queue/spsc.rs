@@ -252,18 +252,33 @@ impl<T> Producer<T> {
         let start = self.tail & self.mask;
         let first = n.min(self.mask + 1 - start);
         let (a, b) = items[..n].split_at(first);
-        // Two contiguous runs, so the loops vectorise (or become memcpy).
-        for (i, &item) in a.iter().enumerate() {
+        // Two contiguous runs of buffer indices (`start..start + first`, then
+        // `0..n - first`), so the loops vectorise or become memcpy.
+        let ring = &*self.ring;
+        for (slot, &item) in ring.slots[start..start + first].iter().zip(a) {
             // SAFETY: `reserve` found `n` free slots from `tail` on (see `push`).
-            unsafe { self.ring.put(self.tail.wrapping_add(i), item) };
+            slot.with_mut(|p| unsafe { p.cast::<T>().write(item) });
         }
-        for (i, &item) in b.iter().enumerate() {
+        for (slot, &item) in ring.slots[..n - first].iter().zip(b) {
             // SAFETY: as above; these are the slots after the wrap-around.
-            unsafe { self.ring.put(self.tail.wrapping_add(first + i), item) };
+            slot.with_mut(|p| unsafe { p.cast::<T>().write(item) });
         }
         self.tail = self.tail.wrapping_add(n);
         self.publish();
         n
+    }
+
+    /// Pushes all of `items` if that many slots are free, or none of them;
+    /// returns whether it did.
+    #[inline]
+    pub fn push_all(&mut self, items: &[T]) -> bool
+    where
+        T: Copy,
+    {
+        if self.reserve(items.len()) < items.len() {
+            return false;
+        }
+        self.push_slice(items) == items.len()
     }
 
     /// Pushes items from `iter` while there is room and returns how many were
@@ -614,9 +629,14 @@ mod tests {
         assert_eq!(it.next(), Some(4));
         assert_eq!(rx.pop(), Some(0));
         assert_eq!(tx.push_iter(std::iter::empty()), 0);
-        assert_eq!(tx.len(), 3);
-        assert_eq!(tx.slots(), 1);
-        assert_eq!(rx.len(), 3);
+        assert!(!tx.push_all(&[7, 8]));
+        assert!(tx.push_all(&[7]));
+        assert!(tx.push_all(&[]));
+        assert_eq!(rx.pop(), Some(1));
+        assert!(tx.push_all(&[8]));
+        assert_eq!(tx.len(), 4);
+        assert_eq!(tx.slots(), 0);
+        assert_eq!(rx.len(), 4);
     }
 
     #[test]
