@@ -193,7 +193,12 @@ impl Wait {
 /// Runs `produce` on a thread pinned to core 0 and `consume` on this thread
 /// pinned to core 1, both released by one barrier; returns the consumer's
 /// time from the barrier to its last item.
-fn two_cores<Tx: Send + 'static>(tx: Tx, produce: fn(Tx, u64), n: u64, consume: impl FnOnce(u64)) -> Duration {
+fn two_cores<Tx: Send + 'static>(
+    tx: Tx,
+    produce: fn(Tx, u64),
+    n: u64,
+    consume: impl FnOnce(u64),
+) -> Duration {
     let start = Arc::new(Barrier::new(2));
     let go = start.clone();
     let producer = thread::spawn(move || {

@@ -349,7 +349,10 @@ impl<T> Drop for Producer<T> {
 
 impl<T> fmt::Debug for Producer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("spsc::Producer").field("capacity", &self.capacity()).field("tail", &self.tail).finish()
+        f.debug_struct("spsc::Producer")
+            .field("capacity", &self.capacity())
+            .field("tail", &self.tail)
+            .finish()
     }
 }
 
@@ -410,15 +413,16 @@ impl<T> Consumer<T> {
             return 0;
         }
         out.reserve(n);
-        let head = self.head;
-        let start = head & self.mask;
+        let start = self.head & self.mask;
         let first = n.min(self.mask + 1 - start);
-        // SAFETY (both closures): `head..head + n` are available (see `pop`), and
-        // each position is taken exactly once before the slots are released.
-        out.extend((0..first).map(|i| unsafe { self.ring.take(head.wrapping_add(i)) }));
-        // SAFETY: as above, for the run after the wrap-around.
-        out.extend((first..n).map(|i| unsafe { self.ring.take(head.wrapping_add(i)) }));
-        self.head = head.wrapping_add(n);
+        let ring = &*self.ring;
+        // Two contiguous runs of buffer indices, as in `push_slice`.
+        for slot in ring.slots[start..start + first].iter().chain(&ring.slots[..n - first]) {
+            // SAFETY: these `n` slots are available (see `pop`); each is read
+            // exactly once before `head` moves past them and they are released.
+            out.push(slot.with(|p| unsafe { p.cast::<T>().read() }));
+        }
+        self.head = self.head.wrapping_add(n);
         self.release();
         n
     }
@@ -477,7 +481,10 @@ impl<T> Drop for Consumer<T> {
 
 impl<T> fmt::Debug for Consumer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("spsc::Consumer").field("capacity", &self.capacity()).field("head", &self.head).finish()
+        f.debug_struct("spsc::Consumer")
+            .field("capacity", &self.capacity())
+            .field("head", &self.head)
+            .finish()
     }
 }
 
@@ -612,9 +619,8 @@ mod tests {
         assert_eq!(chunk.len(), 4);
         assert_eq!(chunk.as_slices(), (&[3, 4][..], &[5, 6][..]));
         chunk.commit(1);
-        let chunk = rx.read_chunk(2);
-        assert_eq!(chunk.as_slices(), (&[4][..], &[5][..]));
-        drop(chunk); // nothing consumed
+        // A chunk that is not committed consumes nothing.
+        assert_eq!(rx.read_chunk(2).as_slices(), (&[4][..], &[5][..]));
         let mut out = vec![];
         assert_eq!(rx.pop_into(&mut out, 100), 3);
         assert_eq!(out, [4, 5, 6]);
@@ -667,8 +673,7 @@ mod tests {
         drop(rx.pop()); // 1
         rx.read_chunk(2).commit_all(); // 3
         rx.read_chunk(2).commit(1); // 4
-        let chunk = rx.read_chunk(2);
-        drop(chunk); // still 4
+        assert_eq!(rx.read_chunk(2).len(), 2); // not committed: still 4
         assert_eq!(drops.get(), 4);
         let mut out = Vec::new();
         rx.pop_into(&mut out, 1);
