@@ -190,29 +190,36 @@ impl Wait {
     }
 }
 
-/// Runs `produce` on a thread pinned to core 0 and `consume` on this thread
+/// Runs `produce` on a thread pinned to core 0 and `consume` on a thread
 /// pinned to core 1, both released by one barrier; returns the consumer's
 /// time from the barrier to its last item.
-fn two_cores<Tx: Send + 'static>(
+///
+/// Both threads are spawned from the (never pinned) calling thread: a thread
+/// inherits its parent's affinity, and `pin_to` picks among the cores the
+/// caller may use, so a child of a pinned thread could not leave its core.
+fn two_cores<Tx: Send + 'static, C: FnOnce(u64) + Send>(
     tx: Tx,
     produce: fn(Tx, u64),
     n: u64,
-    consume: impl FnOnce(u64),
+    consume: C,
 ) -> Duration {
-    let start = Arc::new(Barrier::new(2));
-    let go = start.clone();
-    let producer = thread::spawn(move || {
-        pin_to(0);
-        go.wait();
-        produce(tx, n);
-    });
-    pin_to(1);
-    start.wait();
-    let t0 = Instant::now();
-    consume(n);
-    let elapsed = t0.elapsed();
-    producer.join().expect("producer panicked");
-    elapsed
+    let start = Barrier::new(2);
+    thread::scope(|s| {
+        let producer = s.spawn(|| {
+            pin_to(0);
+            start.wait();
+            produce(tx, n);
+        });
+        let consumer = s.spawn(|| {
+            pin_to(1);
+            start.wait();
+            let t0 = Instant::now();
+            consume(n);
+            t0.elapsed()
+        });
+        producer.join().expect("producer panicked");
+        consumer.join().expect("consumer panicked")
+    })
 }
 
 /// Moves `0..n` from a producer on core 0 to a consumer on core 1, one item

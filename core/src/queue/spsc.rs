@@ -45,7 +45,7 @@
 //! ```
 
 use std::fmt;
-use std::mem::MaybeUninit;
+use std::mem::{ManuallyDrop, MaybeUninit};
 
 use super::CapacityError;
 use crate::sync::{Arc, AtomicBool, AtomicUsize, CachePadded, Ordering, UnsafeCell};
@@ -109,8 +109,9 @@ impl<T> Ring<T> {
             mask: cap - 1,
             slots: slots.into_boxed_slice(),
         });
-        let producer = Producer { ring: Arc::clone(&ring), tail: 0, cached_head: 0, mask: cap - 1 };
-        let consumer = Consumer { ring, head: 0, cached_tail: 0, mask: cap - 1 };
+        let producer =
+            Producer { ring: ManuallyDrop::new(Arc::clone(&ring)), tail: 0, cached_head: 0, mask: cap - 1 };
+        let consumer = Consumer { ring: ManuallyDrop::new(ring), head: 0, cached_tail: 0, mask: cap - 1 };
         Ok((producer, consumer))
     }
 
@@ -189,7 +190,8 @@ impl<T> fmt::Debug for Ring<T> {
 
 /// The pushing end of an [`spsc::Ring`](Ring).
 pub struct Producer<T> {
-    ring: Arc<Ring<T>>,
+    /// Released by our `Drop` (see `release_ring`).
+    ring: ManuallyDrop<Arc<Ring<T>>>,
     /// Our position: equal to `ring.tail` except in the middle of a push.
     tail: usize,
     /// Last seen `ring.head`; never ahead of the real one.
@@ -341,9 +343,10 @@ impl<T> Producer<T> {
 }
 
 impl<T> Drop for Producer<T> {
+    #[inline]
     fn drop(&mut self) {
         self.publish();
-        self.ring.abandon();
+        release_ring(&mut self.ring);
     }
 }
 
@@ -358,7 +361,8 @@ impl<T> fmt::Debug for Producer<T> {
 
 /// The popping end of an [`spsc::Ring`](Ring).
 pub struct Consumer<T> {
-    ring: Arc<Ring<T>>,
+    /// Released by our `Drop` (see `release_ring`).
+    ring: ManuallyDrop<Arc<Ring<T>>>,
     /// Our position: equal to `ring.head` except in the middle of a pop.
     head: usize,
     /// Last seen `ring.tail`; never ahead of the real one.
@@ -473,10 +477,25 @@ impl<T> Consumer<T> {
 }
 
 impl<T> Drop for Consumer<T> {
+    #[inline]
     fn drop(&mut self) {
         self.release();
-        self.ring.abandon();
+        release_ring(&mut self.ring);
     }
+}
+
+/// Marks the ring abandoned and drops a handle's reference to it.
+///
+/// The `Arc` is moved out to a local before it is dropped: `Arc`'s slow path
+/// takes `&mut Arc`, and handing it the address of a handle's field would
+/// keep the compiler from holding the handle's positions in registers.
+#[inline(always)]
+fn release_ring<T>(ring: &mut ManuallyDrop<Arc<Ring<T>>>) {
+    ring.abandon();
+    // SAFETY: called once, from the handle's `Drop`; the handle is never used
+    // again, so the moved-out `Arc` is not touched through `ring` afterwards.
+    let ring = unsafe { ManuallyDrop::take(ring) };
+    drop(ring);
 }
 
 impl<T> fmt::Debug for Consumer<T> {
