@@ -75,9 +75,14 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let started = Instant::now();
+    // `QUEUE_TABLE_ONLY=<text>`: time only the rows whose label contains it.
+    let only = std::env::var("QUEUE_TABLE_ONLY").unwrap_or_default();
+    let skip: Vec<bool> = rows.iter().map(|r| !r.label.contains(only.as_str())).collect();
     // Warm-up (untimed): threads, pages and clocks settle before run 1.
-    for row in &rows {
-        (row.run)((items / 20).max(1));
+    for (row, &skip) in rows.iter().zip(&skip) {
+        if !skip {
+            (row.run)((items / 20).max(1));
+        }
     }
     // ns per item: per row, per run.
     let mut ns = vec![Vec::with_capacity(runs); rows.len()];
@@ -93,7 +98,8 @@ fn main() {
         let mut figures = vec![0.0; rows.len()];
         for k in 0..rows.len() {
             let i = (k + run) % rows.len();
-            figures[i] = (rows[i].run)(items).as_nanos() as f64 / items as f64;
+            figures[i] =
+                if skip[i] { f64::NAN } else { (rows[i].run)(items).as_nanos() as f64 / items as f64 };
         }
         for (out, x) in ns.iter_mut().zip(&figures) {
             out.push(*x);
