@@ -98,7 +98,10 @@ impl<T> Ring<T> {
         let cap = super::round_capacity(capacity)?;
         let mut slots: Vec<Slot<T>> = super::reserve(cap, capacity)?;
         slots.extend(
-            (0..cap).map(|i| Slot { seq: AtomicUsize::new(i << 1), value: UnsafeCell::new(MaybeUninit::uninit()) }),
+            (0..cap).map(|i| Slot {
+                seq: AtomicUsize::new(i << 1),
+                value: UnsafeCell::new(MaybeUninit::uninit()),
+            }),
         );
         Ok(Ring {
             head: CachePadded(AtomicUsize::new(0)),

@@ -334,7 +334,10 @@ impl<T> Drop for Producer<T> {
 
 impl<T> fmt::Debug for Producer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("spsc::Producer").field("capacity", &self.capacity()).field("tail", &self.tail).finish()
+        f.debug_struct("spsc::Producer")
+            .field("capacity", &self.capacity())
+            .field("tail", &self.tail)
+            .finish()
     }
 }
 
@@ -462,7 +465,10 @@ impl<T> Drop for Consumer<T> {
 
 impl<T> fmt::Debug for Consumer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("spsc::Consumer").field("capacity", &self.capacity()).field("head", &self.head).finish()
+        f.debug_struct("spsc::Consumer")
+            .field("capacity", &self.capacity())
+            .field("head", &self.head)
+            .finish()
     }
 }
 
