@@ -1,0 +1,629 @@
+//! The multi-threaded cache: [`Table`]s in shards, each behind a short lock.
+//!
+//! A key's hash picks its shard (bits 32.. of the hash, so the table's own
+//! bucket and tag bits stay independent). Each shard is one [`Table`] behind
+//! a spin lock padded to its own cache lines: an uncontended lock is one
+//! compare-and-swap to take and one plain store to release, and every
+//! critical section is one table operation (a lookup and a `clone`, or an
+//! insert with its evictions), so contention is short. A waiter spins
+//! briefly, then yields its time slice. Reads take the lock too (they bump
+//! the entry's frequency); there are no lock-free reads.
+//!
+//! Callbacks that run under a shard lock — `Hash`/`Eq` of the key, `Clone`
+//! of the value, the weigher, the closure given to
+//! [`get_with`](Cache::get_with) — must not call back into the same cache
+//! (that would deadlock) and should be short. Replaced values are dropped
+//! after the lock is released.
+
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+use std::time::Duration;
+
+use super::table::{Inserted, Stats, Table};
+use super::ttl::{self, LazyNow, TimeSource};
+use super::weigher::{CapacityError, Limits, Weigher};
+use crate::clock::{self, Clock, MonotonicClock, Nanos};
+use crate::hash::SeededState;
+use crate::sync::{
+    spin_loop, thread, Arc, AtomicBool, AtomicUsize, CachePadded, Condvar, Mutex, Ordering, UnsafeCell,
+};
+
+/// The handle to the time source. A `std` `Arc` even under loom: the clock is
+/// not part of what the model checks, and loom's `Arc` cannot hold a `dyn`.
+pub type SharedClock = std::sync::Arc<dyn Clock>;
+
+/// A spin lock: CAS to take, store to release, spin then yield on contention.
+pub(crate) struct ShardLock<T> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the lock gives `&mut T` to one thread at a time (the CAS that takes
+// it is Acquire, the store that releases it is Release, so each holder sees
+// the previous holder's writes); sharing the lock therefore only needs the
+// value to be movable between threads.
+unsafe impl<T: Send> Sync for ShardLock<T> {}
+
+struct Unlock<'a>(&'a AtomicBool);
+
+impl Drop for Unlock<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl<T> ShardLock<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self { locked: AtomicBool::new(false), value: UnsafeCell::new(value) }
+    }
+
+    /// Runs `f` with exclusive access to the value (released on unwind too).
+    #[inline]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        if self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            self.lock_slow();
+        }
+        let _unlock = Unlock(&self.locked);
+        // SAFETY: this thread holds the lock until `_unlock` drops, so no
+        // other reference to the value exists meanwhile.
+        self.value.with_mut(|p| f(unsafe { &mut *p }))
+    }
+
+    #[cold]
+    fn lock_slow(&self) {
+        let mut spins = 0u32;
+        loop {
+            while self.locked.load(Ordering::Relaxed) {
+                if spins < 100 {
+                    spins += 1;
+                    spin_loop();
+                } else {
+                    thread::yield_now();
+                }
+            }
+            if self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                return;
+            }
+        }
+    }
+}
+
+/// What a finished load left for the callers waiting on it.
+enum LoadState<V> {
+    Running,
+    Value(V),
+    Error(std::sync::Arc<dyn std::any::Any + Send + Sync>),
+    /// The loader panicked (or its value could not be published): waiters
+    /// retry, and one of them becomes the loader.
+    Abandoned,
+}
+
+/// Rendezvous between one loader and the callers that asked for the same key.
+struct LoadSlot<V> {
+    state: Mutex<LoadState<V>>,
+    done: Condvar,
+}
+
+impl<V> LoadSlot<V> {
+    fn new() -> Self {
+        Self { state: Mutex::new(LoadState::Running), done: Condvar::new() }
+    }
+
+    fn finish(&self, outcome: LoadState<V>) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        *s = outcome;
+        drop(s);
+        self.done.notify_all();
+    }
+}
+
+impl<V: Clone> LoadSlot<V> {
+    /// Blocks until the loader finishes; clones its outcome.
+    fn wait(&self) -> LoadState<V> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while matches!(*s, LoadState::Running) {
+            s = self.done.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        match &*s {
+            LoadState::Value(v) => LoadState::Value(v.clone()),
+            LoadState::Error(e) => LoadState::Error(e.clone()),
+            _ => LoadState::Abandoned,
+        }
+    }
+}
+
+struct Load<K, V> {
+    hash: u64,
+    key: K,
+    slot: Arc<LoadSlot<V>>,
+}
+
+/// A shard on its own cache lines.
+type PaddedShard<K, V, S> = CachePadded<ShardLock<Shard<K, V, S>>>;
+
+struct Shard<K, V, S> {
+    table: Table<K, V, S>,
+    /// Loads in flight for keys of this shard (few: at most one per thread).
+    loads: Vec<Load<K, V>>,
+}
+
+/// A concurrent, bounded, sharded cache with S3-FIFO eviction and TTL.
+///
+/// `V: Clone` because reads return a copy (use `Arc<T>` for large values, or
+/// [`get_with`](Self::get_with) to read in place). Built by
+/// [`Cache::builder`]; see the [module documentation](super) for the design.
+pub struct Cache<K, V, S = SeededState> {
+    shards: Box<[PaddedShard<K, V, S>]>,
+    mask: usize,
+    hasher: S,
+    clock: SharedClock,
+    default_ttl: Option<Nanos>,
+    sweep_cursor: AtomicUsize,
+}
+
+/// Builds a [`Cache`]; every bad setting is reported by [`build`](Self::build).
+pub struct CacheBuilder<K, V, S = SeededState> {
+    max_entries: Option<usize>,
+    max_weight: Option<u64>,
+    weigher: Option<Weigher<K, V>>,
+    default_ttl: Option<Duration>,
+    shards: Option<usize>,
+    clock: Option<SharedClock>,
+    hasher: S,
+}
+
+impl<K, V, S> std::fmt::Debug for CacheBuilder<K, V, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("max_entries", &self.max_entries)
+            .field("max_weight", &self.max_weight)
+            .field("weigher", &self.weigher.is_some())
+            .field("default_ttl", &self.default_ttl)
+            .field("shards", &self.shards)
+            .finish()
+    }
+}
+
+/// Largest shard count.
+pub const MAX_SHARDS: usize = 1 << 16;
+
+/// Default shard count: four per CPU, rounded up to a power of two, at most
+/// 1024, and fewer when that would leave a shard under 64 entries.
+pub fn default_shards(max_entries: Option<usize>) -> usize {
+    // A query, not a thread: `std` directly even under loom.
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut n = (cpus * 4).next_power_of_two().min(1024);
+    if let Some(m) = max_entries {
+        while n > 1 && m / n < 64 {
+            n /= 2;
+        }
+    }
+    n
+}
+
+impl<K: Hash + Eq, V: Clone> Cache<K, V> {
+    /// A builder with no limits yet (set `max_entries` and/or `max_weight`).
+    pub fn builder() -> CacheBuilder<K, V> {
+        CacheBuilder {
+            max_entries: None,
+            max_weight: None,
+            weigher: None,
+            default_ttl: None,
+            shards: None,
+            clock: None,
+            hasher: SeededState::new(),
+        }
+    }
+
+    /// A cache of at most `max_entries` entries with default settings.
+    pub fn new(max_entries: usize) -> Result<Self, CapacityError> {
+        Self::builder().max_entries(max_entries).build()
+    }
+}
+
+impl<K, V, S> CacheBuilder<K, V, S>
+where
+    K: Hash + Eq,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    /// Most entries held at once (divided evenly among the shards).
+    pub fn max_entries(mut self, n: usize) -> Self {
+        self.max_entries = Some(n);
+        self
+    }
+
+    /// Most total weight held at once (divided evenly among the shards, so
+    /// one entry may weigh at most `max_weight / shards`).
+    pub fn max_weight(mut self, w: u64) -> Self {
+        self.max_weight = Some(w);
+        self
+    }
+
+    /// The weight of an entry; a pure function (see
+    /// [`weigher`](super::weigher)). Without one, every entry weighs 1.
+    pub fn weigher(mut self, f: Weigher<K, V>) -> Self {
+        self.weigher = Some(f);
+        self
+    }
+
+    /// Time to live of entries inserted without an explicit one.
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = Some(ttl);
+        self
+    }
+
+    /// Number of shards: a power of two (default: [`default_shards`]).
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = Some(n);
+        self
+    }
+
+    /// The clock for TTLs (default: the monotonic clock).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The key hasher (default: [`SeededState::new`], a random seed).
+    pub fn hasher<S2: BuildHasher + Clone>(self, hasher: S2) -> CacheBuilder<K, V, S2> {
+        CacheBuilder {
+            max_entries: self.max_entries,
+            max_weight: self.max_weight,
+            weigher: self.weigher,
+            default_ttl: self.default_ttl,
+            shards: self.shards,
+            clock: self.clock,
+            hasher,
+        }
+    }
+
+    /// Builds the cache, or says which setting is wrong.
+    pub fn build(self) -> Result<Cache<K, V, S>, CapacityError> {
+        let limits = Limits { max_entries: self.max_entries, max_weight: self.max_weight };
+        match limits.validate() {
+            Err(CapacityError::TooManyEntries) => {}
+            other => other?,
+        }
+        let default_ttl = match self.default_ttl {
+            Some(d) if d.is_zero() => return Err(CapacityError::ZeroTtl),
+            d => d.map(clock::nanos),
+        };
+        let shards = match self.shards {
+            Some(n) if n == 0 || !n.is_power_of_two() || n > MAX_SHARDS => {
+                return Err(CapacityError::BadShardCount)
+            }
+            Some(n) => n,
+            None => default_shards(self.max_entries),
+        };
+        if self.max_entries.is_some_and(|m| m < shards) || self.max_weight.is_some_and(|w| w < shards as u64)
+        {
+            return Err(CapacityError::MoreShardsThanEntries);
+        }
+        let per_shard = Limits {
+            max_entries: self.max_entries.map(|m| m.div_ceil(shards)),
+            max_weight: self.max_weight.map(|w| w.div_ceil(shards as u64)),
+        };
+        per_shard.validate()?;
+        let mut v = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            let table = Table::with_limits(per_shard, self.weigher, self.hasher.clone())?;
+            v.push(CachePadded(ShardLock::new(Shard { table, loads: Vec::new() })));
+        }
+        Ok(Cache {
+            shards: v.into_boxed_slice(),
+            mask: shards - 1,
+            hasher: self.hasher,
+            clock: self.clock.unwrap_or_else(|| std::sync::Arc::new(MonotonicClock)),
+            default_ttl,
+            sweep_cursor: AtomicUsize::new(0),
+        })
+    }
+}
+
+/// Unregisters a load and wakes its waiters if the loader unwinds.
+struct LoadGuard<'a, K, V, S> {
+    shard: &'a ShardLock<Shard<K, V, S>>,
+    slot: &'a Arc<LoadSlot<V>>,
+    armed: bool,
+}
+
+impl<K, V, S> Drop for LoadGuard<'_, K, V, S> {
+    fn drop(&mut self) {
+        if self.armed {
+            let slot = self.slot;
+            let load = self.shard.with(|s| {
+                let at = s.loads.iter().position(|l| Arc::ptr_eq(&l.slot, slot));
+                at.map(|i| s.loads.swap_remove(i))
+            });
+            drop(load);
+            slot.finish(LoadState::Abandoned);
+        }
+    }
+}
+
+enum Step<V> {
+    Hit(V),
+    Wait(Arc<LoadSlot<V>>),
+    Load(Arc<LoadSlot<V>>),
+}
+
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq,
+    V: Clone,
+    S: BuildHasher,
+{
+    #[inline(always)]
+    fn shard(&self, hash: u64) -> &ShardLock<Shard<K, V, S>> {
+        let i = (hash >> 32) as usize & self.mask;
+        debug_assert!(i < self.shards.len());
+        &self.shards[i]
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The clock the cache reads for TTLs.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// A copy of the value for `key`, if present and not expired.
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get_with(key, V::clone)
+    }
+
+    /// [`get`](Self::get) at time `now`.
+    #[inline]
+    pub fn get_at<Q>(&self, key: &Q, now: Nanos) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get_with_at(key, now, V::clone)
+    }
+
+    /// Runs `f` on the value for `key` in place (no clone), under the shard
+    /// lock: keep `f` short and do not touch the cache from it.
+    #[inline]
+    pub fn get_with<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        let clock = &*self.clock;
+        self.shard(hash).with(|s| s.table.get_hashed(hash, key, LazyNow::new(clock)).map(f))
+    }
+
+    /// [`get_with`](Self::get_with) at time `now`.
+    #[inline]
+    pub fn get_with_at<Q, R>(&self, key: &Q, now: Nanos, f: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        self.shard(hash).with(|s| s.table.get_hashed(hash, key, now).map(f))
+    }
+
+    /// True when `key` has a live entry (not counted as a hit or a miss).
+    pub fn contains<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        let clock = &*self.clock;
+        self.shard(hash).with(|s| s.table.peek_hashed(hash, key, LazyNow::new(clock)).is_some())
+    }
+
+    /// [`contains`](Self::contains) at time `now`.
+    pub fn contains_at<Q>(&self, key: &Q, now: Nanos) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        self.shard(hash).with(|s| s.table.peek_hashed(hash, key, now).is_some())
+    }
+
+    /// Stores `key -> value` with the default TTL (if any).
+    pub fn insert(&self, key: K, value: V) {
+        let ttl = self.default_ttl;
+        self.insert_inner(key, value, ttl, None);
+    }
+
+    /// Stores `key -> value` with time to live `ttl` (`None`: never expires,
+    /// whatever the default).
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Option<Duration>) {
+        self.insert_inner(key, value, ttl.map(clock::nanos), None);
+    }
+
+    /// Stores `key -> value` at time `now` with time to live `ttl` in
+    /// nanoseconds (`None`: never expires).
+    pub fn insert_at(&self, key: K, value: V, ttl: Option<Nanos>, now: Nanos) {
+        self.insert_inner(key, value, ttl, Some(now));
+    }
+
+    fn insert_inner(&self, key: K, value: V, ttl: Option<Nanos>, now: Option<Nanos>) {
+        let hash = self.hasher.hash_one(&key);
+        let now = match (now, ttl) {
+            (Some(t), _) => Some(t),
+            (None, Some(_)) => Some(self.clock.now()),
+            (None, None) => None,
+        };
+        let expires = ttl::deadline(now.unwrap_or(0), ttl);
+        let clock = &*self.clock;
+        let old = self.shard(hash).with(|s| match now {
+            Some(t) => s.table.insert_hashed(hash, key, value, expires, t),
+            None => s.table.insert_hashed(hash, key, value, expires, LazyNow::new(clock)),
+        });
+        drop(old); // outside the lock
+    }
+
+    /// Removes `key`, returning its value (expired or not).
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        self.shard(hash).with(|s| s.table.remove_hashed(hash, key)).map(|(_, v)| v)
+    }
+
+    /// The value for `key`, loading it with `load` on a miss. Only one load
+    /// per key runs at a time: concurrent callers for the same key wait for
+    /// it and get its value, or its error (the same `Arc<E>`). A loaded value
+    /// is stored with the default TTL. If the loader panics, its waiters are
+    /// woken and one of them loads instead; a waiter whose error type differs
+    /// from the loader's also loads itself. Do not call it for the same key
+    /// from inside `load` (it would wait for itself).
+    pub fn get_or_insert_with<E, F>(&self, key: K, load: F) -> Result<V, std::sync::Arc<E>>
+    where
+        F: FnOnce() -> Result<V, E>,
+        E: Send + Sync + 'static,
+    {
+        let hash = self.hasher.hash_one(&key);
+        let shard = self.shard(hash);
+        let clock = &*self.clock;
+        let mut key = Some(key);
+        loop {
+            let step = shard.with(|s| {
+                let k = key.as_ref()?;
+                if let Some(v) = s.table.get_hashed(hash, k, LazyNow::new(clock)) {
+                    return Some(Step::Hit(v.clone()));
+                }
+                if let Some(l) = s.loads.iter().find(|l| l.hash == hash && l.key == *k) {
+                    return Some(Step::Wait(l.slot.clone()));
+                }
+                let slot = Arc::new(LoadSlot::new());
+                let key = key.take()?;
+                s.loads.push(Load { hash, key, slot: slot.clone() });
+                Some(Step::Load(slot))
+            });
+            match step {
+                Some(Step::Hit(v)) => return Ok(v),
+                Some(Step::Wait(slot)) => match slot.wait() {
+                    LoadState::Value(v) => return Ok(v),
+                    LoadState::Error(e) => {
+                        if let Ok(e) = e.downcast::<E>() {
+                            return Err(e);
+                        }
+                    }
+                    _ => {}
+                },
+                Some(Step::Load(slot)) => return self.run_load(hash, &slot, load),
+                None => unreachable!("the key is only given up by a caller that then loads"),
+            }
+        }
+    }
+
+    fn run_load<E, F>(&self, hash: u64, slot: &Arc<LoadSlot<V>>, load: F) -> Result<V, std::sync::Arc<E>>
+    where
+        F: FnOnce() -> Result<V, E>,
+        E: Send + Sync + 'static,
+    {
+        let shard = self.shard(hash);
+        let mut guard = LoadGuard { shard, slot, armed: true };
+        let result = load().map_err(std::sync::Arc::new);
+        let now = self.default_ttl.map(|_| self.clock.now());
+        let expires = ttl::deadline(now.unwrap_or(0), self.default_ttl);
+        let clock = &*self.clock;
+        let published = shard.with(|s| {
+            let at = s.loads.iter().position(|l| Arc::ptr_eq(&l.slot, slot))?;
+            let load = s.loads.swap_remove(at);
+            Some(match &result {
+                Ok(v) => {
+                    let v = v.clone();
+                    match now {
+                        Some(t) => s.table.insert_hashed(hash, load.key, v, expires, t),
+                        None => s.table.insert_hashed(hash, load.key, v, expires, LazyNow::new(clock)),
+                    }
+                }
+                Err(_) => Inserted::Rejected(None),
+            })
+        });
+        guard.armed = false;
+        drop(published);
+        match &result {
+            Ok(v) => slot.finish(LoadState::Value(v.clone())),
+            Err(e) => slot.finish(LoadState::Error(e.clone())),
+        }
+        result
+    }
+
+    /// Entries held by all shards (expired ones not yet removed included).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.with(|s| s.table.len())).sum()
+    }
+
+    /// True when no shard holds anything.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Total weight held.
+    pub fn weight(&self) -> u64 {
+        self.shards.iter().map(|s| s.with(|s| s.table.weight())).sum()
+    }
+
+    /// Removes every entry (counters are kept).
+    pub fn clear(&self) {
+        for s in self.shards.iter() {
+            s.with(|s| s.table.clear());
+        }
+    }
+
+    /// Counters summed over the shards.
+    pub fn stats(&self) -> Stats {
+        let mut total = Stats::default();
+        for s in self.shards.iter() {
+            total.merge(&s.with(|s| s.table.stats()));
+        }
+        total
+    }
+
+    /// Removes up to `max` expired entries, resuming where the last sweep
+    /// stopped (shard by shard; each shard examines at most `16 * max`
+    /// buckets). Returns how many it removed. Call it from a timer or an
+    /// idle loop; nothing sweeps by itself.
+    pub fn sweep_expired(&self, max: usize) -> usize {
+        let mut now = LazyNow::new(&*self.clock);
+        let t = now.now();
+        self.sweep_expired_at(max, t)
+    }
+
+    /// [`sweep_expired`](Self::sweep_expired) at time `now`.
+    pub fn sweep_expired_at(&self, max: usize, now: Nanos) -> usize {
+        let n = self.shards.len();
+        let start = self.sweep_cursor.fetch_add(1, Ordering::Relaxed);
+        let mut removed = 0;
+        for k in 0..n {
+            if removed >= max {
+                break;
+            }
+            let s = &self.shards[(start + k) & self.mask];
+            removed += s.with(|s| s.table.sweep_expired(max - removed, now));
+        }
+        removed
+    }
+}
+
+impl<K, V, S> std::fmt::Debug for Cache<K, V, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("shards", &self.shards.len())
+            .field("default_ttl", &self.default_ttl)
+            .finish()
+    }
+}

@@ -1,0 +1,1045 @@
+//! The single-owner cache table: open addressing over groups of 16 tags, with
+//! S3-FIFO eviction, per-entry TTL and count/weight limits built in.
+//!
+//! A [`Table`] has no lock and no atomics: it is meant to be owned by one
+//! thread (an engine shard), or to sit behind one lock per shard in the
+//! multi-threaded [`Cache`](super::Cache).
+//!
+//! # Layout
+//!
+//! Two arrays of the same length (a multiple of 16 buckets):
+//!
+//! - control bytes, 16 per 16-byte-aligned group: EMPTY, DELETED or a 7-bit
+//!   tag of the key's hash;
+//! - slots holding `key`, `value` and 16 bytes of [`Meta`] (two `u32` queue
+//!   links with the queue id and the 2-bit frequency packed in their top
+//!   bits, and the `u64` deadline) inline.
+//!
+//! A hit loads one control group (one cache line, usually already hot) and
+//! compares keys only in the slots whose tag matches (1/128 false-positive
+//! rate per occupied bucket), then reads the deadline, bumps the frequency and
+//! reads the value in the same slot: for a `u64` key and a 16-byte value the
+//! slot is 40 bytes, so one or two cache lines.
+//!
+//! The first group of a key is `fastrange(low 32 bits of hash, groups)`, so
+//! the group count need not be a power of two and a bounded table is sized
+//! to its limit: `ceil(1.25 * max_entries / 16)` groups rounded up to a
+//! prime (80% load when full). Probing steps by a per-key stride from the
+//! hash (double hashing; a prime group count makes every stride visit every
+//! group) until a group has an EMPTY byte. Buckets freed in a group that still has an EMPTY byte become
+//! EMPTY again; otherwise they become tombstones, reused by later inserts
+//! and cleared when the table is rebuilt (at 87.5% occupancy including
+//! tombstones). A table grows by doubling up to its final size.
+//!
+//! # Memory per entry
+//!
+//! Beyond key and value: 1 control byte + 16 bytes of [`Meta`] (+ padding of
+//! the slot to the key/value alignment), divided by the 80% load of a full
+//! table, + 2 bytes of ghost (4 bytes per two main-queue entries). For `u64`
+//! keys: 27.2 bytes with `u64` values (slot 32 bytes), 29.2 bytes with
+//! 16-byte values (slot 40 bytes); tests check it with `size_of` and by
+//! measuring a full table.
+
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+
+use super::eviction::{Ghost, List, Meta, MetaStore, Queue, GHOST_DIVISOR, NIL, PROMOTE_FREQ, SMALL_PERCENT};
+use super::group::{self, CtrlGroup, Group, GroupOps, DELETED, EMPTY, WIDTH};
+use super::ttl::{TimeSource, NEVER};
+use super::weigher::{CapacityError, Limits, Weigher, MAX_ENTRIES};
+use crate::clock::Nanos;
+use crate::hash::SeededState;
+
+/// One bucket's entry: key, value and policy metadata, inline.
+#[repr(C)]
+pub(crate) struct Slot<K, V> {
+    key: K,
+    value: V,
+    meta: Meta,
+}
+
+/// Size in bytes of one bucket's slot for `K` and `V` (key, value, 16 bytes
+/// of metadata, padding).
+pub const fn slot_size<K, V>() -> usize {
+    std::mem::size_of::<Slot<K, V>>()
+}
+
+/// Memory a full bounded table spends per entry beyond `size_of::<K>() +
+/// size_of::<V>()`, in bytes: control byte and slot at 80% load, plus the
+/// ghost's 4 bytes per two main-queue entries (99% of the entries).
+pub fn overhead_per_entry<K, V>() -> f64 {
+    (1 + slot_size::<K, V>()) as f64 / 0.8 - (std::mem::size_of::<K>() + std::mem::size_of::<V>()) as f64
+        + 4.0 * 0.99 / GHOST_DIVISOR as f64
+}
+
+/// Counters of what a table (or a whole cache) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Reads that found a live entry.
+    pub hits: u64,
+    /// Reads that found nothing (or an expired entry).
+    pub misses: u64,
+    /// New entries stored.
+    pub inserts: u64,
+    /// Inserts that replaced the value of a present key.
+    pub updates: u64,
+    /// Entries evicted to make room.
+    pub evictions: u64,
+    /// Entries removed because their deadline passed (on read, by eviction
+    /// or by a sweep).
+    pub expirations: u64,
+    /// Inserts refused: heavier than the whole weight budget, or already
+    /// expired.
+    pub rejections: u64,
+}
+
+impl Stats {
+    /// Adds `other` into `self` (to sum shards).
+    pub fn merge(&mut self, other: &Stats) {
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.inserts += other.inserts;
+        self.updates += other.updates;
+        self.evictions += other.evictions;
+        self.expirations += other.expirations;
+        self.rejections += other.rejections;
+    }
+}
+
+/// What an insert did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inserted<V> {
+    /// A new entry was stored.
+    New,
+    /// The key was present; its old value is returned.
+    Replaced(V),
+    /// Not stored (heavier than the weight budget, or already expired); a
+    /// present entry for the key was removed and its value is returned.
+    Rejected(Option<V>),
+}
+
+/// The slot array. Slot `i` is initialised exactly when control byte `i` is
+/// FULL; every initialised slot is on exactly one queue (small or main).
+struct Slots<K, V>(Box<[MaybeUninit<Slot<K, V>>]>);
+
+impl<K, V> Slots<K, V> {
+    fn new(n: usize) -> Self {
+        Self(std::iter::repeat_with(MaybeUninit::uninit).take(n).collect())
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// # Safety
+    /// Slot `i` holds an entry (its control byte is FULL).
+    #[inline(always)]
+    unsafe fn get(&self, i: usize) -> &Slot<K, V> {
+        debug_assert!(i < self.0.len());
+        // SAFETY: the caller guarantees `i` is in bounds and initialised.
+        unsafe { self.0.get_unchecked(i).assume_init_ref() }
+    }
+
+    /// # Safety
+    /// Slot `i` holds an entry (its control byte is FULL).
+    #[inline(always)]
+    unsafe fn get_mut(&mut self, i: usize) -> &mut Slot<K, V> {
+        debug_assert!(i < self.0.len());
+        // SAFETY: the caller guarantees `i` is in bounds and initialised.
+        unsafe { self.0.get_unchecked_mut(i).assume_init_mut() }
+    }
+}
+
+impl<K, V> MetaStore for Slots<K, V> {
+    #[inline(always)]
+    fn meta(&self, i: u32) -> &Meta {
+        // SAFETY: the queues only ever link slots that hold an entry (an
+        // entry is linked when written and unlinked before its slot is
+        // freed), and `MetaStore` is only asked about linked slots.
+        unsafe { &self.get(i as usize).meta }
+    }
+
+    #[inline(always)]
+    fn meta_mut(&mut self, i: u32) -> &mut Meta {
+        // SAFETY: as in `meta`.
+        unsafe { &mut self.get_mut(i as usize).meta }
+    }
+}
+
+/// Usable buckets of `groups` groups before a rebuild: 7/8.
+#[inline(always)]
+const fn usable(groups: usize) -> usize {
+    groups * WIDTH / 8 * 7
+}
+
+/// Largest group count (a prime, like every count above 1).
+const MAX_GROUPS: usize = 67_108_859; // the largest prime below 2^26
+
+/// The smallest prime >= `n` (group counts are prime so that every probe
+/// stride visits every group).
+fn next_prime(n: usize) -> usize {
+    let is_prime = |n: usize| n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d));
+    (n.max(2)..).find(|&p| is_prime(p)).unwrap_or(MAX_GROUPS)
+}
+
+/// Groups a table bounded to `max_entries` has when full (80% load).
+fn final_groups(max_entries: usize) -> usize {
+    let buckets = (max_entries as u64).saturating_mul(5).div_ceil(4);
+    next_prime((buckets.div_ceil(WIDTH as u64) as usize).clamp(1, MAX_GROUPS)).min(MAX_GROUPS)
+}
+
+/// The groups a key visits: its home group, then steps of a stride drawn
+/// from its hash (double hashing). Group counts are 1 or prime, so every
+/// stride in `1..n` visits every group, and keys that share a home group
+/// part ways after it (no primary clustering, which at 80% load with
+/// tombstones made linear probing runs long).
+struct Probe {
+    g: usize,
+    stride: usize,
+    n: usize,
+    hash: u64,
+}
+
+impl Probe {
+    #[inline(always)]
+    fn new(hash: u64, n: usize) -> Self {
+        Self { g: ((hash as u32 as u64 * n as u64) >> 32) as usize, stride: 0, n, hash }
+    }
+
+    #[inline(always)]
+    fn advance(&mut self) {
+        if self.stride == 0 {
+            // Computed only when the home group did not settle the lookup.
+            self.stride = 1 + ((self.hash >> 7) % (self.n as u64 - 1).max(1)) as usize;
+        }
+        self.g += self.stride;
+        if self.g >= self.n {
+            self.g -= self.n;
+        }
+    }
+}
+
+/// A bounded hash table with S3-FIFO eviction and TTL, for one owner.
+///
+/// `S` hashes keys ([`SeededState`], a per-table random seed, by default);
+/// `G` is the control-group implementation ([`Group`], the SIMD one where
+/// available; [`group::Generic`] forces the portable one).
+///
+/// Time-dependent operations take a [`TimeSource`]: pass a `Nanos` value, or
+/// a [`LazyNow`](super::ttl::LazyNow) that reads a clock only when an entry
+/// with a deadline is involved.
+pub struct Table<K, V, S = SeededState, G = Group> {
+    ctrl: Box<[CtrlGroup]>,
+    slots: Slots<K, V>,
+    items: usize,
+    /// EMPTY buckets that may still be filled before a rebuild.
+    growth_left: usize,
+    hasher: S,
+    max_groups: usize,
+    count_limit: usize,
+    weight_limit: u64,
+    small_count_target: usize,
+    small_weight_target: u64,
+    bounded_count: bool,
+    weigher: Option<Weigher<K, V>>,
+    weight: u64,
+    small_weight: u64,
+    small: List,
+    main: List,
+    ghost: Ghost,
+    ttl_items: usize,
+    sweep_cursor: usize,
+    stats: Stats,
+    _group: PhantomData<G>,
+}
+
+impl<K: Hash + Eq, V> Table<K, V> {
+    /// A table holding at most `max_entries` entries, with a random seed.
+    pub fn new(max_entries: usize) -> Result<Self, CapacityError> {
+        Self::with_limits(Limits::entries(max_entries), None, SeededState::new())
+    }
+}
+
+impl<K, V, S, G> Table<K, V, S, G>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+    G: GroupOps,
+{
+    /// A table with the given limits, weigher (`None`: every entry weighs 1)
+    /// and hasher. Allocates one group now and grows as entries arrive.
+    pub fn with_limits(
+        limits: Limits,
+        weigher: Option<Weigher<K, V>>,
+        hasher: S,
+    ) -> Result<Self, CapacityError> {
+        limits.validate()?;
+        let (max_groups, count_limit) = match limits.max_entries {
+            Some(n) => (final_groups(n), n),
+            None => (MAX_GROUPS, MAX_ENTRIES),
+        };
+        let weight_limit = limits.max_weight.unwrap_or(u64::MAX);
+        Ok(Self {
+            ctrl: vec![CtrlGroup::EMPTY; 1].into_boxed_slice(),
+            slots: Slots::new(WIDTH),
+            items: 0,
+            growth_left: usable(1),
+            hasher,
+            max_groups,
+            count_limit,
+            weight_limit,
+            small_count_target: (count_limit as u64 * SMALL_PERCENT / 100).max(1) as usize,
+            small_weight_target: (weight_limit / 100 * SMALL_PERCENT).max(1),
+            bounded_count: limits.max_entries.is_some(),
+            weigher,
+            weight: 0,
+            small_weight: 0,
+            small: List::new(),
+            main: List::new(),
+            ghost: Ghost::new(),
+            ttl_items: 0,
+            sweep_cursor: 0,
+            stats: Stats::default(),
+            _group: PhantomData,
+        })
+    }
+
+    /// The hasher (the sharded cache routes with the same one).
+    #[inline]
+    pub fn hasher(&self) -> &S {
+        &self.hasher
+    }
+
+    /// Hash of a key as this table computes it.
+    #[inline]
+    pub fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// Number of entries (expired ones not yet removed included).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.items
+    }
+
+    /// True when the table holds nothing.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.items == 0
+    }
+
+    /// Total weight of the entries.
+    #[inline]
+    pub fn weight(&self) -> u64 {
+        self.weight
+    }
+
+    /// Most entries held at once.
+    #[inline]
+    pub fn max_entries(&self) -> usize {
+        self.count_limit
+    }
+
+    /// Most total weight held at once (`u64::MAX` when unbounded by weight).
+    #[inline]
+    pub fn max_weight(&self) -> u64 {
+        self.weight_limit
+    }
+
+    /// Counters since creation.
+    #[inline]
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Entries on the small and the main queue.
+    pub fn queue_lengths(&self) -> (usize, usize) {
+        (self.small.len, self.main.len)
+    }
+
+    /// Number of buckets allocated.
+    pub fn buckets(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Bytes allocated by the table: control bytes, slots, ghost and the
+    /// table header (not what keys and values own on the heap).
+    pub fn allocated_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.ctrl.len() * std::mem::size_of::<CtrlGroup>()
+            + self.slots.len() * std::mem::size_of::<Slot<K, V>>()
+            + self.ghost.bytes()
+    }
+
+    #[inline(always)]
+    fn weigh(weigher: Option<Weigher<K, V>>, key: &K, value: &V) -> u64 {
+        match weigher {
+            Some(f) => f(key, value).max(1),
+            None => 1,
+        }
+    }
+
+    #[inline(always)]
+    fn ctrl_byte(&self, i: usize) -> u8 {
+        self.ctrl[i / WIDTH].0[i % WIDTH]
+    }
+
+    #[inline(always)]
+    fn set_ctrl(&mut self, i: usize, c: u8) {
+        self.ctrl[i / WIDTH].0[i % WIDTH] = c;
+    }
+
+    /// The bucket holding `key`, if any.
+    #[inline]
+    fn find<Q>(&self, hash: u64, key: &Q) -> Option<usize>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let tag = group::tag(hash);
+        let n = self.ctrl.len();
+        let mut p = Probe::new(hash, n);
+        for _ in 0..n {
+            let grp = G::load(&self.ctrl[p.g]);
+            for bit in grp.match_tag(tag) {
+                let i = p.g * WIDTH + bit;
+                // SAFETY: control byte `i` equals a tag, so slot `i` is FULL.
+                if unsafe { self.slots.get(i) }.key.borrow() == key {
+                    return Some(i);
+                }
+            }
+            if grp.match_empty().any() {
+                return None;
+            }
+            p.advance();
+        }
+        None
+    }
+
+    /// First EMPTY or DELETED bucket on the probe sequence of `hash`; there
+    /// is one because `growth_left > 0` leaves an EMPTY bucket.
+    #[inline]
+    fn find_insert_slot(ctrl: &[CtrlGroup], hash: u64) -> usize {
+        let mut p = Probe::new(hash, ctrl.len());
+        loop {
+            if let Some(bit) = G::load(&ctrl[p.g]).match_empty_or_deleted().lowest() {
+                return p.g * WIDTH + bit;
+            }
+            p.advance();
+        }
+    }
+
+    /// Looks `key` up, counting a hit or a miss. A hit bumps the entry's
+    /// frequency; an entry whose deadline has passed is removed and counts as
+    /// a miss.
+    #[inline]
+    pub fn get<Q, T>(&mut self, key: &Q, time: T) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        T: TimeSource,
+    {
+        let hash = self.hash(key);
+        self.get_hashed(hash, key, time)
+    }
+
+    /// [`get`](Self::get) with the hash already computed by [`hash`](Self::hash).
+    #[inline]
+    pub fn get_hashed<Q, T>(&mut self, hash: u64, key: &Q, mut time: T) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+        T: TimeSource,
+    {
+        let Some(i) = self.find(hash, key) else {
+            self.stats.misses += 1;
+            return None;
+        };
+        // SAFETY: `find` returned a FULL bucket.
+        let expires = unsafe { self.slots.get(i) }.meta.expires;
+        if expires != NEVER && time.now() >= expires {
+            drop(self.take(i));
+            self.stats.expirations += 1;
+            self.stats.misses += 1;
+            return None;
+        }
+        self.stats.hits += 1;
+        // SAFETY: as above; nothing was removed.
+        let slot = unsafe { self.slots.get_mut(i) };
+        slot.meta.touch();
+        Some(&slot.value)
+    }
+
+    /// Looks `key` up without counting or bumping its frequency; an expired
+    /// entry reads as absent (and stays until removed).
+    #[inline]
+    pub fn peek<Q, T>(&self, key: &Q, time: T) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        T: TimeSource,
+    {
+        self.peek_hashed(self.hash(key), key, time)
+    }
+
+    /// [`peek`](Self::peek) with the hash already computed.
+    #[inline]
+    pub fn peek_hashed<Q, T>(&self, hash: u64, key: &Q, mut time: T) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+        T: TimeSource,
+    {
+        let i = self.find(hash, key)?;
+        // SAFETY: `find` returned a FULL bucket.
+        let slot = unsafe { self.slots.get(i) };
+        if slot.meta.expires != NEVER && time.now() >= slot.meta.expires {
+            None
+        } else {
+            Some(&slot.value)
+        }
+    }
+
+    /// True when `key` has a live entry (no counters, no frequency bump).
+    #[inline]
+    pub fn contains<Q, T>(&self, key: &Q, time: T) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        T: TimeSource,
+    {
+        self.peek(key, time).is_some()
+    }
+
+    /// Stores `key -> value` with deadline `expires` ([`NEVER`] for none),
+    /// evicting as needed.
+    #[inline]
+    pub fn insert<T: TimeSource>(&mut self, key: K, value: V, expires: Nanos, time: T) -> Inserted<V> {
+        let hash = self.hash(&key);
+        self.insert_hashed(hash, key, value, expires, time)
+    }
+
+    /// [`insert`](Self::insert) with the hash already computed.
+    pub fn insert_hashed<T: TimeSource>(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: V,
+        expires: Nanos,
+        mut time: T,
+    ) -> Inserted<V> {
+        let weigher = self.weigher;
+        let w = Self::weigh(weigher, &key, &value);
+        if w > self.weight_limit || (expires != NEVER && time.now() >= expires) {
+            let old = self.find(hash, &key).map(|i| self.take(i).1);
+            self.stats.rejections += 1;
+            return Inserted::Rejected(old);
+        }
+        if let Some(i) = self.find(hash, &key) {
+            // SAFETY: `find` returned a FULL bucket.
+            let slot = unsafe { self.slots.get_mut(i) };
+            let old = std::mem::replace(&mut slot.value, value);
+            let old_expires = std::mem::replace(&mut slot.meta.expires, expires);
+            slot.meta.touch();
+            let in_small = slot.meta.queue() == Queue::Small;
+            let old_w = Self::weigh(weigher, &slot.key, &old);
+            self.weight = self.weight.saturating_sub(old_w).saturating_add(w);
+            if in_small {
+                self.small_weight = self.small_weight.saturating_sub(old_w).saturating_add(w);
+            }
+            match (old_expires != NEVER, expires != NEVER) {
+                (true, false) => self.ttl_items -= 1,
+                (false, true) => self.ttl_items += 1,
+                _ => {}
+            }
+            self.stats.updates += 1;
+            self.make_room(0, 0, &mut time);
+            return Inserted::Replaced(old);
+        }
+        self.make_room(1, w, &mut time);
+        let queue = if self.ghost.take(hash) { Queue::Main } else { Queue::Small };
+        self.reserve_one();
+        let i = Self::find_insert_slot(&self.ctrl, hash);
+        if self.ctrl_byte(i) == EMPTY {
+            self.growth_left -= 1;
+        }
+        self.set_ctrl(i, group::tag(hash));
+        self.slots.0[i].write(Slot { key, value, meta: Meta::new(expires) });
+        self.items += 1;
+        self.weight = self.weight.saturating_add(w);
+        if expires != NEVER {
+            self.ttl_items += 1;
+        }
+        match queue {
+            Queue::Main => self.main.push_head(&mut self.slots, i as u32, Queue::Main),
+            _ => {
+                self.small.push_head(&mut self.slots, i as u32, Queue::Small);
+                self.small_weight = self.small_weight.saturating_add(w);
+            }
+        }
+        self.stats.inserts += 1;
+        Inserted::New
+    }
+
+    /// Removes `key`, returning its entry (expired or not).
+    pub fn remove<Q>(&mut self, key: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        self.remove_hashed(hash, key)
+    }
+
+    /// [`remove`](Self::remove) with the hash already computed.
+    pub fn remove_hashed<Q>(&mut self, hash: u64, key: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let i = self.find(hash, key)?;
+        Some(self.take(i))
+    }
+
+    /// Removes at most `max` expired entries, examining at most `16 * max`
+    /// buckets from where the previous sweep stopped. Returns how many it
+    /// removed. Costs nothing when no entry has a deadline.
+    pub fn sweep_expired<T: TimeSource>(&mut self, max: usize, mut time: T) -> usize {
+        if self.ttl_items == 0 || max == 0 {
+            return 0;
+        }
+        let now = time.now();
+        let n = self.slots.len();
+        let budget = max.saturating_mul(16).min(n);
+        let mut removed = 0;
+        for _ in 0..budget {
+            let i = self.sweep_cursor;
+            self.sweep_cursor = if i + 1 == n { 0 } else { i + 1 };
+            if group::is_full(self.ctrl_byte(i)) {
+                // SAFETY: control byte `i` is FULL.
+                let e = unsafe { self.slots.get(i) }.meta.expires;
+                if e != NEVER && now >= e {
+                    drop(self.take(i));
+                    self.stats.expirations += 1;
+                    removed += 1;
+                    if removed == max || self.ttl_items == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        removed
+    }
+
+    /// Removes every entry and returns to the initial allocation (counters
+    /// are kept).
+    pub fn clear(&mut self) {
+        self.drop_entries();
+        self.ctrl = vec![CtrlGroup::EMPTY; 1].into_boxed_slice();
+        self.slots = Slots::new(WIDTH);
+        self.items = 0;
+        self.growth_left = usable(1);
+        self.weight = 0;
+        self.small_weight = 0;
+        self.small = List::new();
+        self.main = List::new();
+        self.ghost = Ghost::new();
+        self.ttl_items = 0;
+        self.sweep_cursor = 0;
+    }
+
+    /// Every entry, in bucket order (expired ones not yet removed included).
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> + '_ {
+        (0..self.slots.len()).filter(|&i| group::is_full(self.ctrl_byte(i))).map(move |i| {
+            // SAFETY: control byte `i` is FULL.
+            let s = unsafe { self.slots.get(i) };
+            (&s.key, &s.value)
+        })
+    }
+
+    /// The queue holding `key`, and its frequency (for tests and tools).
+    pub fn policy_state<Q>(&self, key: &Q) -> Option<(Queue, u8)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let i = self.find(self.hash(key), key)?;
+        // SAFETY: `find` returned a FULL bucket.
+        let m = unsafe { self.slots.get(i) }.meta;
+        Some((m.queue(), m.freq()))
+    }
+
+    /// Evicts until one more entry of weight `extra_weight` fits (or the
+    /// table is empty).
+    fn make_room<T: TimeSource>(&mut self, extra: usize, extra_weight: u64, time: &mut T) {
+        while self.items + extra > self.count_limit
+            || self.weight.saturating_add(extra_weight) > self.weight_limit
+        {
+            if !self.evict_one(time) {
+                break;
+            }
+        }
+    }
+
+    fn ghost_target(&self) -> usize {
+        let entries = if self.bounded_count { self.count_limit } else { usable(self.ctrl.len()) };
+        (entries.saturating_sub(self.small_count_target) / GHOST_DIVISOR).max(1)
+    }
+
+    /// Removes one entry by the S3-FIFO rules (see [`super::eviction`]).
+    /// False when the table is empty.
+    fn evict_one<T: TimeSource>(&mut self, time: &mut T) -> bool {
+        loop {
+            let from_small = self.small.len > 0
+                && (self.main.len == 0
+                    || self.small.len >= self.small_count_target
+                    || self.small_weight >= self.small_weight_target);
+            let i = if from_small {
+                self.small.tail
+            } else if self.main.len > 0 {
+                self.main.tail
+            } else {
+                return false;
+            };
+            debug_assert!(i != NIL);
+            let m = *self.slots.meta(i);
+            if m.expires != NEVER && time.now() >= m.expires {
+                drop(self.take(i as usize));
+                self.stats.expirations += 1;
+                return true;
+            }
+            if from_small {
+                if m.freq() >= PROMOTE_FREQ {
+                    // SAFETY: `i` is linked, so it holds an entry.
+                    let s = unsafe { self.slots.get(i as usize) };
+                    let w = Self::weigh(self.weigher, &s.key, &s.value);
+                    self.small_weight = self.small_weight.saturating_sub(w);
+                    self.small.unlink(&mut self.slots, i);
+                    self.slots.meta_mut(i).set_freq(0);
+                    self.main.push_head(&mut self.slots, i, Queue::Main);
+                    continue;
+                }
+                // SAFETY: `i` is linked, so it holds an entry.
+                let hash = self.hasher.hash_one(&unsafe { self.slots.get(i as usize) }.key);
+                if self.ghost.len() == 0 {
+                    self.ghost.resize(self.ghost_target());
+                }
+                self.ghost.insert(hash);
+            } else if m.freq() > 0 {
+                self.main.unlink(&mut self.slots, i);
+                self.slots.meta_mut(i).set_freq(m.freq() - 1);
+                self.main.push_head(&mut self.slots, i, Queue::Main);
+                continue;
+            }
+            drop(self.take(i as usize));
+            self.stats.evictions += 1;
+            return true;
+        }
+    }
+
+    /// Frees bucket `i` (FULL) and returns its entry.
+    fn take(&mut self, i: usize) -> (K, V) {
+        let m = *self.slots.meta(i as u32);
+        match m.queue() {
+            Queue::Small => self.small.unlink(&mut self.slots, i as u32),
+            Queue::Main => self.main.unlink(&mut self.slots, i as u32),
+            Queue::None => debug_assert!(false, "every entry is on a queue"),
+        }
+        let g = i / WIDTH;
+        let c = if G::load(&self.ctrl[g]).match_empty().any() {
+            self.growth_left += 1;
+            EMPTY
+        } else {
+            DELETED
+        };
+        self.set_ctrl(i, c);
+        self.items -= 1;
+        if m.expires != NEVER {
+            self.ttl_items -= 1;
+        }
+        // SAFETY: bucket `i` was FULL and its control byte now says it is
+        // free, so this is the only read of the entry: it moves out once.
+        let Slot { key, value, .. } = unsafe { self.slots.0[i].assume_init_read() };
+        let w = Self::weigh(self.weigher, &key, &value);
+        self.weight = self.weight.saturating_sub(w);
+        if m.queue() == Queue::Small {
+            self.small_weight = self.small_weight.saturating_sub(w);
+        }
+        (key, value)
+    }
+
+    /// Makes sure one more EMPTY bucket may be filled: rebuilds (clearing
+    /// tombstones), doubling the size if more than half full.
+    fn reserve_one(&mut self) {
+        if self.growth_left > 0 {
+            return;
+        }
+        let n = self.ctrl.len();
+        let new_n = if (self.items + 1) * 2 > usable(n) { next_prime(n * 2).min(self.max_groups) } else { n };
+        self.rebuild(new_n.max(1));
+    }
+
+    /// Moves every entry into fresh arrays of `groups` groups, keeping the
+    /// order of both queues, each entry's frequency and deadline.
+    fn rebuild(&mut self, groups: usize) {
+        debug_assert!(usable(groups) > self.items);
+        let mut ctrl = vec![CtrlGroup::EMPTY; groups].into_boxed_slice();
+        let mut slots: Slots<K, V> = Slots::new(groups * WIDTH);
+        let mut lists = [List::new(), List::new()];
+        for (li, q) in [(0, Queue::Small), (1, Queue::Main)] {
+            let old = if li == 0 { self.small } else { self.main };
+            let mut i = old.tail;
+            while i != NIL {
+                // SAFETY: `i` is linked, so it holds an entry.
+                let hash = self.hasher.hash_one(&unsafe { self.slots.get(i as usize) }.key);
+                // SAFETY: as above. The entry moves out exactly once (each
+                // slot is on one list once) and nothing below can panic
+                // before it is written to the new array; the old array is
+                // freed without dropping entries (`Slots` has no drop glue
+                // for its contents).
+                let mut slot = unsafe { self.slots.0[i as usize].assume_init_read() };
+                let newer = slot.meta.prev();
+                let freq = slot.meta.freq();
+                slot.meta = Meta::new(slot.meta.expires);
+                slot.meta.set_freq(freq);
+                let j = Self::find_insert_slot(&ctrl, hash);
+                ctrl[j / WIDTH].0[j % WIDTH] = group::tag(hash);
+                slots.0[j].write(slot);
+                lists[li].push_head(&mut slots, j as u32, q);
+                i = newer;
+            }
+        }
+        self.ctrl = ctrl;
+        self.slots = slots;
+        [self.small, self.main] = lists;
+        self.growth_left = usable(groups) - self.items;
+        self.sweep_cursor = 0;
+        if !self.bounded_count && self.ghost.len() > 0 {
+            self.ghost.resize(self.ghost_target());
+        }
+    }
+
+    fn drop_entries(&mut self) {
+        if std::mem::needs_drop::<Slot<K, V>>() {
+            for i in 0..self.slots.len() {
+                if group::is_full(self.ctrl_byte(i)) {
+                    self.set_ctrl(i, EMPTY);
+                    // SAFETY: bucket `i` was FULL; its control byte is now
+                    // EMPTY, so the entry is dropped exactly once.
+                    unsafe { self.slots.0[i].assume_init_drop() };
+                }
+            }
+        }
+    }
+}
+
+impl<K, V, S, G> Drop for Table<K, V, S, G> {
+    fn drop(&mut self) {
+        if std::mem::needs_drop::<Slot<K, V>>() {
+            for i in 0..self.slots.len() {
+                if group::is_full(self.ctrl[i / WIDTH].0[i % WIDTH]) {
+                    // SAFETY: bucket `i` is FULL, so slot `i` holds an entry,
+                    // dropped once here as the table goes away.
+                    unsafe { self.slots.0[i].assume_init_drop() };
+                }
+            }
+        }
+    }
+}
+
+impl<K, V, S, G> std::fmt::Debug for Table<K, V, S, G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("len", &self.items)
+            .field("buckets", &self.slots.len())
+            .field("weight", &self.weight)
+            .field("small", &self.small.len)
+            .field("main", &self.main.len)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+#[cfg(all(test, not(resilience_loom)))]
+mod tests {
+    use super::*;
+    use crate::cache::group::Generic;
+
+    fn table<G: GroupOps>(n: usize) -> Table<u64, u64, SeededState, G> {
+        Table::with_limits(Limits::entries(n), None, SeededState::with_seed(7)).unwrap()
+    }
+
+    fn basic<G: GroupOps>() {
+        let mut t = table::<G>(1000);
+        assert_eq!(t.get(&1, 0), None);
+        assert_eq!(t.insert(1, 10, NEVER, 0), Inserted::New);
+        assert_eq!(t.insert(1, 11, NEVER, 0), Inserted::Replaced(10));
+        assert_eq!(t.get(&1, 0), Some(&11));
+        assert!(t.contains(&1, 0));
+        assert_eq!(t.remove(&1), Some((1, 11)));
+        assert_eq!(t.remove(&1), None);
+        assert!(t.is_empty());
+        for i in 0..900 {
+            t.insert(i, i * 2, NEVER, 0);
+        }
+        assert_eq!(t.len(), 900);
+        for i in 0..900 {
+            assert_eq!(t.get(&i, 0), Some(&(i * 2)), "key {i}");
+        }
+        let s = t.stats();
+        assert_eq!((s.hits, s.misses, s.inserts, s.updates), (901, 1, 901, 1));
+        t.clear();
+        assert!(t.is_empty());
+        assert_eq!(t.get(&5, 0), None);
+    }
+
+    #[test]
+    fn basic_simd() {
+        basic::<Group>();
+    }
+
+    #[test]
+    fn basic_portable() {
+        basic::<Generic>();
+    }
+
+    #[test]
+    fn bounded_table_never_exceeds_its_limit_or_its_final_size() {
+        for n in [1usize, 2, 13, 14, 15, 16, 100, 1000] {
+            let mut t = table::<Group>(n);
+            for i in 0..(n as u64 * 5 + 50) {
+                t.insert(i, i, NEVER, 0);
+                assert!(t.len() <= n);
+                if i % 3 == 0 {
+                    t.get(&(i / 2), 0);
+                }
+                if i % 7 == 0 {
+                    t.remove(&(i / 3));
+                }
+            }
+            assert!(t.buckets() <= final_groups(n) * WIDTH, "n={n}");
+            assert_eq!(t.len(), t.iter().count());
+        }
+    }
+
+    #[test]
+    fn group_counts_are_prime() {
+        assert_eq!(next_prime(0), 2);
+        assert_eq!(next_prime(2), 2);
+        assert_eq!(next_prime(8), 11);
+        assert_eq!(next_prime(65_536), 65_537);
+        assert!(final_groups(usize::MAX / 8) <= MAX_GROUPS);
+        let mut p = Probe::new(12345, 11);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..11 {
+            seen.insert(p.g);
+            p.advance();
+        }
+        assert_eq!(seen.len(), 11, "a probe visits every group of a prime count");
+    }
+
+    #[test]
+    fn per_entry_overhead_under_32_bytes_for_u64_keys() {
+        assert_eq!(std::mem::size_of::<Meta>(), 16);
+        assert_eq!(slot_size::<u64, u64>(), 32);
+        assert_eq!(slot_size::<u64, Box<[u8]>>(), 40);
+        assert!(overhead_per_entry::<u64, u64>() < 32.0);
+        assert!(overhead_per_entry::<u64, Box<[u8]>>() < 32.0);
+        assert!(overhead_per_entry::<u64, [u8; 16]>() < 32.0);
+        // Measured on a full table: allocation per entry beyond key+value.
+        for n in [10_000usize, 100_000] {
+            let mut t: Table<u64, Box<[u8]>> = Table::new(n).unwrap();
+            for i in 0..(n as u64 * 3) {
+                t.insert(i, vec![0u8; 16].into_boxed_slice(), NEVER, 0);
+            }
+            assert_eq!(t.len(), n);
+            let per = t.allocated_bytes() as f64 / n as f64 - 24.0;
+            assert!(per < 32.0, "{per} bytes per entry at n={n}");
+        }
+    }
+
+    #[test]
+    fn drops_every_value_once() {
+        use std::rc::Rc;
+        let token = Rc::new(());
+        {
+            let mut t: Table<u64, Rc<()>> = Table::new(50).unwrap();
+            for i in 0..500 {
+                t.insert(i, token.clone(), NEVER, 0);
+                if i % 5 == 4 {
+                    t.remove(&(i - 1));
+                }
+            }
+            assert_eq!(Rc::strong_count(&token), 1 + t.len());
+            t.clear();
+            assert_eq!(Rc::strong_count(&token), 1);
+            for i in 0..40 {
+                t.insert(i, token.clone(), NEVER, 0);
+            }
+        }
+        assert_eq!(Rc::strong_count(&token), 1);
+    }
+
+    #[test]
+    fn ttl_expires_lazily_and_by_sweep() {
+        let mut t = table::<Group>(100);
+        t.insert(1, 1, 100, 0);
+        t.insert(2, 2, 200, 0);
+        t.insert(3, 3, NEVER, 0);
+        assert_eq!(t.get(&1, 99), Some(&1));
+        assert_eq!(t.get(&1, 100), None, "expired at its deadline");
+        assert_eq!(t.len(), 2);
+        assert!(!t.contains(&2, 250));
+        assert_eq!(t.sweep_expired(10, 250), 1);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.stats().expirations, 2);
+        assert_eq!(t.insert(4, 4, 5, 10), Inserted::Rejected(None), "born expired");
+        assert_eq!(t.sweep_expired(10, u64::MAX), 0, "nothing has a deadline");
+    }
+
+    #[test]
+    fn weight_limit_and_heavy_entries() {
+        let mut t: Table<u64, Vec<u8>> = Table::with_limits(
+            Limits::weight(100),
+            Some(|_, v: &Vec<u8>| v.len() as u64),
+            SeededState::new(),
+        )
+        .unwrap();
+        assert_eq!(t.insert(1, vec![0; 101], NEVER, 0), Inserted::Rejected(None));
+        for i in 0..50 {
+            t.insert(i, vec![0; 10], NEVER, 0);
+            assert!(t.weight() <= 100);
+        }
+        assert_eq!(t.len(), 10);
+        t.insert(1000, vec![0; 100], NEVER, 0);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.weight(), 100);
+    }
+
+    #[test]
+    fn scan_does_not_flush_the_hot_set() {
+        let mut t = table::<Group>(1000);
+        for round in 0..5 {
+            // The hot set is read a few times per round...
+            for _ in 0..3 {
+                for k in 0..500u64 {
+                    if t.get(&k, 0).is_none() {
+                        t.insert(k, k, NEVER, 0);
+                    }
+                }
+            }
+            // A one-time scan of 5000 new keys between rounds.
+            for k in 0..5000u64 {
+                let k = 1_000_000 + round * 10_000 + k;
+                if t.get(&k, 0).is_none() {
+                    t.insert(k, k, NEVER, 0);
+                }
+            }
+        }
+        let hot = (0..500u64).filter(|k| t.contains(k, 0)).count();
+        assert!(hot >= 450, "only {hot} of 500 hot keys survived the scans");
+    }
+}

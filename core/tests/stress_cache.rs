@@ -1,0 +1,198 @@
+//! Concurrency stress of the sharded cache: many threads on one shard, then
+//! invariants; one loader per key under a stampede, its error shared, and a
+//! panicking loader that does not wedge its waiters.
+#![cfg(not(resilience_loom))]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use resilience::cache::Cache;
+
+const THREADS: usize = 8;
+
+fn ops() -> u64 {
+    if cfg!(miri) {
+        200
+    } else {
+        40_000
+    }
+}
+
+/// Values carry their key in the high bits, so a read can check that it got
+/// a value written for the key it asked for.
+fn val(k: u64, t: usize, i: u64) -> u64 {
+    (k << 40) | ((t as u64) << 32) | (i & 0xFFFF_FFFF)
+}
+
+#[test]
+fn many_threads_on_one_shard_keep_the_invariants() {
+    let cache: Arc<Cache<u64, u64>> = Arc::new(Cache::builder().max_entries(64).shards(1).build().unwrap());
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let gets = Arc::new(AtomicUsize::new(0));
+    let hs: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (cache, barrier, gets) = (cache.clone(), barrier.clone(), gets.clone());
+            std::thread::spawn(move || {
+                let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ t as u64;
+                barrier.wait();
+                for i in 0..ops() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let k = x % 256;
+                    match x >> 60 {
+                        0..=7 => {
+                            gets.fetch_add(1, Ordering::Relaxed);
+                            if let Some(v) = cache.get(&k) {
+                                assert_eq!(v >> 40, k, "value of another key");
+                            }
+                        }
+                        8..=13 => cache.insert(k, val(k, t, i)),
+                        14 => {
+                            if let Some(v) = cache.remove(&k) {
+                                assert_eq!(v >> 40, k);
+                            }
+                        }
+                        _ => {
+                            let r = cache.get_or_insert_with(k, || Ok::<_, ()>(val(k, t, i)));
+                            assert_eq!(r.map(|v| v >> 40), Ok(k));
+                        }
+                    }
+                    assert!(cache.len() <= 64);
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let s = cache.stats();
+    assert!(cache.len() <= 64);
+    assert!(s.hits + s.misses >= gets.load(Ordering::Relaxed) as u64, "every get was counted");
+    assert!(s.evictions > 0);
+    // Whatever is left is readable and consistent.
+    let mut resident = 0;
+    for k in 0..256 {
+        if let Some(v) = cache.get(&k) {
+            assert_eq!(v >> 40, k);
+            resident += 1;
+        }
+    }
+    assert_eq!(resident, cache.len());
+    assert!(s.inserts - s.evictions - s.expirations >= cache.len() as u64);
+}
+
+#[test]
+fn weight_budget_holds_under_concurrency() {
+    let cache: Arc<Cache<u64, Vec<u8>>> = Arc::new(
+        Cache::builder()
+            .max_weight(4096)
+            .weigher(|_, v: &Vec<u8>| v.len() as u64 + 8)
+            .shards(2)
+            .build()
+            .unwrap(),
+    );
+    let hs: Vec<_> = (0..4)
+        .map(|t| {
+            let cache = cache.clone();
+            std::thread::spawn(move || {
+                for i in 0..ops() / 4 {
+                    let k = (i * 7 + t) % 500;
+                    cache.insert(k, vec![0u8; (k % 100) as usize]);
+                    assert!(cache.weight() <= 4096);
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert!(cache.weight() <= 4096);
+}
+
+#[test]
+fn one_loader_per_key_and_waiters_share_its_value() {
+    for round in 0..5 {
+        let cache: Arc<Cache<u64, u64>> = Arc::new(Cache::builder().max_entries(1000).build().unwrap());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let hs: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (cache, calls, barrier) = (cache.clone(), calls.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    cache.get_or_insert_with(round, || {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(20));
+                        Ok::<_, String>(42 + round)
+                    })
+                })
+            })
+            .collect();
+        for h in hs {
+            assert_eq!(h.join().unwrap(), Ok(42 + round));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "no stampede");
+        assert_eq!(cache.get(&round), Some(42 + round));
+    }
+}
+
+#[test]
+fn a_loader_error_reaches_every_waiter_and_is_not_cached() {
+    let cache: Arc<Cache<u64, u64>> = Arc::new(Cache::builder().max_entries(1000).build().unwrap());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let hs: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (cache, calls, barrier) = (cache.clone(), calls.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                cache.get_or_insert_with(7, || {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    Err::<u64, _>("backend down".to_string())
+                })
+            })
+        })
+        .collect();
+    let errs: Vec<Arc<String>> = hs.into_iter().map(|h| h.join().unwrap().unwrap_err()).collect();
+    // Callers that arrived while the load ran share its error; a caller that
+    // arrived after it finished may have loaded (and failed) again.
+    let n = calls.load(Ordering::SeqCst);
+    assert!((1..THREADS).contains(&n), "{n} loads for {THREADS} callers");
+    assert!(errs.iter().all(|e| e.as_str() == "backend down"));
+    assert!(errs.iter().filter(|e| Arc::ptr_eq(e, &errs[0])).count() >= 1);
+    assert_eq!(cache.get(&7), None, "errors are not cached");
+    assert_eq!(cache.get_or_insert_with(7, || Ok::<_, String>(1)), Ok(1));
+}
+
+#[test]
+fn a_panicking_loader_does_not_wedge_its_waiters() {
+    let cache: Arc<Cache<u64, u64>> = Arc::new(Cache::builder().max_entries(1000).build().unwrap());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let hs: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (cache, calls, barrier) = (cache.clone(), calls.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    cache.get_or_insert_with(9, || {
+                        let n = calls.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(20));
+                        if n == 0 {
+                            panic!("first loader dies");
+                        }
+                        Ok::<_, ()>(99)
+                    })
+                }))
+            })
+        })
+        .collect();
+    let results: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1, "only the loader that panicked unwinds");
+    assert!(results.iter().filter_map(|r| r.as_ref().ok()).all(|v| *v == Ok(99)));
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "one waiter took over");
+    assert_eq!(cache.get(&9), Some(99));
+}
