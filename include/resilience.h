@@ -34,6 +34,11 @@
 #define RSL_MAX_BYTES (1 << 30)
 
 /**
+ * Largest capacity accepted by the queue constructors (2^30 slots).
+ */
+#define RSL_QUEUE_MAX_CAPACITY (1 << 30)
+
+/**
  * Major version of the library; also the SONAME suffix (libresilience.so.MAJOR).
  */
 #define RSL_VERSION_MAJOR 0
@@ -158,6 +163,24 @@ enum rsl_status
 typedef int32_t rsl_status;
 #endif // __cplusplus
 
+/**
+ * A multi-producer multi-consumer queue; every function on it is
+ * thread-safe.
+ */
+typedef struct rsl_mpmc rsl_mpmc;
+
+/**
+ * The consuming end of a single-producer single-consumer queue. Use it
+ * from one thread at a time (it may move between threads).
+ */
+typedef struct rsl_spsc_consumer rsl_spsc_consumer;
+
+/**
+ * The producing end of a single-producer single-consumer queue. Use it
+ * from one thread at a time (it may move between threads).
+ */
+typedef struct rsl_spsc_producer rsl_spsc_producer;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -179,6 +202,154 @@ const char *rsl_last_error(void);
  * Ownership: the string is static; never free it. Thread-safe. Never fails.
  */
 const char *rsl_status_str(int32_t code);
+
+/**
+ * Creates a wait-free SPSC queue holding at least `capacity` payloads
+ * (rounded up to a power of two) and returns its two ends.
+ *
+ * Ownership: the caller owns both ends and frees each with its `_free`;
+ * the queue's memory is released when both are freed.
+ * Thread-safety: thread-safe (creates new objects).
+ * Returns RSL_ERR_NULL_ARG if an out-pointer is NULL, RSL_ERR_INVALID_ARG if
+ * `capacity` is 0 or above RSL_QUEUE_MAX_CAPACITY, RSL_ERR_PANIC.
+ */
+rsl_status rsl_spsc_new(size_t capacity,
+                        struct rsl_spsc_producer **producer_out,
+                        struct rsl_spsc_consumer **consumer_out);
+
+/**
+ * Frees the producing end. NULL is a no-op. Not thread-safe with other
+ * calls on the same producer.
+ */
+void rsl_spsc_producer_free(struct rsl_spsc_producer *producer);
+
+/**
+ * Frees the consuming end. NULL is a no-op. Not thread-safe with other
+ * calls on the same consumer.
+ */
+void rsl_spsc_consumer_free(struct rsl_spsc_consumer *consumer);
+
+/**
+ * Pushes one payload. Wait-free; never blocks or allocates.
+ *
+ * Thread-safety: one thread at a time per producer.
+ * Returns RSL_ERR_FULL (nothing added) when the queue is full, or
+ * RSL_ERR_CLOSED instead when it is full because the consumer was freed;
+ * RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
+ */
+rsl_status rsl_spsc_push(struct rsl_spsc_producer *producer, uint64_t value);
+
+/**
+ * Pushes up to `len` payloads from `values` in order and writes how many
+ * were pushed to `pushed_out` (fewer than `len` when the queue fills up).
+ *
+ * Thread-safety: one thread at a time per producer.
+ * Returns RSL_ERR_NULL_ARG (`values` NULL with `len` > 0, or `pushed_out`
+ * NULL), RSL_ERR_TOO_LARGE, RSL_ERR_CLOSED when not everything fit because
+ * the consumer was freed (the count is then not written), RSL_ERR_PANIC.
+ */
+rsl_status rsl_spsc_push_many(struct rsl_spsc_producer *producer,
+                              const uint64_t *values,
+                              size_t len,
+                              size_t *pushed_out);
+
+/**
+ * Pops one payload into `value_out`. Wait-free.
+ *
+ * Thread-safety: one thread at a time per consumer.
+ * Returns RSL_ERR_EMPTY (nothing written) when the queue is empty,
+ * RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
+ */
+rsl_status rsl_spsc_pop(struct rsl_spsc_consumer *consumer, uint64_t *value_out);
+
+/**
+ * Pops up to `cap` payloads into `values_out` in order and writes how many
+ * were popped to `popped_out` (0 when empty; that is still RSL_OK).
+ *
+ * Thread-safety: one thread at a time per consumer.
+ * Returns RSL_ERR_NULL_ARG, RSL_ERR_TOO_LARGE, RSL_ERR_PANIC.
+ */
+rsl_status rsl_spsc_pop_many(struct rsl_spsc_consumer *consumer,
+                             uint64_t *values_out,
+                             size_t cap,
+                             size_t *popped_out);
+
+/**
+ * Writes the number of queued payloads, as seen by the producer, to
+ * `len_out`, and the capacity to `capacity_out` (either may be NULL).
+ *
+ * Thread-safety: one thread at a time per producer.
+ * Returns RSL_ERR_NULL_ARG if `producer` is NULL, RSL_ERR_PANIC.
+ */
+rsl_status rsl_spsc_producer_len(struct rsl_spsc_producer *producer,
+                                 size_t *len_out,
+                                 size_t *capacity_out);
+
+/**
+ * Writes the number of queued payloads, as seen by the consumer, to
+ * `len_out`. Thread-safety: one thread at a time per consumer.
+ * Returns RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
+ */
+rsl_status rsl_spsc_consumer_len(struct rsl_spsc_consumer *consumer, size_t *len_out);
+
+/**
+ * Creates an MPMC queue holding at least `capacity` payloads (rounded up to
+ * a power of two).
+ *
+ * Ownership: the caller owns the queue and frees it with rsl_mpmc_free.
+ * Thread-safety: thread-safe. Returns RSL_ERR_NULL_ARG if `queue_out` is
+ * NULL, RSL_ERR_INVALID_ARG if `capacity` is 0 or above
+ * RSL_QUEUE_MAX_CAPACITY, RSL_ERR_PANIC.
+ */
+rsl_status rsl_mpmc_new(size_t capacity, struct rsl_mpmc **queue_out);
+
+/**
+ * Frees the queue. NULL is a no-op. No other call on the queue may run
+ * concurrently or afterwards.
+ */
+void rsl_mpmc_free(struct rsl_mpmc *queue);
+
+/**
+ * Pushes one payload; lock-free, never blocks or allocates.
+ * Thread-safe. Returns RSL_ERR_FULL (nothing added) when full,
+ * RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
+ */
+rsl_status rsl_mpmc_push(const struct rsl_mpmc *queue, uint64_t value);
+
+/**
+ * Pops one payload into `value_out`; lock-free. Thread-safe.
+ * Returns RSL_ERR_EMPTY (nothing written) when empty, RSL_ERR_NULL_ARG,
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_mpmc_pop(const struct rsl_mpmc *queue, uint64_t *value_out);
+
+/**
+ * Pushes up to `len` payloads in order, stopping at the first that does not
+ * fit, and writes how many were pushed to `pushed_out`. Thread-safe (items
+ * of concurrent producers may interleave). Returns RSL_ERR_NULL_ARG,
+ * RSL_ERR_TOO_LARGE, RSL_ERR_PANIC.
+ */
+rsl_status rsl_mpmc_push_many(const struct rsl_mpmc *queue,
+                              const uint64_t *values,
+                              size_t len,
+                              size_t *pushed_out);
+
+/**
+ * Pops up to `cap` payloads into `values_out` and writes how many were
+ * popped to `popped_out` (0 when empty; still RSL_OK). Thread-safe.
+ * Returns RSL_ERR_NULL_ARG, RSL_ERR_TOO_LARGE, RSL_ERR_PANIC.
+ */
+rsl_status rsl_mpmc_pop_many(const struct rsl_mpmc *queue,
+                             uint64_t *values_out,
+                             size_t cap,
+                             size_t *popped_out);
+
+/**
+ * Writes the approximate number of queued payloads to `len_out` and the
+ * capacity to `capacity_out` (either may be NULL). Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `queue` is NULL, RSL_ERR_PANIC.
+ */
+rsl_status rsl_mpmc_len(const struct rsl_mpmc *queue, size_t *len_out, size_t *capacity_out);
 
 /**
  * Returns the library version as a static NUL-terminated string

@@ -51,7 +51,12 @@ pub fn spin_loop() {
 
 /// An `UnsafeCell` with loom's closure-based API, so that loom can track every
 /// access. Under `std` the closures compile down to plain pointer accesses.
+///
+/// Under `std` it is `repr(transparent)` over `std::cell::UnsafeCell<T>`, so a
+/// slice of cells has the layout of a slice of `T` (the queues rely on this to
+/// hand out contiguous slices).
 #[derive(Debug)]
+#[cfg_attr(not(resilience_loom), repr(transparent))]
 pub struct UnsafeCell<T>(
     #[cfg(not(resilience_loom))] std::cell::UnsafeCell<T>,
     #[cfg(resilience_loom)] loom::cell::UnsafeCell<T>,

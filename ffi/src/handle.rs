@@ -22,16 +22,12 @@ pub unsafe trait Opaque {
     const NAME: &'static str;
 }
 
-/// Declares a zero-sized opaque handle type and its Rust target.
-#[allow(unused_macros)] // used as soon as the first handle type lands
+/// Ties a handle type to its Rust target. The handle type itself is written
+/// out in full where it is used (cbindgen does not expand macros): a struct
+/// with one private zero-sized field and no `#[repr(C)]`, which cbindgen
+/// emits as an opaque `typedef struct rsl_x rsl_x;`.
 macro_rules! opaque {
-    ($(#[$m:meta])* $name:ident => $target:ty) => {
-        $(#[$m])*
-        #[allow(non_camel_case_types)]
-        #[repr(C)]
-        pub struct $name {
-            _private: [u8; 0],
-        }
+    ($name:ident => $target:ty) => {
         // SAFETY: `$name` is zero-sized and only ever made by
         // `handle::into_raw` from a `Box<$target>`.
         unsafe impl $crate::handle::Opaque for $name {
@@ -40,7 +36,6 @@ macro_rules! opaque {
         }
     };
 }
-#[allow(unused_imports)]
 pub(crate) use opaque;
 
 /// Moves `value` to the heap and returns it as a handle for C.

@@ -15,6 +15,7 @@
 
 mod boundary;
 mod handle;
+pub mod queue;
 pub mod status;
 pub mod version;
 

@@ -1,0 +1,318 @@
+//! A bounded multi-producer multi-consumer ring with per-slot sequence
+//! numbers (Dmitry Vyukov's design).
+//!
+//! Producers claim a position by advancing `tail` with a compare-and-swap,
+//! consumers by advancing `head`; each slot's sequence number says whose turn
+//! it is, so a producer and a consumer never touch the same slot at once and
+//! no operation waits for another thread: [`Ring::try_push`] on a full ring
+//! hands the item back, [`Ring::try_pop`] on an empty ring returns `None`.
+//!
+//! Sequence numbers count in half-steps: the slot for position `p` is free
+//! for the producer of `p` when its number is `2p`, holds the item of `p` at
+//! `2p + 1`, and is released for position `p + capacity` at
+//! `2(p + capacity)`. (Vyukov's original uses `p`, `p + 1`, `p + capacity`,
+//! which cannot tell "full" from "free" when the capacity is 1.)
+//!
+//! A push (pop) in progress holds its slot until it finishes: while it does,
+//! a push (pop) that reaches that slot a whole lap later reports full (empty).
+//!
+//! ```
+//! use resilience::queue::mpmc::Ring;
+//! use std::sync::Arc;
+//!
+//! let q = Arc::new(Ring::<u32>::new(64));
+//! let producers: Vec<_> = (0..2)
+//!     .map(|p| {
+//!         let q = Arc::clone(&q);
+//!         std::thread::spawn(move || {
+//!             for i in 0..10 {
+//!                 let mut item = p * 100 + i;
+//!                 while let Err(back) = q.try_push(item) {
+//!                     item = back;
+//!                     std::thread::yield_now();
+//!                 }
+//!             }
+//!         })
+//!     })
+//!     .collect();
+//! for t in producers {
+//!     t.join().unwrap();
+//! }
+//! assert_eq!(q.len(), 20);
+//! let mut got: Vec<u32> = std::iter::from_fn(|| q.try_pop()).collect();
+//! got.sort();
+//! assert_eq!(got.len(), 20);
+//! ```
+
+use std::fmt;
+use std::mem::MaybeUninit;
+
+use super::CapacityError;
+use crate::sync::{AtomicUsize, CachePadded, Ordering, UnsafeCell};
+
+/// One slot: its turn number and its (maybe) item.
+struct Slot<T> {
+    seq: AtomicUsize,
+    value: UnsafeCell<MaybeUninit<T>>,
+}
+
+/// A bounded multi-producer multi-consumer ring. Share it by reference or in
+/// an `Arc`; every method takes `&self`.
+pub struct Ring<T> {
+    /// Next position to pop; advanced by consumers.
+    head: CachePadded<AtomicUsize>,
+    /// Next position to push; advanced by producers.
+    tail: CachePadded<AtomicUsize>,
+    /// `capacity - 1`; the capacity is a power of two.
+    mask: usize,
+    slots: Box<[Slot<T>]>,
+}
+
+// SAFETY: the ring owns its `T`s and hands each one to exactly one thread
+// (a slot's sequence number admits one producer, then one consumer), so it may
+// be sent to, and shared between, threads whenever `T` itself may be sent.
+unsafe impl<T: Send> Send for Ring<T> {}
+// SAFETY: as above: no `&T` is ever handed out, items only move in and out
+// whole under the sequence-number protocol, so `T: Sync` is not needed.
+unsafe impl<T: Send> Sync for Ring<T> {}
+
+impl<T> Ring<T> {
+    /// Builds a ring holding `capacity` items (rounded up to a power of two,
+    /// at least 1).
+    ///
+    /// # Panics
+    ///
+    /// If the capacity exceeds [`MAX_CAPACITY`](super::MAX_CAPACITY) or the
+    /// buffer cannot be allocated; use [`Ring::try_new`] to get an error
+    /// instead.
+    pub fn new(capacity: usize) -> Self {
+        match Self::try_new(capacity) {
+            Ok(ring) => ring,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Like [`Ring::new`], but returns a [`CapacityError`] for a capacity
+    /// that is too large or cannot be allocated, instead of panicking.
+    pub fn try_new(capacity: usize) -> Result<Self, CapacityError> {
+        let cap = super::round_capacity(capacity)?;
+        let mut slots: Vec<Slot<T>> = super::reserve(cap, capacity)?;
+        slots.extend(
+            (0..cap).map(|i| Slot {
+                seq: AtomicUsize::new(i << 1),
+                value: UnsafeCell::new(MaybeUninit::uninit()),
+            }),
+        );
+        Ok(Ring {
+            head: CachePadded(AtomicUsize::new(0)),
+            tail: CachePadded(AtomicUsize::new(0)),
+            mask: cap - 1,
+            slots: slots.into_boxed_slice(),
+        })
+    }
+
+    #[inline(always)]
+    fn slot(&self, pos: usize) -> &Slot<T> {
+        let index = pos & self.mask;
+        debug_assert!(index < self.slots.len());
+        // SAFETY: `index <= mask == slots.len() - 1`.
+        unsafe { self.slots.get_unchecked(index) }
+    }
+
+    /// Pushes `value`, or hands it back when the ring is full.
+    #[inline]
+    pub fn try_push(&self, value: T) -> Result<(), T> {
+        let mut pos = self.tail.load(Ordering::Relaxed);
+        loop {
+            let slot = self.slot(pos);
+            let seq = slot.seq.load(Ordering::Acquire);
+            let diff = seq.wrapping_sub(pos << 1) as isize;
+            if diff == 0 {
+                match self.tail.compare_exchange_weak(
+                    pos,
+                    pos.wrapping_add(1),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // SAFETY: the slot's number was `2 * pos` (free for
+                        // position `pos`; the Acquire load ordered the last
+                        // consumer's read before this write) and our CAS made us
+                        // the only producer of `pos`; no consumer touches the
+                        // slot until the Release store below.
+                        slot.value.with_mut(|p| unsafe { p.cast::<T>().write(value) });
+                        slot.seq.store((pos << 1) | 1, Ordering::Release);
+                        return Ok(());
+                    }
+                    Err(current) => pos = current,
+                }
+            } else if diff < 0 {
+                // The slot still holds (or is about to hold) the item of
+                // position `pos - capacity`: full.
+                return Err(value);
+            } else {
+                // Another producer took `pos`; catch up.
+                pos = self.tail.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Pops the oldest available item, or `None` when the ring is empty.
+    #[inline]
+    pub fn try_pop(&self) -> Option<T> {
+        let mut pos = self.head.load(Ordering::Relaxed);
+        loop {
+            let slot = self.slot(pos);
+            let seq = slot.seq.load(Ordering::Acquire);
+            let diff = seq.wrapping_sub((pos << 1) | 1) as isize;
+            if diff == 0 {
+                match self.head.compare_exchange_weak(
+                    pos,
+                    pos.wrapping_add(1),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // SAFETY: the slot's number was `2 * pos + 1` (holds the
+                        // item of `pos`; the Acquire load ordered the producer's
+                        // write before this read) and our CAS made us the only
+                        // consumer of `pos`; no producer touches the slot until
+                        // the Release store below marks it free.
+                        let value = slot.value.with(|p| unsafe { p.cast::<T>().read() });
+                        slot.seq.store(pos.wrapping_add(self.mask + 1) << 1, Ordering::Release);
+                        return Some(value);
+                    }
+                    Err(current) => pos = current,
+                }
+            } else if diff < 0 {
+                // The item of `pos` has not been written: empty.
+                return None;
+            } else {
+                // Another consumer took `pos`; catch up.
+                pos = self.head.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The number of queued items (pushes and pops in progress included),
+    /// from a consistent snapshot of both positions.
+    pub fn len(&self) -> usize {
+        loop {
+            let tail = self.tail.load(Ordering::SeqCst);
+            let head = self.head.load(Ordering::SeqCst);
+            // `head <= tail` holds whenever `tail` did not move between the two
+            // loads of it.
+            if self.tail.load(Ordering::SeqCst) == tail {
+                return tail.wrapping_sub(head).min(self.capacity());
+            }
+        }
+    }
+
+    /// Whether no item is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the ring is full.
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+
+    /// The number of items the ring holds when full (a power of two).
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.mask + 1
+    }
+}
+
+impl<T> Drop for Ring<T> {
+    fn drop(&mut self) {
+        if !std::mem::needs_drop::<T>() {
+            return;
+        }
+        // `&mut self`: no push or pop is in progress, so every position in
+        // `head..tail` holds an item.
+        let tail = self.tail.load(Ordering::Relaxed);
+        let mut pos = self.head.load(Ordering::Relaxed);
+        while pos != tail {
+            // SAFETY: position `pos` holds an initialised item (see above) that
+            // nobody else can reach; each position is dropped once.
+            self.slot(pos).value.with_mut(|p| unsafe { p.cast::<T>().drop_in_place() });
+            pos = pos.wrapping_add(1);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Ring<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("mpmc::Ring").field("capacity", &self.capacity()).field("len", &self.len()).finish()
+    }
+}
+
+#[cfg(all(test, not(resilience_loom)))]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    #[test]
+    fn fifo_full_and_empty() {
+        let q = Ring::new(3);
+        assert_eq!(q.capacity(), 4);
+        assert!(q.is_empty());
+        for i in 0..4 {
+            assert_eq!(q.try_push(i), Ok(()));
+        }
+        assert!(q.is_full());
+        assert_eq!(q.try_push(9), Err(9));
+        for i in 0..4 {
+            assert_eq!(q.try_pop(), Some(i));
+        }
+        assert_eq!(q.try_pop(), None);
+    }
+
+    #[test]
+    fn capacity_one_works_across_many_laps() {
+        let q = Ring::new(1);
+        for i in 0..100 {
+            assert_eq!(q.try_push(i), Ok(()));
+            assert_eq!(q.try_push(i), Err(i));
+            assert_eq!(q.len(), 1);
+            assert_eq!(q.try_pop(), Some(i));
+            assert_eq!(q.try_pop(), None);
+        }
+    }
+
+    #[test]
+    fn absurd_capacity_is_an_error() {
+        assert!(matches!(Ring::<u8>::try_new(usize::MAX), Err(CapacityError::TooLarge { .. })));
+        assert!(matches!(Ring::<u64>::try_new(1 << 60), Err(CapacityError::OutOfMemory { .. })));
+    }
+
+    #[test]
+    fn drop_releases_what_is_queued() {
+        struct Counted(Rc<Cell<usize>>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+        let drops = Rc::new(Cell::new(0));
+        let q = Ring::new(4);
+        for _ in 0..6 {
+            // The fifth and sixth come back and are dropped by us.
+            let _ = q.try_push(Counted(drops.clone()));
+        }
+        assert_eq!(drops.get(), 2);
+        drop(q.try_pop());
+        assert_eq!(drops.get(), 3);
+        drop(q);
+        assert_eq!(drops.get(), 6);
+    }
+
+    #[test]
+    fn ring_is_send_and_sync() {
+        fn both<T: Send + Sync>() {}
+        both::<Ring<String>>();
+    }
+}
