@@ -5,10 +5,41 @@
 //! arguments and on how many bytes it used; report `Incomplete` for every
 //! strict prefix of a complete request, with a `need` that never overshoots;
 //! and parse back what the encoder writes.
+//!
+//! Then every complete request in the input is run, as the server would,
+//! against one shard's state (cache, limiters, breakers, idempotency): any
+//! arguments must give a reply, never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use resilience_server::resp::{parse, Encoder, Limits, Parsed};
+use resilience_server::command::{lookup, Route};
+use resilience_server::resp::{parse, Encoder, Limits, Parsed, Proto};
+use resilience_server::state::ShardState;
+use resilience_server::Config;
+
+thread_local! {
+    static STATE: ShardState = ShardState::new(0, 1, &Config { maxmemory: 1 << 20, ..Config::default() })
+        .expect("a valid configuration");
+}
+
+/// Runs every request in `data` on the shard state; replies must be RESP.
+fn run_all(data: &[u8], limits: &Limits) {
+    let mut args = Vec::new();
+    let mut pos = 0;
+    let mut out = Vec::new();
+    while let Ok(Parsed::Command { consumed } | Parsed::Empty { consumed }) = parse(&data[pos..], limits, &mut args) {
+        let buf = &data[pos..];
+        pos += consumed;
+        let Some(spec) = args.first().and_then(|a| lookup(a.of(buf))) else { continue };
+        if !spec.arity_ok(args.len()) || !matches!(spec.route, Route::Key | Route::All) {
+            continue;
+        }
+        out.clear();
+        STATE.with(|s| s.exec(spec.op, buf, &args[1..], Proto::Resp3, &mut out));
+        assert!(matches!(out.first(), Some(b'+' | b'-' | b':' | b'$' | b'*' | b'_' | b'%')), "{:?}", out);
+        assert!(out.ends_with(b"\r\n"));
+    }
+}
 
 #[derive(Debug, PartialEq)]
 enum Model {
@@ -166,6 +197,8 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+
+    run_all(data, &limits);
 
     // The encoder's output parses back to the same arguments.
     if let Model::Command(words, _) = got {
