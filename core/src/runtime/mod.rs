@@ -101,7 +101,14 @@ impl From<io::Error> for Error {
 
 /// Checks that this process may use io_uring with the features the runtime
 /// needs, by creating (and dropping) a small ring.
+///
+/// The ring lives on a short-lived thread of its own: tearing a ring down
+/// leaves kernel work queued on the thread that made it, which would cut
+/// that thread's next blocking system call short (`EINTR`, e.g. a socket
+/// read with a timeout in the caller).
 pub fn probe() -> Result<(), Error> {
-    driver::Driver::new(8).map(drop)
+    crate::sync::thread::spawn(|| driver::Driver::new(8).map(drop))
+        .join()
+        .unwrap_or_else(|_| Err(Error::Io(io::Error::other("io_uring probe thread panicked"))))
 }
 }
