@@ -196,14 +196,6 @@ extern "C" {
 const char *rsl_last_error(void);
 
 /**
- * Returns a static, NUL-terminated description of `code` (its name and
- * meaning), or "unknown status code" for a value that is not a code.
- *
- * Ownership: the string is static; never free it. Thread-safe. Never fails.
- */
-const char *rsl_status_str(int32_t code);
-
-/**
  * Creates a wait-free SPSC queue holding at least `capacity` payloads
  * (rounded up to a power of two) and returns its two ends.
  *
@@ -350,6 +342,14 @@ rsl_status rsl_mpmc_pop_many(const struct rsl_mpmc *queue,
  * Returns RSL_ERR_NULL_ARG if `queue` is NULL, RSL_ERR_PANIC.
  */
 rsl_status rsl_mpmc_len(const struct rsl_mpmc *queue, size_t *len_out, size_t *capacity_out);
+
+/**
+ * Returns a static, NUL-terminated description of `code` (its name and
+ * meaning), or "unknown status code" for a value that is not a code.
+ *
+ * Ownership: the string is static; never free it. Thread-safe. Never fails.
+ */
+const char *rsl_status_str(int32_t code);
 
 /**
  * Returns the library version as a static NUL-terminated string
