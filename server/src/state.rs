@@ -216,6 +216,20 @@ impl ShardState {
     }
 
     fn info(&self) -> String {
+        let mut text = self.info_state();
+        if let Some([turns, polls, completions, parks, mesh_received, wakeups, tasks]) =
+            resilience::runtime::local_stats()
+        {
+            text.truncate(text.len() - 2);
+            text.push_str(&format!(
+                "loop_turns:{turns}\r\ntask_polls:{polls}\r\nio_completions:{completions}\r\nparks:{parks}\r\n\
+                 mesh_received:{mesh_received}\r\nwakeups_sent:{wakeups}\r\ntasks:{tasks}\r\n\r\n"
+            ));
+        }
+        text
+    }
+
+    fn info_state(&self) -> String {
         let kv = self.kv.borrow();
         let c = kv.stats();
         let s = &self.stats;

@@ -57,8 +57,8 @@ engine! {
     pub use executor::JoinHandle;
     pub use mesh::Call;
     pub use shard::{
-        call, shard_count, shard_id, sleep, sleep_until, spawn, state, stopped, stopping, with_state, yield_now,
-        Config, Runtime, ShardStats, Stats,
+        call, local_stats, shard_count, shard_id, sleep, sleep_until, spawn, state, stopped, stopping, with_state,
+        yield_now, Config, Runtime, ShardStats, Stats,
     };
     pub use timer::Sleep;
 

@@ -243,6 +243,14 @@ where
     })
 }
 
+/// The current shard's counters (see [`Stats`] for their order), or `None`
+/// outside a shard thread.
+pub fn local_stats() -> Option<[u64; 7]> {
+    let mut out = None;
+    try_with_ctx(|c| out = Some(snapshot(&c.shared.stats[c.id])));
+    out
+}
+
 /// True once the runtime has been asked to stop.
 pub fn stopping() -> bool {
     with_ctx(|c| c.stopping.get())
