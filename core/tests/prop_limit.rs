@@ -9,7 +9,9 @@ mod common;
 use common::{check, Rng};
 use resilience::clock::{ManualClock, Nanos, SECOND};
 use resilience::hash::SeededState;
-use resilience::limit::{Decision, FullPolicy, KeyedLimiter, Quota, QuotaError, Reason, TokenBucket, MAX_NOW};
+use resilience::limit::{
+    Decision, FullPolicy, KeyedLimiter, Quota, QuotaError, Reason, TokenBucket, MAX_NOW,
+};
 use std::collections::HashMap;
 
 /// The reference: redis-cell's `rate_limit`, step by step, on one key.
@@ -140,7 +142,10 @@ fn quota_validation_matches_the_reference() {
             }
             (Err(e), None) => assert!(matches!(
                 e,
-                QuotaError::ZeroCount | QuotaError::ZeroPeriod | QuotaError::RateTooHigh | QuotaError::Overflow
+                QuotaError::ZeroCount
+                    | QuotaError::ZeroPeriod
+                    | QuotaError::RateTooHigh
+                    | QuotaError::Overflow
             )),
             (ours, reference) => panic!("quota ({b}, {c}, {p}): {ours:?} vs {reference:?}"),
         }
@@ -173,7 +178,13 @@ fn bucket_matches_the_reference() {
     });
     eprintln!("bucket decisions: {seen:?}");
     if std::env::var("PROP_SEED").is_err() {
-        for kind in ["Allowed/q0=true", "Allowed/q0=false", "Limited/q0=false", "Limited/q0=true", "ExceedsLimit/q0=false"] {
+        for kind in [
+            "Allowed/q0=true",
+            "Allowed/q0=false",
+            "Limited/q0=false",
+            "Limited/q0=true",
+            "ExceedsLimit/q0=false",
+        ] {
             assert!(seen.get(kind).copied().unwrap_or(0) > 10, "{kind} rarely seen: {seen:?}");
         }
     }
@@ -262,7 +273,12 @@ fn keyed_matches_the_reference() {
     });
     // The interesting paths ran.
     if common::cases(400) >= 100 && std::env::var("PROP_SEED").is_err() {
-        assert!(full > 100 && reclaimed > 100 && backwards_cases > 10, "{full} {reclaimed} {backwards_cases}");
+        assert!(
+            full > 100 && reclaimed > 100 && backwards_cases > 10,
+            "{full} {reclaimed} {backwards_cases}"
+        );
     }
-    eprintln!("keyed: {full} table-full answers, {reclaimed} keys reclaimed, {backwards_cases} backwards cases");
+    eprintln!(
+        "keyed: {full} table-full answers, {reclaimed} keys reclaimed, {backwards_cases} backwards cases"
+    );
 }

@@ -1,6 +1,6 @@
 //! At most N calls in flight.
 
-use crate::sync::{AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
+use crate::sync::{AtomicU64, Condvar, Mutex, MutexGuard, Ordering};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -47,8 +47,13 @@ pub struct BulkheadStats {
 /// most `max_waiters` callers waiting for one.
 ///
 /// Taking and returning a permit is one compare-exchange each on one atomic
-/// counter; the mutex and condition variable are only touched when someone
-/// waits. [`Permit`] returns its permit on drop; for the C ABI,
+/// word that packs the permits in flight (low 32 bits) and the waiters
+/// (high 32 bits); the mutex and condition variable are only touched when
+/// someone waits. Because a release reads the waiter count in the same
+/// atomic step that returns the permit, a waiter that registered before it
+/// is always woken, and one that registered after it always sees the permit
+/// (no store-load race, no reliance on SeqCst; checked with loom).
+/// `max_concurrent` and `max_waiters` are capped at `u32::MAX`. [`Permit`] returns its permit on drop; for the C ABI,
 /// [`try_acquire_raw`](Bulkhead::try_acquire_raw) and
 /// [`release`](Bulkhead::release) do the same by hand, and `release` never
 /// takes the count below zero (an unmatched release is counted and ignored).
@@ -65,13 +70,12 @@ pub struct BulkheadStats {
 /// assert!(b.try_acquire().is_some());
 /// ```
 pub struct Bulkhead {
-    in_flight: AtomicUsize,
+    /// `waiting << 32 | in_flight`.
+    state: AtomicU64,
     max: usize,
     max_waiters: usize,
-    /// Mirrors the waiter count for `release`, which must not take the lock
-    /// when nobody waits.
-    waiting: AtomicUsize,
-    /// The authoritative waiter count.
+    /// The waiter count again, under the lock that waiters sleep with (for
+    /// the `max_waiters` check).
     waiters: Mutex<usize>,
     cond: Condvar,
     rejected: AtomicU64,
@@ -112,6 +116,9 @@ impl Permit<'_> {
     }
 }
 
+const LOW: u64 = u32::MAX as u64;
+const WAITER: u64 = 1 << 32;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded data is a plain counter that is consistent at every
     // unlock, so a poisoned lock is still usable.
@@ -123,10 +130,9 @@ impl Bulkhead {
     /// callers. `max_concurrent` 0 refuses everything.
     pub fn new(max_concurrent: usize, max_waiters: usize) -> Self {
         Bulkhead {
-            in_flight: AtomicUsize::new(0),
-            max: max_concurrent,
-            max_waiters,
-            waiting: AtomicUsize::new(0),
+            state: AtomicU64::new(0),
+            max: max_concurrent.min(u32::MAX as usize),
+            max_waiters: max_waiters.min(u32::MAX as usize),
             waiters: Mutex::new(0),
             cond: Condvar::new(),
             rejected: AtomicU64::new(0),
@@ -144,19 +150,18 @@ impl Bulkhead {
 
     /// Permits held now.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        (self.state.load(Ordering::Relaxed) & LOW) as usize
     }
 
     #[inline]
     fn take(&self) -> bool {
-        let mut cur = self.in_flight.load(Ordering::Relaxed);
+        let mut cur = self.state.load(Ordering::Relaxed);
         loop {
-            if cur >= self.max {
+            if (cur & LOW) as usize >= self.max {
                 return false;
             }
-            // SeqCst: pairs with `release`'s SeqCst decrement and `waiting`
-            // load (see `acquire_timeout`).
-            match self.in_flight.compare_exchange_weak(cur, cur + 1, Ordering::SeqCst, Ordering::Relaxed) {
+            // Acquire: pairs with the Release of the permit's last holder.
+            match self.state.compare_exchange_weak(cur, cur + 1, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(seen) => cur = seen,
             }
@@ -186,23 +191,23 @@ impl Bulkhead {
     /// nothing when no permit is held.
     #[inline]
     pub fn release(&self) -> bool {
-        let mut cur = self.in_flight.load(Ordering::Relaxed);
+        let mut cur = self.state.load(Ordering::Relaxed);
         loop {
-            if cur == 0 {
+            if cur & LOW == 0 {
                 self.invalid_releases.fetch_add(1, Ordering::Relaxed);
                 return false;
             }
-            match self.in_flight.compare_exchange_weak(cur, cur - 1, Ordering::SeqCst, Ordering::Relaxed) {
+            match self.state.compare_exchange_weak(cur, cur - 1, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(seen) => cur = seen,
             }
         }
-        // A waiter registers (SeqCst) before it tries to take a permit
-        // (SeqCst); this load follows the decrement in the single SeqCst
-        // order. So either it sees the waiter and wakes it under the lock
-        // (which the waiter holds from registering until it sleeps), or the
-        // waiter's attempt sees the freed permit.
-        if self.waiting.load(Ordering::SeqCst) > 0 {
+        // `cur` is the waiter count at the moment the permit came back. A
+        // waiter counted there holds the lock from registering until it
+        // sleeps, so the notification below cannot come before its wait; a
+        // waiter not counted registers later in this word's modification
+        // order, and its next `take` sees the permit.
+        if cur >> 32 > 0 {
             let _waiters = lock(&self.waiters);
             self.cond.notify_one();
         }
@@ -224,7 +229,7 @@ impl Bulkhead {
             return Err(BulkheadError::Full);
         }
         *waiters += 1;
-        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.state.fetch_add(WAITER, Ordering::Relaxed);
         let got = loop {
             if self.take() {
                 break true;
@@ -242,10 +247,10 @@ impl Bulkhead {
             };
         };
         *waiters -= 1;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let state = self.state.fetch_sub(WAITER, Ordering::Relaxed) - WAITER;
         // A wake-up may have gone to this caller while it was leaving (timed
         // out) or while more permits were free: pass it on.
-        if *waiters > 0 && self.in_flight.load(Ordering::SeqCst) < self.max {
+        if *waiters > 0 && ((state & LOW) as usize) < self.max {
             self.cond.notify_one();
         }
         drop(waiters);
@@ -261,8 +266,8 @@ impl Bulkhead {
     /// Counters and gauges.
     pub fn stats(&self) -> BulkheadStats {
         BulkheadStats {
-            in_flight: self.in_flight.load(Ordering::Relaxed),
-            waiting: self.waiting.load(Ordering::Relaxed),
+            in_flight: (self.state.load(Ordering::Relaxed) & LOW) as usize,
+            waiting: (self.state.load(Ordering::Relaxed) >> 32) as usize,
             rejected: self.rejected.load(Ordering::Relaxed),
             rejected_full: self.rejected_full.load(Ordering::Relaxed),
             waited: self.waited.load(Ordering::Relaxed),
@@ -275,6 +280,7 @@ impl Bulkhead {
 #[cfg(all(test, not(resilience_loom)))]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
 
     #[test]
