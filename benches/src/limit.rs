@@ -82,7 +82,8 @@ fn bucket_one_thread(c: &mut Criterion) {
     g.bench_function("resilience acquire_at (no clock read)", |b| {
         b.iter(|| black_box(at.acquire_at(1, black_box(now))))
     });
-    let gov = governor::RateLimiter::direct(governor::Quota::per_second(nz(u32::MAX)).allow_burst(nz(u32::MAX)));
+    let gov =
+        governor::RateLimiter::direct(governor::Quota::per_second(nz(u32::MAX)).allow_burst(nz(u32::MAX)));
     g.bench_function("governor check", |b| b.iter(|| black_box(gov.check().is_ok())));
     g.finish();
 }
@@ -141,7 +142,8 @@ fn bucket_two_threads(c: &mut Criterion) {
     g.bench_function("resilience acquire x2 threads", |b| {
         b.iter_custom(|iters| two_threads(iters, &ours_granted, || ours.acquire(1).allowed))
     });
-    let gov = governor::RateLimiter::direct(governor::Quota::per_second(nz(u32::MAX)).allow_burst(nz(u32::MAX)));
+    let gov =
+        governor::RateLimiter::direct(governor::Quota::per_second(nz(u32::MAX)).allow_burst(nz(u32::MAX)));
     let gov_granted = AtomicU64::new(0);
     g.bench_function("governor check x2 threads", |b| {
         b.iter_custom(|iters| two_threads(iters, &gov_granted, || gov.check().is_ok()))
