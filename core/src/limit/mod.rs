@@ -29,6 +29,21 @@
 //! ```
 //!
 //! `core/tests/redis_cell.rs` checks the answers against the real module.
+//! Where redis-cell cannot be followed exactly, or need not be:
+//!
+//! - Times are `u64` nanoseconds on the monotonic clock, and any `now` above
+//!   [`MAX_NOW`] is taken as [`MAX_NOW`], so nothing overflows.
+//! - `T = period / count` is integer division; redis-cell divides in `f64`
+//!   and truncates, which gives the same `T` for every period below 2^53 ns
+//!   (104 days).
+//! - `remaining` divides nanoseconds; redis-cell divides microseconds, which
+//!   gives the same count whenever `T` is a whole number of microseconds.
+//! - Quantity 0 writes nothing; redis-cell stores `max(tat, now)`, which
+//!   only differs if the clock later goes backwards (where ours, like every
+//!   answer here, never grants more than a forward-moving clock would).
+//! - A quantity above `limit` is denied with [`Reason::ExceedsLimit`] and no
+//!   retry time (redis-cell: retry-after -1); [`Quota::throttle`] refuses
+//!   negative arguments, which redis-cell accepts with odd results.
 
 mod adaptive;
 mod bucket;
