@@ -8,9 +8,8 @@
 //! The state is made of the core primitives, one instance per shard:
 //! - the cache: [`resilience::cache::Table`] (S3-FIFO eviction, TTL, a
 //!   weight budget of `maxmemory / shards` bytes);
-//! - `CL.THROTTLE`: INTERIM, a small map of GCRA arrival times kept behind
-//!   this file until the core's keyed limiter is merged (then a
-//!   `KeyedLimiter` per distinct rate, rendered by `Decision::throttle_reply`);
+//! - `CL.THROTTLE`: a [`KeyedLimiter`] per distinct `(max_burst, count,
+//!   period)`, rendered with [`Decision::throttle_reply`];
 //! - breakers: a [`breaker::Registry`];
 //! - idempotency: an [`idempotency::Table`] with `idem_max_bytes / shards`.
 
@@ -23,6 +22,7 @@ use resilience::cache::{self, Inserted};
 use resilience::clock::{self, Nanos, MILLISECOND, SECOND};
 use resilience::hash::SeededState;
 use resilience::idempotency::{self, Begin};
+use resilience::limit::{AutoClock, Decision, FullPolicy, KeyedLimiter, Quota};
 
 use crate::command::{parse_i64, Op};
 use crate::config::Config;
@@ -87,13 +87,18 @@ fn weigh(key: &Box<[u8]>, e: &Entry) -> u64 {
 
 type Kv = cache::Table<Box<[u8]>, Entry>;
 
+/// `CL.THROTTLE`'s buckets: one keyed limiter per distinct quota.
+type Limiter = KeyedLimiter<Box<[u8]>, SeededState, AutoClock>;
+
+/// Most distinct `CL.THROTTLE` quotas one shard keeps.
+const MAX_QUOTAS: usize = 1024;
+
 /// One shard's state.
 pub struct ShardState {
     shard: usize,
     kv: RefCell<Kv>,
     budget: u64,
-    /// `CL.THROTTLE` theoretical arrival times (interim).
-    throttle: RefCell<HashMap<Box<[u8]>, Nanos, SeededState>>,
+    throttle: RefCell<HashMap<(i64, i64, i64), Limiter, SeededState>>,
     max_throttle_keys: usize,
     breakers: breaker::Registry,
     idem: RefCell<idempotency::Table>,
@@ -144,7 +149,12 @@ impl ShardState {
             }
         }
         drop(kv);
-        self.throttle.borrow_mut().retain(|_, tat| *tat > now);
+        let mut limiters = self.throttle.borrow_mut();
+        for l in limiters.values() {
+            l.reclaim_at(now);
+        }
+        limiters.retain(|_, l| !l.is_empty());
+        drop(limiters);
         self.idem.borrow_mut().sweep_expired_at(now, 4096);
     }
 
@@ -234,11 +244,11 @@ impl ShardState {
         let c = kv.stats();
         let s = &self.stats;
         let idem = self.idem.borrow().stats();
-        let throttle_keys = self.throttle.borrow().len();
+        let limiters = self.throttle.borrow();
         format!(
             "# Shard {}\r\nops:{}\r\nconnections:{}\r\nkeys:{}\r\nused_memory:{}\r\nmaxmemory:{}\r\n\
              keyspace_hits:{}\r\nkeyspace_misses:{}\r\nevictions:{}\r\nexpired_keys:{}\r\n\
-             rejections:{}\r\nthrottle_keys:{}\r\nthrottle_allowed:{}\r\n\
+             rejections:{}\r\nthrottle_quotas:{}\r\nthrottle_keys:{}\r\nthrottle_allowed:{}\r\n\
              throttle_limited:{}\r\nbreakers:{}\r\nidempotency_records:{}\r\n\
              idempotency_in_progress:{}\r\nidempotency_bytes:{}\r\nidempotency_full:{}\r\n\r\n",
             self.shard,
@@ -252,7 +262,8 @@ impl ShardState {
             c.evictions,
             c.expirations,
             s.rejections.get() + c.rejections,
-            throttle_keys,
+            limiters.len(),
+            limiters.values().map(|l| l.len()).sum::<usize>(),
             s.throttle_allowed.get(),
             s.throttle_limited.get(),
             self.breakers.len(),
@@ -402,8 +413,8 @@ impl ShardState {
         }
     }
 
-    /// `CL.THROTTLE key max_burst count period [quantity]` (interim GCRA,
-    /// redis-cell 0.2.2's algorithm).
+    /// `CL.THROTTLE key max_burst count period [quantity]`: redis-cell 0.2.2's
+    /// arguments and reply, decided by the core's keyed GCRA limiter.
     fn throttle(&self, buf: &[u8], args: &[Span], now: Nanos, out: &mut Vec<u8>) {
         let mut nums = [0i64; 4];
         nums[3] = 1;
@@ -420,41 +431,44 @@ impl ShardState {
             }
         }
         let [max_burst, count, period, quantity] = nums;
-        if max_burst < 0 || count <= 0 || period <= 0 || quantity < 0 {
-            return Encoder::error(
-                out,
-                "Cell error: max_burst and quantity must be >= 0, count and period > 0",
-            );
+        if quantity < 0 {
+            return Encoder::error(out, "Cell error: quantity must be >= 0");
         }
-        let t = (period as i128 * SECOND as i128) / count as i128;
-        let limit = max_burst as i128 + 1;
-        let tau = t * limit;
-        let increment = t * quantity as i128;
-        let now_i = now as i128;
-        let key = args[0].of(buf);
-        let mut table = self.throttle.borrow_mut();
-        let tat = table.get(key).map(|&v| v as i128).filter(|&v| v > now_i).unwrap_or(now_i);
-        let new_tat = tat.max(now_i) + increment;
-        let diff = now_i - (new_tat - tau);
-        let (limited, retry, ttl) = if diff < 0 {
-            let retry = if increment <= tau { -diff } else { -(SECOND as i128) };
-            (true, retry, tat - now_i)
-        } else {
-            if table.len() < self.max_throttle_keys || table.contains_key(key) {
-                table.insert(key.into(), new_tat.min(u64::MAX as i128) as Nanos);
-            }
-            (false, -(SECOND as i128), new_tat - now_i)
+        let quota = match Quota::throttle(max_burst, count, period) {
+            Ok(q) => q,
+            Err(e) => return Encoder::error(out, &format!("Cell error: {e}")),
         };
-        let next = tau - ttl;
-        let remaining = if next > -t && t > 0 { next / t } else { 0 };
-        bump(if limited { &self.stats.throttle_limited } else { &self.stats.throttle_allowed });
-        let secs = |n: i128| (n / SECOND as i128) as i64;
+        let mut limiters = self.throttle.borrow_mut();
+        let id = (max_burst, count, period);
+        if !limiters.contains_key(&id) {
+            if limiters.len() >= MAX_QUOTAS {
+                limiters.retain(|_, l| {
+                    l.reclaim_at(now);
+                    !l.is_empty()
+                });
+            }
+            if limiters.len() >= MAX_QUOTAS {
+                bump(&self.stats.rejections);
+                return Encoder::error(out, "ERR too many distinct CL.THROTTLE rates on this shard");
+            }
+            let clock = AutoClock::for_window(quota.burst_window());
+            let l = KeyedLimiter::with_options(
+                quota,
+                self.max_throttle_keys,
+                FullPolicy::Deny,
+                1,
+                SeededState::new(),
+                clock,
+            );
+            limiters.insert(id, l);
+        }
+        let Some(limiter) = limiters.get(&id) else { return };
+        let d: Decision = limiter.acquire_at(args[0].of(buf), quantity as u64, now);
+        bump(if d.allowed { &self.stats.throttle_allowed } else { &self.stats.throttle_limited });
         Encoder::array(out, 5);
-        Encoder::int(out, limited as i64);
-        Encoder::int(out, limit.min(i64::MAX as i128) as i64);
-        Encoder::int(out, remaining.clamp(0, i64::MAX as i128) as i64);
-        Encoder::int(out, secs(retry));
-        Encoder::int(out, secs(ttl));
+        for v in d.throttle_reply() {
+            Encoder::int(out, v);
+        }
     }
 
     fn breaker(&self, op: Op, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, out: &mut Vec<u8>) {
