@@ -401,7 +401,7 @@ impl<T> Consumer<T> {
         let head = self.head;
         let start = head & self.mask;
         let first = n.min(self.mask + 1 - start);
-        // SAFETY (both closures): `head..head + n` are available (see `pop`), and
+        // SAFETY: `head..head + n` are available (see `pop`), and
         // each position is taken exactly once before the slots are released.
         out.extend((0..first).map(|i| unsafe { self.ring.take(head.wrapping_add(i)) }));
         // SAFETY: as above, for the run after the wrap-around.
