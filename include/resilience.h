@@ -846,16 +846,16 @@ rsl_status rsl_breaker_poll_at(const struct rsl_breaker *breaker,
  * Returns RSL_ERR_NULL_ARG if `breaker` or `metrics_out` is NULL,
  * RSL_ERR_PANIC.
  */
-rsl_status rsl_breaker_metrics(const struct rsl_breaker *breaker,
-                               struct rsl_breaker_metrics *metrics_out);
+rsl_status rsl_breaker_get_metrics(const struct rsl_breaker *breaker,
+                                   struct rsl_breaker_metrics *metrics_out);
 
 /**
- * rsl_breaker_metrics at time `now_ns` (the time-based window and the time
- * in state depend on it). Thread-safe. Returns as rsl_breaker_metrics.
+ * rsl_breaker_get_metrics at time `now_ns` (the time-based window and the time
+ * in state depend on it). Thread-safe. Returns as rsl_breaker_get_metrics.
  */
-rsl_status rsl_breaker_metrics_at(const struct rsl_breaker *breaker,
-                                  uint64_t now_ns,
-                                  struct rsl_breaker_metrics *metrics_out);
+rsl_status rsl_breaker_get_metrics_at(const struct rsl_breaker *breaker,
+                                      uint64_t now_ns,
+                                      struct rsl_breaker_metrics *metrics_out);
 
 /**
  * Writes to `*count_out` how many times the breaker has entered state
@@ -921,7 +921,8 @@ void rsl_breaker_registry_free(struct rsl_breaker_registry *registry);
  * rsl_breaker_free (the registry keeps its own). While the caller holds it
  * the breaker is never evicted. Thread-safe.
  * Returns RSL_ERR_FULL if the registry is full and no breaker is idle,
- * RSL_ERR_INVALID_ARG for a bad config (only checked when creating),
+ * RSL_ERR_INVALID_ARG for a bad config (checked on every call, even when
+ * the breaker exists),
  * RSL_ERR_NULL_ARG, RSL_ERR_TOO_LARGE (`name_len` above 1 GiB),
  * RSL_ERR_PANIC.
  */
@@ -1140,7 +1141,7 @@ rsl_status rsl_cache_clear(const struct rsl_cache *cache);
  * held, to `*stats_out`. Thread-safe.
  * Returns RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
  */
-rsl_status rsl_cache_stats(const struct rsl_cache *cache, struct rsl_cache_stats *stats_out);
+rsl_status rsl_cache_get_stats(const struct rsl_cache *cache, struct rsl_cache_stats *stats_out);
 
 /**
  * Removes up to `max` expired entries, resuming where the last sweep
@@ -1321,7 +1322,7 @@ rsl_status rsl_idem_sweep_at(const struct rsl_idem *store,
  * under its own lock, so not one atomic snapshot), to `*stats_out`.
  * Thread-safe. Returns RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
  */
-rsl_status rsl_idem_stats(const struct rsl_idem *store, struct rsl_idem_stats *stats_out);
+rsl_status rsl_idem_get_stats(const struct rsl_idem *store, struct rsl_idem_stats *stats_out);
 
 /**
  * Creates a wait-free SPSC queue holding at least `capacity` payloads

@@ -572,7 +572,7 @@ pub extern "C" fn rsl_breaker_poll_at(
 /// Returns RSL_ERR_NULL_ARG if `breaker` or `metrics_out` is NULL,
 /// RSL_ERR_PANIC.
 #[unsafe(no_mangle)]
-pub extern "C" fn rsl_breaker_metrics(
+pub extern "C" fn rsl_breaker_get_metrics(
     breaker: *const rsl_breaker,
     metrics_out: *mut rsl_breaker_metrics,
 ) -> rsl_status {
@@ -582,10 +582,10 @@ pub extern "C" fn rsl_breaker_metrics(
     })
 }
 
-/// rsl_breaker_metrics at time `now_ns` (the time-based window and the time
-/// in state depend on it). Thread-safe. Returns as rsl_breaker_metrics.
+/// rsl_breaker_get_metrics at time `now_ns` (the time-based window and the time
+/// in state depend on it). Thread-safe. Returns as rsl_breaker_get_metrics.
 #[unsafe(no_mangle)]
-pub extern "C" fn rsl_breaker_metrics_at(
+pub extern "C" fn rsl_breaker_get_metrics_at(
     breaker: *const rsl_breaker,
     now_ns: u64,
     metrics_out: *mut rsl_breaker_metrics,
@@ -735,7 +735,8 @@ fn write_breaker(out: *mut *mut rsl_breaker, b: std::sync::Arc<CircuitBreaker>) 
 /// rsl_breaker_free (the registry keeps its own). While the caller holds it
 /// the breaker is never evicted. Thread-safe.
 /// Returns RSL_ERR_FULL if the registry is full and no breaker is idle,
-/// RSL_ERR_INVALID_ARG for a bad config (only checked when creating),
+/// RSL_ERR_INVALID_ARG for a bad config (checked on every call, even when
+/// the breaker exists),
 /// RSL_ERR_NULL_ARG, RSL_ERR_TOO_LARGE (`name_len` above 1 GiB),
 /// RSL_ERR_PANIC.
 #[unsafe(no_mangle)]
