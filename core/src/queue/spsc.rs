@@ -605,6 +605,7 @@ mod tests {
         chunk.commit(1);
         let chunk = rx.read_chunk(2);
         assert_eq!(chunk.as_slices(), (&[4][..], &[5][..]));
+        #[allow(clippy::drop_non_drop)] // dropped without a commit
         drop(chunk); // nothing consumed
         let mut out = vec![];
         assert_eq!(rx.pop_into(&mut out, 100), 3);
@@ -654,6 +655,7 @@ mod tests {
         rx.read_chunk(2).commit_all(); // 3
         rx.read_chunk(2).commit(1); // 4
         let chunk = rx.read_chunk(2);
+        #[allow(clippy::drop_non_drop)] // dropped without a commit
         drop(chunk); // still 4
         assert_eq!(drops.get(), 4);
         let mut out = Vec::new();
