@@ -725,8 +725,9 @@ rsl_status rsl_breaker_clone(const struct rsl_breaker *breaker, struct rsl_break
  * Releases the caller's reference to the breaker; the breaker is destroyed
  * (and the `user_free` functions of its state-change callbacks run, on
  * this thread) when no handle and no registry holds it any more. NULL is a
- * no-op. The handle must not be used afterwards; other handles to the same
- * breaker stay valid. Thread-safe.
+ * no-op. The handle must not be used afterwards, nor concurrently with this
+ * call; other handles to the same breaker stay valid and may be used by
+ * other threads meanwhile.
  */
 void rsl_breaker_free(struct rsl_breaker *breaker);
 
@@ -880,7 +881,10 @@ rsl_status rsl_breaker_transitions_to(const struct rsl_breaker *breaker,
  *
  * Ownership: the library keeps `user` until the breaker is destroyed (last
  * reference freed, registry's included), then calls `user_free(user)` once
- * if `user_free` is not NULL, on the thread that drops the last reference.
+ * if `user_free` is not NULL, on the thread that drops the last reference:
+ * inside rsl_breaker_free, rsl_breaker_registry_remove,
+ * rsl_breaker_registry_get (evicting an idle breaker) or
+ * rsl_breaker_registry_free, never under a lock of the library.
  * Callbacks cannot be unregistered. On an error nothing is kept and
  * `user_free` is not called.
  * Thread-safe. Returns RSL_ERR_NULL_ARG if `breaker` or `callback` is NULL,

@@ -379,6 +379,36 @@ static void *registry_thread(void *arg) {
     return NULL;
 }
 
+/* user_free of a registry breaker: runs when the registry evicts it, and
+ * may call back into the registry (it runs outside the registry's lock). */
+struct reentry { rsl_breaker_registry *r; size_t len_seen; int freed; };
+
+static void noop_change(void *user, const rsl_breaker_transition *t) {
+    (void)user;
+    (void)t;
+}
+
+static void reentrant_free(void *user) {
+    struct reentry *e = user;
+    size_t len = 0;
+    if (rsl_breaker_registry_len(e->r, &len) == RSL_OK) e->len_seen = len;
+    e->freed++;
+}
+
+static void test_registry_eviction_frees_user(void) {
+    struct reentry e = {NULL, 99, 0};
+    CHECK_OK(rsl_breaker_registry_new(1, &e.r));
+    rsl_breaker *a = NULL, *b = NULL;
+    CHECK_OK(rsl_breaker_registry_get(e.r, (const uint8_t *)"a", 1, NULL, &a));
+    CHECK_OK(rsl_breaker_on_state_change(a, noop_change, &e, reentrant_free));
+    rsl_breaker_free(a);
+    CHECK(e.freed == 0); /* the registry still holds it */
+    CHECK_OK(rsl_breaker_registry_get(e.r, (const uint8_t *)"b", 1, NULL, &b)); /* evicts "a" */
+    CHECK(e.freed == 1 && e.len_seen == 1);
+    rsl_breaker_free(b);
+    rsl_breaker_registry_free(e.r);
+}
+
 static void test_registry(void) {
     rsl_breaker_registry *r = NULL;
     CHECK_STATUS(rsl_breaker_registry_new(0, &r), RSL_ERR_INVALID_ARG);
@@ -475,5 +505,6 @@ int main(void) {
     test_automatic_transition();
     test_threads();
     test_registry();
+    test_registry_eviction_frees_user();
     TEST_MAIN_END();
 }
