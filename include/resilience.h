@@ -29,9 +29,131 @@
 #include <stdbool.h>
 
 /**
+ * State code: calls pass and are recorded in the sliding window.
+ */
+#define RSL_BREAKER_CLOSED 0
+
+/**
+ * State code: calls are rejected until the wait in open is over.
+ */
+#define RSL_BREAKER_OPEN 1
+
+/**
+ * State code: a limited number of probe calls pass; their results decide.
+ */
+#define RSL_BREAKER_HALF_OPEN 2
+
+/**
+ * State code: calls pass, nothing is recorded (entered only by hand).
+ */
+#define RSL_BREAKER_DISABLED 3
+
+/**
+ * State code: every call is rejected (entered only by hand).
+ */
+#define RSL_BREAKER_FORCED_OPEN 4
+
+/**
+ * State code: calls pass and are recorded, but the breaker never opens.
+ */
+#define RSL_BREAKER_METRICS_ONLY 5
+
+/**
+ * Outcome code: the call succeeded (it still counts as slow if it took
+ * longer than the slow-call threshold).
+ */
+#define RSL_OUTCOME_SUCCESS 0
+
+/**
+ * Outcome code: the call failed.
+ */
+#define RSL_OUTCOME_FAILURE 1
+
+/**
+ * Outcome code: not counted at all (e.g. a client error); in half-open the
+ * probe slot is given back.
+ */
+#define RSL_OUTCOME_IGNORED 2
+
+/**
+ * Window type: the last `window_size` calls.
+ */
+#define RSL_BREAKER_WINDOW_COUNT 0
+
+/**
+ * Window type: the calls of the last `window_size` seconds.
+ */
+#define RSL_BREAKER_WINDOW_TIME 1
+
+/**
+ * Transition cause: the failure rate reached its threshold.
+ */
+#define RSL_BREAKER_CAUSE_FAILURE_RATE 0
+
+/**
+ * Transition cause: the slow-call rate reached its threshold.
+ */
+#define RSL_BREAKER_CAUSE_SLOW_CALL_RATE 1
+
+/**
+ * Transition cause: the wait in open was over.
+ */
+#define RSL_BREAKER_CAUSE_WAIT_ELAPSED 2
+
+/**
+ * Transition cause: every half-open probe finished below both thresholds.
+ */
+#define RSL_BREAKER_CAUSE_PROBES_PASSED 3
+
+/**
+ * Transition cause: the half-open probes did not finish within the maximum
+ * wait.
+ */
+#define RSL_BREAKER_CAUSE_HALF_OPEN_TIMEOUT 4
+
+/**
+ * Transition cause: a manual transition (`rsl_breaker_transition_to`).
+ */
+#define RSL_BREAKER_CAUSE_MANUAL 5
+
+/**
+ * `ttl_ns` value for "the cache's default TTL" (none if it has none).
+ */
+#define RSL_CACHE_TTL_DEFAULT 0
+
+/**
+ * `ttl_ns` value for "never expires", whatever the default.
+ */
+#define RSL_CACHE_TTL_NEVER UINT64_MAX
+
+/**
  * Largest byte buffer accepted from C (keys, values, elements): 1 GiB.
  */
 #define RSL_MAX_BYTES (1 << 30)
+
+/**
+ * Begin answer: the caller owns the new record (token in `*token_out`).
+ */
+#define RSL_IDEM_STARTED 0
+
+/**
+ * Begin answer: another caller owns the record; retry after
+ * `*retry_after_ns_out` nanoseconds (the time left on its lease, >= 1).
+ */
+#define RSL_IDEM_IN_PROGRESS 1
+
+/**
+ * Begin answer: the request was already done; its response was copied into
+ * the caller's buffer (`*response_len_out` bytes).
+ */
+#define RSL_IDEM_COMPLETED 2
+
+/**
+ * Begin answer: like RSL_IDEM_STARTED, but a stale in-progress record (its
+ * owner's lease ran out) was replaced: the earlier attempt may have done
+ * part of the work.
+ */
+#define RSL_IDEM_STARTED_TAKEOVER 3
 
 /**
  * Largest capacity accepted by the queue constructors (2^30 slots).
@@ -164,6 +286,29 @@ typedef int32_t rsl_status;
 #endif // __cplusplus
 
 /**
+ * A circuit breaker (shared, reference-counted). Every function on it is
+ * thread-safe.
+ */
+typedef struct rsl_breaker rsl_breaker;
+
+/**
+ * Circuit breakers by name, with a bound on how many it holds. Every
+ * function on it is thread-safe.
+ */
+typedef struct rsl_breaker_registry rsl_breaker_registry;
+
+/**
+ * A cache of byte keys to byte values; every function on it is
+ * thread-safe.
+ */
+typedef struct rsl_cache rsl_cache;
+
+/**
+ * An idempotency store; every function on it is thread-safe.
+ */
+typedef struct rsl_idem rsl_idem;
+
+/**
  * A multi-producer multi-consumer queue; every function on it is
  * thread-safe.
  */
@@ -181,6 +326,357 @@ typedef struct rsl_spsc_consumer rsl_spsc_consumer;
  */
 typedef struct rsl_spsc_producer rsl_spsc_producer;
 
+/**
+ * A breaker's settings (Resilience4j's `CircuitBreakerConfig`; durations in
+ * nanoseconds). Always start from `rsl_breaker_config_default()` and change
+ * the fields you need: the `_reserved` tail keeps the size fixed when
+ * fields are added, and must stay zero (zero means "default" for every
+ * future field; a nonzero value is refused with RSL_ERR_INVALID_ARG).
+ */
+typedef struct rsl_breaker_config {
+  /**
+   * A call strictly longer than this is slow. Default 60 s.
+   */
+  uint64_t slow_call_duration_threshold_ns;
+  /**
+   * Longest time in half-open before going back to open when probes do
+   * not all finish; 0 waits for ever. Default 0.
+   */
+  uint64_t max_wait_in_half_open_ns;
+  /**
+   * Time in open before probes are let through, > 0. Default 60 s.
+   */
+  uint64_t wait_in_open_ns;
+  /**
+   * Failure rate in percent, in (0, 100], at or above which the breaker
+   * opens. Default 50.
+   */
+  float failure_rate_threshold;
+  /**
+   * Slow-call rate in percent, in (0, 100], at or above which the breaker
+   * opens. Default 100.
+   */
+  float slow_call_rate_threshold;
+  /**
+   * Probe calls let through in half-open, 1..=1023. Default 10.
+   */
+  uint32_t permitted_calls_in_half_open;
+  /**
+   * RSL_BREAKER_WINDOW_COUNT (default) or RSL_BREAKER_WINDOW_TIME.
+   */
+  int32_t window_type;
+  /**
+   * Calls (1..=65536) or seconds (1..=3600) in the window. Default 100.
+   */
+  uint32_t window_size;
+  /**
+   * Calls needed in the window before a rate is computed, >= 1. Default
+   * 100 (a count window uses min(minimum_calls, window_size)).
+   */
+  uint32_t minimum_calls;
+  /**
+   * 1: `rsl_breaker_poll` moves open to half-open when the wait is over;
+   * 0 (default): the next acquire does. Other values are refused.
+   */
+  uint32_t automatic_transition;
+  /**
+   * Reserved, must be zero.
+   */
+  uint32_t _reserved0;
+  /**
+   * Reserved for future fields, must be zero.
+   */
+  uint64_t _reserved[8];
+} rsl_breaker_config;
+
+/**
+ * Permission to make one call: plain data, copy it freely, but record it
+ * at most once (`rsl_breaker_record`).
+ */
+typedef struct rsl_permit {
+  /**
+   * The generation of the state that issued the permit.
+   */
+  uint64_t generation;
+} rsl_permit;
+
+/**
+ * A snapshot of a breaker's metrics.
+ */
+typedef struct rsl_breaker_metrics {
+  /**
+   * The current generation (number of transitions since creation).
+   */
+  uint64_t generation;
+  /**
+   * Calls in the current window: the closed window (also shown while open
+   * and in metrics-only), or the half-open probes that finished; 0 when
+   * disabled or forced open.
+   */
+  uint64_t calls;
+  /**
+   * Of which failed.
+   */
+  uint64_t failed;
+  /**
+   * Of which slow (a call can be both failed and slow).
+   */
+  uint64_t slow;
+  /**
+   * Calls rejected since the breaker was created.
+   */
+  uint64_t not_permitted;
+  /**
+   * Time since the current state was entered.
+   */
+  uint64_t time_in_state_ns;
+  /**
+   * The current state (RSL_BREAKER_CLOSED...).
+   */
+  int32_t state;
+  /**
+   * `failed / calls` in percent, or -1 below the minimum number of calls.
+   */
+  float failure_rate;
+  /**
+   * `slow / calls` in percent, or -1 below the minimum number of calls.
+   */
+  float slow_call_rate;
+  /**
+   * Reserved, zero.
+   */
+  uint32_t _reserved0;
+  /**
+   * Reserved for future fields, zero.
+   */
+  uint64_t _reserved[4];
+} rsl_breaker_metrics;
+
+/**
+ * A state change, as given to a state-change callback.
+ */
+typedef struct rsl_breaker_transition {
+  /**
+   * The generation of the new state (one more than the old one's): order
+   * callbacks that run concurrently on different threads by it.
+   */
+  uint64_t generation;
+  /**
+   * When it happened (CLOCK_MONOTONIC ns).
+   */
+  uint64_t at_ns;
+  /**
+   * The state left (RSL_BREAKER_CLOSED...).
+   */
+  int32_t from;
+  /**
+   * The state entered.
+   */
+  int32_t to;
+  /**
+   * Why (RSL_BREAKER_CAUSE_...).
+   */
+  int32_t cause;
+  /**
+   * Reserved, zero.
+   */
+  uint32_t _reserved0;
+} rsl_breaker_transition;
+
+/**
+ * A state-change callback: `user` is the pointer given at registration;
+ * `transition` is valid only during the call.
+ */
+typedef void (*rsl_breaker_callback)(void *user, const struct rsl_breaker_transition *transition);
+
+/**
+ * Releases a callback's `user` pointer when the breaker is destroyed.
+ */
+typedef void (*rsl_user_free)(void *user);
+
+/**
+ * A cache's settings. Start from `rsl_cache_config_default()`; the
+ * `_reserved` tail must stay zero (nonzero is refused with
+ * RSL_ERR_INVALID_ARG).
+ */
+typedef struct rsl_cache_config {
+  /**
+   * Most entries held at once; 0: no count limit. Default 0.
+   */
+  uint64_t max_entries;
+  /**
+   * Most bytes (key_len + value_len summed) held at once; 0: no weight
+   * limit. At least one of the two limits must be set. Divided evenly
+   * among the shards, so one entry may weigh at most max_weight / shards.
+   * Default 64 MiB.
+   */
+  uint64_t max_weight;
+  /**
+   * Time to live of entries inserted with RSL_CACHE_TTL_DEFAULT; 0: they
+   * never expire. Default 0.
+   */
+  uint64_t default_ttl_ns;
+  /**
+   * Number of shards, a power of two up to 65536; 0: four per CPU (fewer
+   * for small caches). Default 0.
+   */
+  uint64_t shards;
+  /**
+   * Reserved for future fields, must be zero.
+   */
+  uint64_t _reserved[8];
+} rsl_cache_config;
+
+/**
+ * Counters and occupancy of a cache.
+ */
+typedef struct rsl_cache_stats {
+  /**
+   * Reads that found a live entry.
+   */
+  uint64_t hits;
+  /**
+   * Reads that found nothing (or an expired entry).
+   */
+  uint64_t misses;
+  /**
+   * New entries stored.
+   */
+  uint64_t inserts;
+  /**
+   * Inserts that replaced the value of a present key.
+   */
+  uint64_t updates;
+  /**
+   * Entries evicted to make room.
+   */
+  uint64_t evictions;
+  /**
+   * Entries removed because their deadline passed.
+   */
+  uint64_t expirations;
+  /**
+   * Inserts refused (heavier than a shard's weight budget).
+   */
+  uint64_t rejections;
+  /**
+   * Entries held now (expired ones not yet removed included).
+   */
+  uint64_t entries;
+  /**
+   * Bytes held now.
+   */
+  uint64_t weight;
+  /**
+   * Reserved for future fields, zero.
+   */
+  uint64_t _reserved[7];
+} rsl_cache_stats;
+
+/**
+ * An idempotency store's settings. Start from `rsl_idem_config_default()`;
+ * the `_reserved` tail must stay zero (nonzero is refused with
+ * RSL_ERR_INVALID_ARG).
+ */
+typedef struct rsl_idem_config {
+  /**
+   * Byte budget for all records (each costs 2 * key + fingerprint +
+   * response + 192 bytes); default 64 MiB. `max_bytes / shards` must hold
+   * one record of maximum size.
+   */
+  uint64_t max_bytes;
+  /**
+   * How long a completed response is replayed, > 0; default 24 h.
+   */
+  uint64_t retention_ns;
+  /**
+   * Number of shards, a power of two in 1..=4096; default 16.
+   */
+  uint64_t shards;
+  /**
+   * Longest key, 1..=1 GiB bytes; default 255.
+   */
+  uint64_t max_key_len;
+  /**
+   * Longest fingerprint, at most 1 GiB bytes; default 64.
+   */
+  uint64_t max_fingerprint_len;
+  /**
+   * Longest response, at most 1 GiB bytes; default 1 MiB.
+   */
+  uint64_t max_response_len;
+  /**
+   * Reserved for future fields, must be zero.
+   */
+  uint64_t _reserved[8];
+} rsl_idem_config;
+
+/**
+ * Counters and occupancy of a store.
+ */
+typedef struct rsl_idem_stats {
+  /**
+   * Begins that started a record (takeovers included).
+   */
+  uint64_t started;
+  /**
+   * Started records that replaced a stale in-progress record.
+   */
+  uint64_t takeovers;
+  /**
+   * Begins answered with a stored response.
+   */
+  uint64_t replays;
+  /**
+   * Begins answered "in progress".
+   */
+  uint64_t in_progress;
+  /**
+   * Begins answered "mismatch".
+   */
+  uint64_t mismatches;
+  /**
+   * Begins refused with RSL_ERR_FULL.
+   */
+  uint64_t full;
+  /**
+   * Successful completes.
+   */
+  uint64_t completed;
+  /**
+   * Completes refused with RSL_ERR_FULL.
+   */
+  uint64_t complete_full;
+  /**
+   * Successful abandons.
+   */
+  uint64_t abandoned;
+  /**
+   * Records removed before their deadline to make room.
+   */
+  uint64_t evicted;
+  /**
+   * Records removed after their deadline.
+   */
+  uint64_t expired;
+  /**
+   * Records held now.
+   */
+  uint64_t records;
+  /**
+   * Of which in progress.
+   */
+  uint64_t in_progress_records;
+  /**
+   * Bytes charged to the budget now.
+   */
+  uint64_t bytes_used;
+  /**
+   * Reserved for future fields, zero.
+   */
+  uint64_t _reserved[8];
+} rsl_idem_stats;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -194,6 +690,643 @@ extern "C" {
  * free it. Thread-safe (each thread has its own message). Never fails.
  */
 const char *rsl_last_error(void);
+
+/**
+ * Returns Resilience4j's default settings: failure rate 50 %, slow-call
+ * rate 100 % above 60 s, a count window of 100 calls, 100 minimum calls,
+ * 60 s in open, 10 probes in half-open, no half-open timeout, no automatic
+ * transition; reserved fields zero. Thread-safe. Never fails.
+ */
+struct rsl_breaker_config rsl_breaker_config_default(void);
+
+/**
+ * Creates a closed breaker with `config` (NULL: the defaults).
+ *
+ * Ownership: the caller owns one reference in `*breaker_out` and releases
+ * it with rsl_breaker_free. Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `breaker_out` is NULL; RSL_ERR_INVALID_ARG if
+ * a config field is out of range, an enum field is unknown, a reserved
+ * field is nonzero or `config` is misaligned (rsl_last_error says which);
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_breaker_new(const struct rsl_breaker_config *config,
+                           struct rsl_breaker **breaker_out);
+
+/**
+ * Writes to `*breaker_out` a new handle to the same breaker (one more
+ * reference), e.g. for another owner or thread. Free each handle with
+ * rsl_breaker_free. Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `breaker` or `breaker_out` is NULL,
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_breaker_clone(const struct rsl_breaker *breaker, struct rsl_breaker **breaker_out);
+
+/**
+ * Releases the caller's reference to the breaker; the breaker is destroyed
+ * (and the `user_free` functions of its state-change callbacks run, on
+ * this thread) when no handle and no registry holds it any more. NULL is a
+ * no-op. The handle must not be used afterwards, nor concurrently with this
+ * call; other handles to the same breaker stay valid and may be used by
+ * other threads meanwhile.
+ */
+void rsl_breaker_free(struct rsl_breaker *breaker);
+
+/**
+ * Asks to make a call now. In the closed state this is one atomic load.
+ *
+ * On RSL_OK writes the permit to `*permit_out`; record it later, exactly
+ * once, with rsl_breaker_record. On RSL_ERR_REJECTED (open, forced open, or
+ * half-open with every probe out) writes to `*retry_after_ns_out` (if not
+ * NULL) the nanoseconds until a call may be permitted again: the rest of
+ * the wait in open; in half-open the rest of the maximum wait (0: probes are
+ * in flight); UINT64_MAX when forced open. `rsl_last_error` is not set for
+ * a rejection (it is an answer, not a failure).
+ * Thread-safe. Returns RSL_OK, RSL_ERR_REJECTED, RSL_ERR_NULL_ARG (`breaker`
+ * or `permit_out` NULL), RSL_ERR_PANIC.
+ */
+rsl_status rsl_breaker_try_acquire(const struct rsl_breaker *breaker,
+                                   struct rsl_permit *permit_out,
+                                   uint64_t *retry_after_ns_out);
+
+/**
+ * rsl_breaker_try_acquire at time `now_ns` (CLOCK_MONOTONIC ns), for hosts
+ * that read the clock once per batch and for deterministic tests.
+ * Thread-safe. Returns as rsl_breaker_try_acquire.
+ */
+rsl_status rsl_breaker_try_acquire_at(const struct rsl_breaker *breaker,
+                                      uint64_t now_ns,
+                                      struct rsl_permit *permit_out,
+                                      uint64_t *retry_after_ns_out);
+
+/**
+ * Records the result of the call `permit` was issued for: `outcome` is
+ * RSL_OUTCOME_SUCCESS, RSL_OUTCOME_FAILURE or RSL_OUTCOME_IGNORED, and
+ * `duration_ns` how long the call took (compared with the slow-call
+ * threshold). Record each permit at most once: a second record in the
+ * closed state counts as another call. May cause a state transition (and
+ * run state-change callbacks on this thread).
+ *
+ * Thread-safe. Returns RSL_OK (also for an ignored outcome or a disabled
+ * breaker: nothing counted), RSL_ERR_STALE if the permit is from an earlier
+ * generation (the state changed since it was issued; nothing was recorded;
+ * not an error to act on), RSL_ERR_INVALID_ARG for an unknown `outcome`,
+ * RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
+ */
+rsl_status rsl_breaker_record(const struct rsl_breaker *breaker,
+                              struct rsl_permit permit,
+                              int32_t outcome,
+                              uint64_t duration_ns);
+
+/**
+ * rsl_breaker_record at time `now_ns` (used by time-based windows, the
+ * half-open maximum wait and transition timestamps). Thread-safe. Returns
+ * as rsl_breaker_record.
+ */
+rsl_status rsl_breaker_record_at(const struct rsl_breaker *breaker,
+                                 struct rsl_permit permit,
+                                 int32_t outcome,
+                                 uint64_t duration_ns,
+                                 uint64_t now_ns);
+
+/**
+ * Writes the current state (RSL_BREAKER_CLOSED...) to `*state_out`. Reading
+ * it never moves open to half-open. Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `breaker` or `state_out` is NULL,
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_breaker_state(const struct rsl_breaker *breaker, int32_t *state_out);
+
+/**
+ * Moves the breaker to state `to` now, whatever its current state:
+ * RSL_BREAKER_FORCED_OPEN (force open), RSL_BREAKER_DISABLED (disable),
+ * RSL_BREAKER_METRICS_ONLY, RSL_BREAKER_CLOSED (reset: an empty window),
+ * RSL_BREAKER_OPEN (the wait starts) or RSL_BREAKER_HALF_OPEN (a fresh probe
+ * budget). Always begins a fresh instance of the state (a new generation,
+ * so permits issued before are stale), even when `to` is the current state.
+ * Writes the new generation to `*generation_out` if it is not NULL. Runs
+ * state-change callbacks (cause RSL_BREAKER_CAUSE_MANUAL) on this thread.
+ *
+ * Thread-safe. Returns RSL_ERR_INVALID_ARG for an unknown state,
+ * RSL_ERR_NULL_ARG if `breaker` is NULL, RSL_ERR_PANIC.
+ */
+rsl_status rsl_breaker_transition_to(const struct rsl_breaker *breaker,
+                                     int32_t to,
+                                     uint64_t *generation_out);
+
+/**
+ * rsl_breaker_transition_to at time `now_ns`. Thread-safe. Returns as
+ * rsl_breaker_transition_to.
+ */
+rsl_status rsl_breaker_transition_to_at(const struct rsl_breaker *breaker,
+                                        int32_t to,
+                                        uint64_t now_ns,
+                                        uint64_t *generation_out);
+
+/**
+ * Drives the timed transitions now, for a host timer: a half-open state
+ * past its maximum wait re-opens, and with `automatic_transition` an open
+ * state whose wait is over moves to half-open. Writes to `*next_ns_out`
+ * (if not NULL) the CLOCK_MONOTONIC time at which to call it again, or
+ * UINT64_MAX when no timed transition is pending. May run state-change
+ * callbacks on this thread.
+ * Thread-safe. Returns RSL_ERR_NULL_ARG if `breaker` is NULL, RSL_ERR_PANIC.
+ */
+rsl_status rsl_breaker_poll(const struct rsl_breaker *breaker, uint64_t *next_ns_out);
+
+/**
+ * rsl_breaker_poll at time `now_ns`. Thread-safe. Returns as
+ * rsl_breaker_poll.
+ */
+rsl_status rsl_breaker_poll_at(const struct rsl_breaker *breaker,
+                               uint64_t now_ns,
+                               uint64_t *next_ns_out);
+
+/**
+ * Writes a metrics snapshot taken now to `*metrics_out` (every field,
+ * reserved ones zeroed). Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `breaker` or `metrics_out` is NULL,
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_breaker_get_metrics(const struct rsl_breaker *breaker,
+                                   struct rsl_breaker_metrics *metrics_out);
+
+/**
+ * rsl_breaker_get_metrics at time `now_ns` (the time-based window and the time
+ * in state depend on it). Thread-safe. Returns as rsl_breaker_get_metrics.
+ */
+rsl_status rsl_breaker_get_metrics_at(const struct rsl_breaker *breaker,
+                                      uint64_t now_ns,
+                                      struct rsl_breaker_metrics *metrics_out);
+
+/**
+ * Writes to `*count_out` how many times the breaker has entered state
+ * `state` since it was created (a transition counter hosts can poll
+ * instead of registering a callback). Thread-safe.
+ * Returns RSL_ERR_INVALID_ARG for an unknown state, RSL_ERR_NULL_ARG,
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_breaker_transitions_to(const struct rsl_breaker *breaker,
+                                      int32_t state,
+                                      uint64_t *count_out);
+
+/**
+ * Registers `callback`, called after every state change of this breaker
+ * with `user` and the transition. It runs on the thread that caused the
+ * change (inside rsl_breaker_try_acquire, rsl_breaker_record,
+ * rsl_breaker_transition_to or rsl_breaker_poll), outside every lock of the
+ * breaker, so it may call back into the breaker; two callbacks may run
+ * concurrently and out of order on different threads (order them by
+ * `transition->generation`). It must not unwind or longjmp out (a C++
+ * callback catches its exceptions), and should be short.
+ *
+ * Ownership: the library keeps `user` until the breaker is destroyed (last
+ * reference freed, registry's included), then calls `user_free(user)` once
+ * if `user_free` is not NULL, on the thread that drops the last reference:
+ * inside rsl_breaker_free, rsl_breaker_registry_remove,
+ * rsl_breaker_registry_get (evicting an idle breaker) or
+ * rsl_breaker_registry_free, never under a lock of the library.
+ * Callbacks cannot be unregistered. On an error nothing is kept and
+ * `user_free` is not called.
+ * Thread-safe. Returns RSL_ERR_NULL_ARG if `breaker` or `callback` is NULL,
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_breaker_on_state_change(const struct rsl_breaker *breaker,
+                                       rsl_breaker_callback callback,
+                                       void *user,
+                                       rsl_user_free user_free);
+
+/**
+ * Creates an empty registry of at most `max_entries` breakers.
+ *
+ * When full, a lookup of a new name evicts one idle breaker (closed, and
+ * held by no handle outside the registry); if none is idle it fails with
+ * RSL_ERR_FULL rather than grow.
+ * Ownership: the caller owns `*registry_out` and frees it with
+ * rsl_breaker_registry_free. Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `registry_out` is NULL, RSL_ERR_INVALID_ARG
+ * if `max_entries` is 0, RSL_ERR_PANIC.
+ */
+rsl_status rsl_breaker_registry_new(size_t max_entries, struct rsl_breaker_registry **registry_out);
+
+/**
+ * Frees the registry and its references to its breakers; breakers still
+ * held through rsl_breaker handles stay valid until those are freed. NULL
+ * is a no-op. No other call on the registry may run concurrently or
+ * afterwards.
+ */
+void rsl_breaker_registry_free(struct rsl_breaker_registry *registry);
+
+/**
+ * Looks up the breaker named by the `name_len` bytes at `name` (any bytes;
+ * NULL allowed when `name_len` is 0) and creates it with `config` (NULL:
+ * the defaults) if there is none; an existing breaker keeps its own config.
+ *
+ * Ownership: `*breaker_out` is a NEW reference the caller frees with
+ * rsl_breaker_free (the registry keeps its own). While the caller holds it
+ * the breaker is never evicted. Thread-safe.
+ * Returns RSL_ERR_FULL if the registry is full and no breaker is idle,
+ * RSL_ERR_INVALID_ARG for a bad config (checked on every call, even when
+ * the breaker exists),
+ * RSL_ERR_NULL_ARG, RSL_ERR_TOO_LARGE (`name_len` above 1 GiB),
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_breaker_registry_get(const struct rsl_breaker_registry *registry,
+                                    const uint8_t *name,
+                                    size_t name_len,
+                                    const struct rsl_breaker_config *config,
+                                    struct rsl_breaker **breaker_out);
+
+/**
+ * Looks up the breaker named `name` without creating it; on RSL_OK
+ * `*breaker_out` is a NEW reference the caller frees with rsl_breaker_free.
+ * Thread-safe. Returns RSL_ERR_NOT_FOUND if there is none,
+ * RSL_ERR_NULL_ARG, RSL_ERR_TOO_LARGE, RSL_ERR_PANIC.
+ */
+rsl_status rsl_breaker_registry_find(const struct rsl_breaker_registry *registry,
+                                     const uint8_t *name,
+                                     size_t name_len,
+                                     struct rsl_breaker **breaker_out);
+
+/**
+ * Removes the breaker named `name` from the registry. Handles to it stay
+ * valid (a working breaker, no longer in the registry); the next
+ * rsl_breaker_registry_get of the name creates a new one. Thread-safe.
+ * Returns RSL_ERR_NOT_FOUND if there is none, RSL_ERR_NULL_ARG,
+ * RSL_ERR_TOO_LARGE, RSL_ERR_PANIC.
+ */
+rsl_status rsl_breaker_registry_remove(const struct rsl_breaker_registry *registry,
+                                       const uint8_t *name,
+                                       size_t name_len);
+
+/**
+ * Writes the number of breakers held to `*len_out`. Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `registry` or `len_out` is NULL,
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_breaker_registry_len(const struct rsl_breaker_registry *registry, size_t *len_out);
+
+/**
+ * Returns the default settings: a 64 MiB weight budget, no count limit, no
+ * default TTL, automatic shard count; reserved fields zero. Thread-safe.
+ * Never fails.
+ */
+struct rsl_cache_config rsl_cache_config_default(void);
+
+/**
+ * Creates a cache with `config` (NULL: the defaults). Memory grows with
+ * the entries, up to the limits.
+ *
+ * Ownership: the caller owns `*cache_out` and frees it with rsl_cache_free.
+ * Thread-safe. Returns RSL_ERR_NULL_ARG if `cache_out` is NULL,
+ * RSL_ERR_INVALID_ARG for bad settings (no limit, a shard count that is not
+ * a power of two up to 65536, more shards than entries, too many entries
+ * per shard, a nonzero reserved field; rsl_last_error says which),
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_cache_new(const struct rsl_cache_config *config, struct rsl_cache **cache_out);
+
+/**
+ * Frees the cache and every entry. NULL is a no-op. No other call on the
+ * cache may run concurrently or afterwards.
+ */
+void rsl_cache_free(struct rsl_cache *cache);
+
+/**
+ * Copies the value of `key` (`key_len` bytes; NULL allowed when 0) into
+ * `buf` (capacity `cap`; NULL allowed when 0) and writes its length to
+ * `*len_out`. Counts as a hit or a miss; a hit marks the entry as used.
+ *
+ * Thread-safe. Returns RSL_ERR_NOT_FOUND (absent or expired; `rsl_last_error`
+ * is not set, a miss is an answer), RSL_ERR_BUFFER_TOO_SMALL (nothing copied;
+ * the needed size is written to `*len_out`), RSL_ERR_NULL_ARG (`cache` or
+ * `len_out` NULL, or a NULL pointer with a nonzero length),
+ * RSL_ERR_TOO_LARGE (a length above 1 GiB), RSL_ERR_PANIC.
+ */
+rsl_status rsl_cache_get(const struct rsl_cache *cache,
+                         const uint8_t *key,
+                         size_t key_len,
+                         uint8_t *buf,
+                         size_t cap,
+                         size_t *len_out);
+
+/**
+ * rsl_cache_get at time `now_ns` (CLOCK_MONOTONIC ns) for the TTL check.
+ * Thread-safe. Returns as rsl_cache_get.
+ */
+rsl_status rsl_cache_get_at(const struct rsl_cache *cache,
+                            const uint8_t *key,
+                            size_t key_len,
+                            uint64_t now_ns,
+                            uint8_t *buf,
+                            size_t cap,
+                            size_t *len_out);
+
+/**
+ * Looks up `count` keys at once (one call instead of `count`, for hosts
+ * whose per-call cost dominates). Key `i` is the `key_lens[i]` bytes at
+ * `keys[i]`. The values found are packed one after another into `buf`
+ * (capacity `cap`) in key order; for each key `i`:
+ *  - `statuses_out[i]` = RSL_OK: the value is at `buf + value_offsets_out[i]`,
+ *    `value_lens_out[i]` bytes;
+ *  - RSL_ERR_NOT_FOUND: absent or expired (offset and length 0);
+ *  - RSL_ERR_BUFFER_TOO_SMALL: the value did not fit in the space left;
+ *    `value_lens_out[i]` is its size (nothing copied; later, smaller values
+ *    may still fit; fetch this one with rsl_cache_get);
+ *  - RSL_ERR_NULL_ARG / RSL_ERR_TOO_LARGE: that key's pointer or length is
+ *    bad (the other keys are still looked up).
+ *
+ * The three output arrays hold `count` elements each (`size_t`, `size_t`,
+ * `int32_t`). The keys are looked up one by one, not as one snapshot.
+ *
+ * Thread-safe. Returns RSL_OK when every key got a status (whatever the
+ * statuses); RSL_ERR_NULL_ARG if `cache` or an array is NULL with a nonzero
+ * count (or `buf` with a nonzero `cap`), RSL_ERR_TOO_LARGE (`count` or
+ * `cap` absurd), RSL_ERR_INVALID_ARG (a misaligned array), RSL_ERR_PANIC;
+ * outputs are not written then.
+ */
+rsl_status rsl_cache_get_many(const struct rsl_cache *cache,
+                              const uint8_t *const *keys,
+                              const size_t *key_lens,
+                              size_t count,
+                              uint8_t *buf,
+                              size_t cap,
+                              size_t *value_offsets_out,
+                              size_t *value_lens_out,
+                              int32_t *statuses_out);
+
+/**
+ * rsl_cache_get_many at time `now_ns`. Thread-safe. Returns as
+ * rsl_cache_get_many.
+ */
+rsl_status rsl_cache_get_many_at(const struct rsl_cache *cache,
+                                 const uint8_t *const *keys,
+                                 const size_t *key_lens,
+                                 size_t count,
+                                 uint64_t now_ns,
+                                 uint8_t *buf,
+                                 size_t cap,
+                                 size_t *value_offsets_out,
+                                 size_t *value_lens_out,
+                                 int32_t *statuses_out);
+
+/**
+ * Stores a copy of `key -> value` (replacing any value of the key) with a
+ * time to live of `ttl_ns` nanoseconds (RSL_CACHE_TTL_DEFAULT: the cache's
+ * default; RSL_CACHE_TTL_NEVER: never expires). May evict other entries to
+ * stay within the limits. Keys may be empty; NULL is allowed with length 0.
+ *
+ * Thread-safe. Returns RSL_ERR_TOO_LARGE when the entry weighs more than a
+ * shard's weight budget (max_weight / shards; any previous value of the
+ * key is removed too, so it is never read stale) or a length is above
+ * 1 GiB, RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
+ */
+rsl_status rsl_cache_insert(const struct rsl_cache *cache,
+                            const uint8_t *key,
+                            size_t key_len,
+                            const uint8_t *value,
+                            size_t value_len,
+                            uint64_t ttl_ns);
+
+/**
+ * rsl_cache_insert at time `now_ns` (the entry expires at now_ns + ttl).
+ * Thread-safe. Returns as rsl_cache_insert.
+ */
+rsl_status rsl_cache_insert_at(const struct rsl_cache *cache,
+                               const uint8_t *key,
+                               size_t key_len,
+                               const uint8_t *value,
+                               size_t value_len,
+                               uint64_t ttl_ns,
+                               uint64_t now_ns);
+
+/**
+ * Removes `key` (expired or not). Thread-safe.
+ * Returns RSL_ERR_NOT_FOUND if it was absent, RSL_ERR_NULL_ARG,
+ * RSL_ERR_TOO_LARGE, RSL_ERR_PANIC.
+ */
+rsl_status rsl_cache_remove(const struct rsl_cache *cache, const uint8_t *key, size_t key_len);
+
+/**
+ * Writes to `*present_out` whether `key` has a live entry (not counted as a
+ * hit or a miss; does not mark the entry as used). Thread-safe.
+ * Returns RSL_ERR_NULL_ARG, RSL_ERR_TOO_LARGE, RSL_ERR_PANIC.
+ */
+rsl_status rsl_cache_contains(const struct rsl_cache *cache,
+                              const uint8_t *key,
+                              size_t key_len,
+                              bool *present_out);
+
+/**
+ * rsl_cache_contains at time `now_ns`. Thread-safe. Returns as
+ * rsl_cache_contains.
+ */
+rsl_status rsl_cache_contains_at(const struct rsl_cache *cache,
+                                 const uint8_t *key,
+                                 size_t key_len,
+                                 uint64_t now_ns,
+                                 bool *present_out);
+
+/**
+ * Writes the number of entries (expired ones not yet removed included) to
+ * `*len_out` and the bytes held to `*weight_out` (either may be NULL).
+ * Thread-safe (shard by shard, not one snapshot).
+ * Returns RSL_ERR_NULL_ARG if `cache` is NULL, RSL_ERR_PANIC.
+ */
+rsl_status rsl_cache_len(const struct rsl_cache *cache, size_t *len_out, uint64_t *weight_out);
+
+/**
+ * Removes every entry (the counters are kept). Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `cache` is NULL, RSL_ERR_PANIC.
+ */
+rsl_status rsl_cache_clear(const struct rsl_cache *cache);
+
+/**
+ * Writes the counters summed over the shards, and the entries and bytes
+ * held, to `*stats_out`. Thread-safe.
+ * Returns RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
+ */
+rsl_status rsl_cache_get_stats(const struct rsl_cache *cache, struct rsl_cache_stats *stats_out);
+
+/**
+ * Removes up to `max` expired entries, resuming where the last sweep
+ * stopped, and writes how many to `*removed_out` (if not NULL). Nothing
+ * sweeps by itself: call it from a timer or an idle loop. Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `cache` is NULL, RSL_ERR_PANIC.
+ */
+rsl_status rsl_cache_sweep(const struct rsl_cache *cache, size_t max, size_t *removed_out);
+
+/**
+ * rsl_cache_sweep at time `now_ns`. Thread-safe. Returns as
+ * rsl_cache_sweep.
+ */
+rsl_status rsl_cache_sweep_at(const struct rsl_cache *cache,
+                              uint64_t now_ns,
+                              size_t max,
+                              size_t *removed_out);
+
+/**
+ * Returns the default settings: 16 shards, 64 MiB, 24 h retention, keys up
+ * to 255 bytes, fingerprints up to 64, responses up to 1 MiB; reserved
+ * fields zero. Thread-safe. Never fails.
+ */
+struct rsl_idem_config rsl_idem_config_default(void);
+
+/**
+ * Creates a store with `config` (NULL: the defaults).
+ *
+ * Ownership: the caller owns `*store_out` and frees it with rsl_idem_free.
+ * Thread-safe. Returns RSL_ERR_NULL_ARG if `store_out` is NULL,
+ * RSL_ERR_INVALID_ARG for an inconsistent config (rsl_last_error says
+ * which), RSL_ERR_PANIC.
+ */
+rsl_status rsl_idem_new(const struct rsl_idem_config *config, struct rsl_idem **store_out);
+
+/**
+ * Frees the store and every record in it. NULL is a no-op. No other call
+ * on the store may run concurrently or afterwards.
+ */
+void rsl_idem_free(struct rsl_idem *store);
+
+/**
+ * Claims `key` for the request fingerprinted by `fingerprint` with a lease
+ * of `lease_ns` from now, or answers from its record. Keys are 1 to
+ * `max_key_len` bytes, fingerprints 0 to `max_fingerprint_len` (empty: only
+ * the key matters); both compared exactly.
+ *
+ * On RSL_OK writes `*state_out` and every other output:
+ *  - RSL_IDEM_STARTED / RSL_IDEM_STARTED_TAKEOVER: `*token_out` is the owner
+ *    token (nonzero) for rsl_idem_complete / rsl_idem_abandon;
+ *  - RSL_IDEM_IN_PROGRESS: `*retry_after_ns_out` is the lease time left;
+ *  - RSL_IDEM_COMPLETED: the stored response was copied to `response_buf`,
+ *    `*response_len_out` bytes;
+ *
+ * and 0 in the outputs that do not apply. `retry_after_ns_out` may be NULL;
+ * `response_buf` may be NULL when `response_cap` is 0.
+ *
+ * Nothing is lost: the only answer that changes the store (STARTED) never
+ * needs the buffer; RSL_ERR_BUFFER_TOO_SMALL (only for a completed record
+ * whose response exceeds `response_cap`) writes the needed size to
+ * `*response_len_out` and nothing else, and calling again with a large
+ * enough buffer replays it.
+ *
+ * Thread-safe: racing begins on one key start exactly one record.
+ * Returns RSL_ERR_MISMATCH (the key's record has another fingerprint; no
+ * output written), RSL_ERR_FULL (in-progress records fill the budget: shed
+ * load), RSL_ERR_BUFFER_TOO_SMALL, RSL_ERR_INVALID_ARG (empty key, zero
+ * lease), RSL_ERR_TOO_LARGE (key or fingerprint above its limit, or a length
+ * above 1 GiB), RSL_ERR_NULL_ARG (`store`, `state_out`, `token_out` or
+ * `response_len_out` NULL, or a NULL buffer with a nonzero length),
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_idem_begin(const struct rsl_idem *store,
+                          const uint8_t *key,
+                          size_t key_len,
+                          const uint8_t *fingerprint,
+                          size_t fingerprint_len,
+                          uint64_t lease_ns,
+                          int32_t *state_out,
+                          uint64_t *token_out,
+                          uint64_t *retry_after_ns_out,
+                          uint8_t *response_buf,
+                          size_t response_cap,
+                          size_t *response_len_out);
+
+/**
+ * rsl_idem_begin at time `now_ns` (CLOCK_MONOTONIC ns). Thread-safe.
+ * Returns as rsl_idem_begin.
+ */
+rsl_status rsl_idem_begin_at(const struct rsl_idem *store,
+                             const uint8_t *key,
+                             size_t key_len,
+                             const uint8_t *fingerprint,
+                             size_t fingerprint_len,
+                             uint64_t lease_ns,
+                             uint64_t now_ns,
+                             int32_t *state_out,
+                             uint64_t *token_out,
+                             uint64_t *retry_after_ns_out,
+                             uint8_t *response_buf,
+                             size_t response_cap,
+                             size_t *response_len_out);
+
+/**
+ * Stores the `response_len` bytes at `response` (copied) for `key`, to be
+ * replayed for the configured retention, if `token` owns the record. An
+ * owner whose lease ran out may still complete until someone takes over.
+ *
+ * Thread-safe. Returns RSL_ERR_NOT_FOUND (no live record: never begun,
+ * abandoned, expired, evicted), RSL_ERR_NOT_OWNER (another token owns it,
+ * or it is already completed; rsl_last_error says which), RSL_ERR_FULL (the
+ * response does not fit the budget; the record stays in progress, retry or
+ * abandon), RSL_ERR_INVALID_ARG (empty key), RSL_ERR_TOO_LARGE (key or
+ * response above its limit), RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
+ */
+rsl_status rsl_idem_complete(const struct rsl_idem *store,
+                             const uint8_t *key,
+                             size_t key_len,
+                             uint64_t token,
+                             const uint8_t *response,
+                             size_t response_len);
+
+/**
+ * rsl_idem_complete at time `now_ns`, replaying the response until
+ * `now_ns + retention_ns` (`retention_ns` 0: the configured retention).
+ * Thread-safe. Returns as rsl_idem_complete.
+ */
+rsl_status rsl_idem_complete_at(const struct rsl_idem *store,
+                                const uint8_t *key,
+                                size_t key_len,
+                                uint64_t token,
+                                const uint8_t *response,
+                                size_t response_len,
+                                uint64_t retention_ns,
+                                uint64_t now_ns);
+
+/**
+ * Releases `key` if `token` owns its in-progress record, so that a retry
+ * starts afresh (the work failed in a retryable way). Thread-safe.
+ * Returns RSL_ERR_NOT_FOUND, RSL_ERR_NOT_OWNER (as rsl_idem_complete),
+ * RSL_ERR_INVALID_ARG (empty key), RSL_ERR_TOO_LARGE, RSL_ERR_NULL_ARG,
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_idem_abandon(const struct rsl_idem *store,
+                            const uint8_t *key,
+                            size_t key_len,
+                            uint64_t token);
+
+/**
+ * rsl_idem_abandon at time `now_ns`. Thread-safe. Returns as
+ * rsl_idem_abandon.
+ */
+rsl_status rsl_idem_abandon_at(const struct rsl_idem *store,
+                               const uint8_t *key,
+                               size_t key_len,
+                               uint64_t token,
+                               uint64_t now_ns);
+
+/**
+ * Removes up to `max` records whose deadline has passed (completed past
+ * retention, in progress past lease), resuming where the last sweep
+ * stopped, and writes how many to `*removed_out` (if not NULL). Nothing
+ * sweeps by itself: call it from a timer. Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `store` is NULL, RSL_ERR_PANIC.
+ */
+rsl_status rsl_idem_sweep(const struct rsl_idem *store, size_t max, size_t *removed_out);
+
+/**
+ * rsl_idem_sweep at time `now_ns`. Thread-safe. Returns as rsl_idem_sweep.
+ */
+rsl_status rsl_idem_sweep_at(const struct rsl_idem *store,
+                             uint64_t now_ns,
+                             size_t max,
+                             size_t *removed_out);
+
+/**
+ * Writes the counters and occupancy, summed over the shards (each read
+ * under its own lock, so not one atomic snapshot), to `*stats_out`.
+ * Thread-safe. Returns RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
+ */
+rsl_status rsl_idem_get_stats(const struct rsl_idem *store, struct rsl_idem_stats *stats_out);
 
 /**
  * Creates a wait-free SPSC queue holding at least `capacity` payloads

@@ -9,6 +9,7 @@
 
 use crate::boundary::{fail, Result};
 use crate::status::{rsl_status, RSL_ERR_NULL_ARG, RSL_ERR_TOO_LARGE};
+use std::sync::Arc;
 
 /// Ties a zero-sized `#[repr(C)]` handle type to the Rust value behind it.
 ///
@@ -37,6 +38,70 @@ macro_rules! opaque {
     };
 }
 pub(crate) use opaque;
+
+/// Ties a zero-sized handle type to a value shared through an [`Arc`]: the
+/// handle is `Arc::into_raw`, each handle owns one strong reference, and
+/// several handles (and Rust owners, such as a registry) may share the value.
+///
+/// # Safety
+/// Implement only for a zero-sized opaque marker type whose pointers are
+/// produced solely by [`into_raw_arc`] or [`clone_arc`] with the same
+/// `Target`, and never for a type that also implements [`Opaque`].
+pub unsafe trait SharedOpaque {
+    /// The Rust value a handle of this type points to.
+    type Target;
+    /// The C name, for error messages.
+    const NAME: &'static str;
+}
+
+/// Ties an `Arc`-shared handle type to its Rust target (see [`opaque!`]).
+macro_rules! shared_opaque {
+    ($name:ident => $target:ty) => {
+        // SAFETY: `$name` is zero-sized and only ever made by
+        // `handle::into_raw_arc` / `handle::clone_arc` from an `Arc<$target>`.
+        unsafe impl $crate::handle::SharedOpaque for $name {
+            type Target = $target;
+            const NAME: &'static str = stringify!($name);
+        }
+    };
+}
+pub(crate) use shared_opaque;
+
+/// Hands one strong reference of `value` to C as a handle.
+pub fn into_raw_arc<H: SharedOpaque>(value: Arc<H::Target>) -> *mut H {
+    Arc::into_raw(value).cast_mut().cast()
+}
+
+/// Borrows the value behind a shared handle; `RSL_ERR_NULL_ARG` if NULL.
+pub fn borrow_arc<'a, H: SharedOpaque>(handle: *const H) -> Result<&'a H::Target> {
+    if handle.is_null() {
+        return Err(fail(RSL_ERR_NULL_ARG, format!("{} handle is NULL", H::NAME)));
+    }
+    // SAFETY: non-NULL, and by the C contract it came from `into_raw_arc` /
+    // `clone_arc` and was not freed, so it owns a strong reference that keeps
+    // the value alive for the duration of the call; only `&` is handed out.
+    Ok(unsafe { &*handle.cast::<H::Target>() })
+}
+
+/// A new handle sharing the value of `handle` (one more strong reference).
+pub fn clone_arc<H: SharedOpaque>(handle: *const H) -> Result<*mut H> {
+    borrow_arc(handle)?;
+    let ptr = handle.cast::<H::Target>();
+    // SAFETY: `ptr` came from `Arc::into_raw` of an `Arc<H::Target>` (C
+    // contract, checked non-NULL above) and that reference is still held.
+    unsafe { Arc::increment_strong_count(ptr) };
+    Ok(handle.cast_mut())
+}
+
+/// Releases the strong reference a shared handle owns; NULL is a no-op.
+pub fn free_arc<H: SharedOpaque>(handle: *mut H) {
+    if handle.is_null() {
+        return;
+    }
+    // SAFETY: non-NULL and, by the C contract, made by `into_raw_arc` or
+    // `clone_arc` and not yet freed: this gives back exactly its reference.
+    drop(unsafe { Arc::from_raw(handle.cast_const().cast::<H::Target>()) });
+}
 
 /// Moves `value` to the heap and returns it as a handle for C.
 pub fn into_raw<H: Opaque>(value: H::Target) -> *mut H {
@@ -86,6 +151,29 @@ pub fn write<T>(out: *mut T, value: T, name: &str) -> Result {
     // properly aligned memory for a `T`. `write` does not drop the old bytes.
     unsafe { out.write(value) };
     Ok(())
+}
+
+/// A `#[repr(C)]` struct of integers and floats that C fills in: every bit
+/// pattern (padding included) is a valid value, so reading one from C
+/// memory can never produce an invalid Rust value.
+///
+/// # Safety
+/// Implement only for `#[repr(C)]` structs whose fields are all integers,
+/// floats or arrays of them (no `bool`, enum, reference or pointer field).
+pub unsafe trait Plain: Copy {}
+
+/// Reads a [`Plain`] struct from C by value; `Ok(None)` if `ptr` is NULL.
+pub fn read_plain<T: Plain>(ptr: *const T, name: &str) -> Result<Option<T>> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    if !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
+        return Err(fail(crate::status::RSL_ERR_INVALID_ARG, format!("{name} is misaligned")));
+    }
+    // SAFETY: non-NULL and aligned; by the C contract it points to a readable,
+    // initialised `T`, and `T: Plain` makes any bit pattern of its fields a
+    // valid value (padding bytes are never read as fields).
+    Ok(Some(unsafe { ptr.read() }))
 }
 
 /// Checks an out-pointer is non-NULL before any work is done, so outputs can

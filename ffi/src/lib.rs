@@ -14,7 +14,10 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod boundary;
+pub mod breaker;
+pub mod cache;
 mod handle;
+pub mod idempotency;
 pub mod queue;
 pub mod status;
 pub mod version;

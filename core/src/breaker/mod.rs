@@ -443,6 +443,14 @@ impl<C: Clock> CircuitBreaker<C> {
         self.record(permit.generation, outcome, duration, Some(now))
     }
 
+    /// [`record_raw`](Self::record_raw) at the clock's now, read only when
+    /// the result needs it (a time-based window, half-open, a transition), as
+    /// [`Permit::record`] does: the C ABI's hot path.
+    #[inline]
+    pub fn record_raw_now(&self, permit: RawPermit, outcome: Outcome, duration: Nanos) -> Recorded {
+        self.record(permit.generation, outcome, duration, None)
+    }
+
     #[inline]
     fn now_or(&self, now: Option<Nanos>) -> Nanos {
         match now {
@@ -891,6 +899,20 @@ mod tests {
         assert_eq!(r.state, State::Open);
         assert_eq!(r.retry_after, 60 * SECOND);
         assert_eq!(b.metrics().not_permitted, 1);
+    }
+
+    #[test]
+    fn raw_permits_record_at_the_clocks_now() {
+        let b = breaker(Config::default().count_window(2).minimum_calls(2));
+        let p = b.try_acquire_raw().unwrap();
+        assert_eq!(b.record_raw_now(p, Outcome::Failure, MILLISECOND), Recorded::Counted);
+        b.clock().advance(5 * SECOND);
+        let q = b.try_acquire_raw().unwrap();
+        assert_eq!(b.record_raw_now(q, Outcome::Failure, MILLISECOND), Recorded::Counted);
+        assert_eq!(b.state(), State::Open);
+        assert_eq!(b.metrics().time_in_state, 0, "the transition was stamped with the clock's now");
+        assert_eq!(b.record_raw_now(p, Outcome::Success, 0), Recorded::Stale);
+        assert_eq!(b.try_acquire_raw().unwrap_err().retry_after, 60 * SECOND);
     }
 
     #[test]

@@ -455,7 +455,21 @@ where
         self.insert_inner(key, value, ttl, Some(now));
     }
 
-    fn insert_inner(&self, key: K, value: V, ttl: Option<Nanos>, now: Option<Nanos>) {
+    /// [`insert_with_ttl`](Self::insert_with_ttl) with the TTL in
+    /// nanoseconds, saying whether the entry was stored: `false` when it
+    /// weighs more than a shard's weight budget (`max_weight / shards`) or is
+    /// born expired; any previous entry for the key is then removed too.
+    pub fn try_insert(&self, key: K, value: V, ttl: Option<Nanos>) -> bool {
+        self.insert_inner(key, value, ttl, None)
+    }
+
+    /// [`try_insert`](Self::try_insert) at time `now`.
+    pub fn try_insert_at(&self, key: K, value: V, ttl: Option<Nanos>, now: Nanos) -> bool {
+        self.insert_inner(key, value, ttl, Some(now))
+    }
+
+    /// Stores the entry; returns whether it was stored (not rejected).
+    fn insert_inner(&self, key: K, value: V, ttl: Option<Nanos>, now: Option<Nanos>) -> bool {
         let hash = self.hasher.hash_one(&key);
         let now = match (now, ttl) {
             (Some(t), _) => Some(t),
@@ -468,7 +482,9 @@ where
             Some(t) => s.table.insert_hashed(hash, key, value, expires, t),
             None => s.table.insert_hashed(hash, key, value, expires, LazyNow::new(clock)),
         });
+        let stored = !matches!(old, Inserted::Rejected(_));
         drop(old); // outside the lock
+        stored
     }
 
     /// Removes `key`, returning its value (expired or not).
@@ -625,5 +641,34 @@ impl<K, V, S> std::fmt::Debug for Cache<K, V, S> {
             .field("shards", &self.shards.len())
             .field("default_ttl", &self.default_ttl)
             .finish()
+    }
+}
+
+#[cfg(all(test, not(resilience_loom)))]
+mod tests {
+    use super::*;
+
+    #[allow(clippy::borrowed_box)] // the weigher's signature is fn(&K, &V)
+    fn bytes_cache(max_weight: u64) -> Cache<Box<[u8]>, Box<[u8]>> {
+        Cache::builder()
+            .max_weight(max_weight)
+            .shards(1)
+            .weigher(|k: &Box<[u8]>, v: &Box<[u8]>| (k.len() + v.len()) as u64)
+            .build()
+            .expect("valid limits")
+    }
+
+    #[test]
+    fn try_insert_reports_rejection_and_drops_the_old_value() {
+        let c = bytes_cache(100);
+        assert!(c.try_insert(b"k".to_vec().into(), vec![1; 49].into(), None));
+        assert_eq!(c.get_with(&b"k"[..], |v| v.len()), Some(49));
+        assert!(!c.try_insert(b"k".to_vec().into(), vec![2; 100].into(), None), "101 > 100");
+        assert!(!c.contains(&b"k"[..]), "a rejected write removes the old value");
+        assert_eq!(c.stats().rejections, 1);
+        assert!(c.try_insert_at(b"t".to_vec().into(), vec![3; 10].into(), Some(5), 1_000));
+        assert!(c.contains_at(&b"t"[..], 1_004));
+        assert!(!c.contains_at(&b"t"[..], 1_005));
+        assert!(!c.try_insert_at(b"x".to_vec().into(), vec![0; 100].into(), Some(5), 0), "too heavy");
     }
 }
