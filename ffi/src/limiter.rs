@@ -194,7 +194,7 @@ pub extern "C" fn rsl_limiter_free(limiter: *mut rsl_limiter) {
     boundary_or((), || handle::free(limiter))
 }
 
-#[inline]
+#[inline(always)]
 fn acquire(
     limiter: *const rsl_limiter,
     quantity: u64,
