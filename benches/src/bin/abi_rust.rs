@@ -97,7 +97,7 @@ fn bench_breaker(n: u64) {
         }
     }
     let ns = t0.elapsed().as_nanos();
-    report("breaker try_acquire+record", ns, n);
+    report("breaker try_acquire+record (2 calls)", ns, n);
 }
 
 #[allow(clippy::borrowed_box)] // the weigher's signature is fixed: fn(&K, &V)
