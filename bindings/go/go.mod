@@ -1,0 +1,3 @@
+module github.com/libresilience/libresilience/bindings/go
+
+go 1.19

@@ -1,0 +1,2 @@
+// Package peerbench holds benchmarks only: the binding beside Go peers.
+package peerbench
