@@ -6,6 +6,7 @@ import asyncio
 import math
 import threading
 import time
+import weakref
 from datetime import timedelta
 
 import pytest
@@ -196,11 +197,13 @@ def test_forced_open_disabled_metrics_only() -> None:
 def test_state_change_callback() -> None:
     b = small()
     seen: list = []
+    ref = weakref.ref(b)  # a strong reference from the callback would keep b alive for ever
 
     @b.on_state_change
     def cb(t: Transition) -> None:
         seen.append(t)
-        b.state  # calling back into the breaker is allowed
+        breaker = ref()
+        assert breaker is not None and breaker.state == t.to_state  # calling back in is allowed
 
     b.force_open()
     b.reset()
@@ -209,6 +212,11 @@ def test_state_change_callback() -> None:
         (BreakerState.FORCED_OPEN, BreakerState.CLOSED, TransitionCause.MANUAL)]
     assert seen[1].generation == seen[0].generation + 1
     assert abs(seen[0].at - time.monotonic()) < 5
+    del b, cb
+    import gc
+
+    gc.collect()
+    assert ref() is None  # freed, and the callback with it
 
 
 def test_callback_exception_is_contained(capsys: pytest.CaptureFixture) -> None:

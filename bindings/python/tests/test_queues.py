@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -142,22 +143,29 @@ def test_spsc_closed_when_consumer_freed() -> None:
 
 
 def test_spsc_threads_in_order() -> None:
-    p, c = spsc_queue(64)
+    p, c = spsc_queue(256)
     n = 50_000
     got: list = []
 
     def consume() -> None:
         while len(got) < n:
-            got.extend(c.pop_many(64))
+            batch = c.pop_many(256)
+            if batch:
+                got.extend(batch)
+            else:
+                time.sleep(0)  # let the producer have the GIL
 
     t = threading.Thread(target=consume)
     t.start()
+    vals = list(range(n))
     i = 0
     while i < n:
-        if p.try_push(i):
-            i += 1
+        pushed = p.push_many(vals[i:i + 128]) if i % 3 else int(p.try_push(vals[i]))
+        if not pushed:
+            time.sleep(0)
+        i += pushed
     t.join()
-    assert got == list(range(n))
+    assert got == vals
 
 
 def test_spsc_end_refuses_two_threads_at_once() -> None:

@@ -467,7 +467,11 @@ class CircuitBreaker:
         """Registers ``callback(transition)``, called after every state change
         on the thread that caused it (it may call back into the breaker).
         Usable as a decorator. Exceptions it raises are printed and ignored.
-        Callbacks live as long as the breaker and cannot be unregistered."""
+        Callbacks live as long as the breaker and cannot be unregistered.
+
+        The library holds the callback, out of sight of Python's garbage
+        collector: a callback that references this breaker object keeps it
+        alive for ever. Use ``weakref.ref(breaker)`` inside it if needed."""
         if not callable(callback):
             raise TypeError("callback must be callable")
         # Only the callable is kept (not this handle, or the breaker could never be freed).
