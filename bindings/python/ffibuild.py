@@ -177,12 +177,124 @@ def native_libs() -> list[str]:
     return []
 
 
+# Glue compiled into the extension (API mode only): each helper makes ONE
+# call into the public C ABI where the Python side would otherwise make two
+# or pass structs by value; cffi's per-call cost dominates these paths. The
+# ABI-mode fallbacks with identical semantics are in resilience/_fast.py.
+HELPERS_CDEF = """
+int64_t rsl_py_breaker_enter(const struct rsl_breaker *breaker);
+uint64_t rsl_py_last_retry_after(void);
+int32_t rsl_py_breaker_exit(const struct rsl_breaker *breaker, int64_t generation, int32_t outcome,
+                            uint64_t start_ns);
+uint64_t rsl_py_now_ns(void);
+int64_t rsl_py_call_enter(const struct rsl_breaker *breaker);
+int32_t rsl_py_call_success(int64_t call);
+int32_t rsl_py_call_failure(int64_t call);
+int32_t rsl_py_call_ignored(int64_t call);
+"""
+
+HELPERS_C = r"""
+#include <stdlib.h>
+#include <time.h>
+
+static __thread uint64_t rsl_py_retry_after_ns;
+
+/* CLOCK_MONOTONIC in ns: the clock of Python's time.monotonic_ns() on Linux. */
+static uint64_t rsl_py_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* rsl_breaker_try_acquire: >= 0 is the permit's generation; < 0 is minus
+ * the status, with the retry-after in rsl_py_last_retry_after() (this
+ * thread's). */
+static int64_t rsl_py_breaker_enter(const struct rsl_breaker *breaker) {
+    struct rsl_permit permit;
+    uint64_t retry_after = 0;
+    rsl_status st = rsl_breaker_try_acquire(breaker, &permit, &retry_after);
+    if (st != RSL_OK) {
+        rsl_py_retry_after_ns = retry_after;
+        return -(int64_t)st;
+    }
+    if (permit.generation > (uint64_t)INT64_MAX) {
+        return -(int64_t)RSL_ERR_INTERNAL;
+    }
+    return (int64_t)permit.generation;
+}
+
+static uint64_t rsl_py_last_retry_after(void) {
+    return rsl_py_retry_after_ns;
+}
+
+/* rsl_breaker_record of the permit of `generation`, the call having started
+ * at `start_ns` (CLOCK_MONOTONIC). */
+static int32_t rsl_py_breaker_exit(const struct rsl_breaker *breaker, int64_t generation,
+                                   int32_t outcome, uint64_t start_ns) {
+    struct rsl_permit permit;
+    uint64_t now = rsl_py_now_ns();
+    permit.generation = (uint64_t)generation;
+    return rsl_breaker_record(breaker, permit, outcome, now > start_ns ? now - start_ns : 0);
+}
+
+/* One guarded call (the @breaker decorator): rsl_py_call_enter acquires a
+ * permit and stamps the start; one of rsl_py_call_success / _failure /
+ * _ignored records it with the elapsed time and frees the record. A call is
+ * an opaque token > 0 (a heap pointer) that the Python wrapper passes back
+ * exactly once; <= 0 is minus the status. Two one-argument C calls per
+ * guarded call instead of two four-argument calls plus a Python clock read:
+ * cffi's per-call cost is most of a guarded call's overhead. */
+struct rsl_py_call {
+    const struct rsl_breaker *breaker;
+    uint64_t generation;
+    uint64_t start_ns;
+};
+
+static int64_t rsl_py_call_enter(const struct rsl_breaker *breaker) {
+    struct rsl_permit permit;
+    uint64_t retry_after = 0;
+    struct rsl_py_call *call;
+    rsl_status st = rsl_breaker_try_acquire(breaker, &permit, &retry_after);
+    if (st != RSL_OK) {
+        rsl_py_retry_after_ns = retry_after;
+        return -(int64_t)st;
+    }
+    call = (struct rsl_py_call *)malloc(sizeof *call);
+    if (call == NULL) {
+        /* Give the permit back (an ignored outcome frees a half-open slot). */
+        rsl_breaker_record(breaker, permit, RSL_OUTCOME_IGNORED, 0);
+        return -(int64_t)RSL_ERR_ALLOC;
+    }
+    call->breaker = breaker;
+    call->generation = permit.generation;
+    call->start_ns = rsl_py_now_ns();
+    return (int64_t)(intptr_t)call;
+}
+
+static int32_t rsl_py_call_exit(int64_t token, int32_t outcome) {
+    struct rsl_py_call *call = (struct rsl_py_call *)(intptr_t)token;
+    struct rsl_permit permit;
+    uint64_t now = rsl_py_now_ns();
+    int32_t st;
+    permit.generation = call->generation;
+    st = rsl_breaker_record(call->breaker, permit, outcome,
+                            now > call->start_ns ? now - call->start_ns : 0);
+    free(call);
+    return st;
+}
+
+static int32_t rsl_py_call_success(int64_t call) { return rsl_py_call_exit(call, RSL_OUTCOME_SUCCESS); }
+static int32_t rsl_py_call_failure(int64_t call) { return rsl_py_call_exit(call, RSL_OUTCOME_FAILURE); }
+static int32_t rsl_py_call_ignored(int64_t call) { return rsl_py_call_exit(call, RSL_OUTCOME_IGNORED); }
+"""
+
+
 def make_ffibuilder(root: Path, cdef: str):
     """The cffi builder for the API-mode extension `resilience._ffi`."""
     from cffi import FFI
 
     ffib = FFI()
-    ffib.cdef(cdef)
+    ffib.cdef(cdef + HELPERS_CDEF)
     extra_link = []
     if sys.platform.startswith("linux"):
         # Keep Rust's std symbols (and the rsl_ ones) private to the extension.
@@ -191,7 +303,7 @@ def make_ffibuilder(root: Path, cdef: str):
     header = c_compatible_header((root / HEADER).read_text(encoding="utf-8"))
     ffib.set_source(
         "resilience._ffi",
-        header,
+        header + HELPERS_C,
         extra_objects=[str(static_library(root))],
         libraries=native_libs(),
         extra_link_args=extra_link,

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar, Union, overload
 
+from . import _fast
 from ._native import ffi, lib
 from ._util import Duration, Key, from_ns, scratch, to_float, to_int, to_key, to_ns
 from .errors import CircuitOpen, InvalidArgument, NotFound, error_for
@@ -42,7 +43,6 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_perf_ns = time.perf_counter_ns
 
 
 class BreakerState(enum.IntEnum):
@@ -101,7 +101,7 @@ class Permit:
     def __init__(self, generation: int, started_ns: int) -> None:
         #: Generation of the state that issued the permit.
         self.generation = generation
-        #: time.perf_counter_ns() when it was issued (used as the default duration).
+        #: time.monotonic_ns() when it was issued (used as the default duration).
         self.started_ns = started_ns
 
     def __repr__(self) -> str:
@@ -275,25 +275,24 @@ class CircuitBreaker:
         """Asks to make a call now. Returns a :class:`Permit` to record later
         exactly once, or raises :class:`CircuitOpen` (with ``retry_after``
         seconds; ``math.inf`` when forced open)."""
-        s = scratch
-        p = s.permit
-        ra = s.u64
-        st = lib.rsl_breaker_try_acquire(self._ptr, p, ra)
-        if st:
-            raise self._rejected(st, ra[0])
-        return Permit(p.generation, _perf_ns())
+        gen = _fast.breaker_enter(self._ptr)
+        if gen < 0:
+            raise self._refused(-gen)
+        return Permit(gen, _fast.now_ns())
 
     def record(self, permit: Permit, outcome: Union[Outcome, int] = Outcome.SUCCESS,
                duration: Optional[Duration] = None) -> bool:
         """Records how the call ``permit`` was issued for ended. ``duration``
         defaults to the time since the permit was issued. Returns False when
         the permit was stale (the state changed since; nothing recorded)."""
-        dur = _perf_ns() - permit.started_ns if duration is None else to_ns(duration, "duration")
         if not isinstance(outcome, int) or isinstance(outcome, bool) or not 0 <= outcome <= 2:
             raise InvalidArgument(f"outcome must be an Outcome, not {outcome!r}")
-        p = scratch.permit
-        p.generation = permit.generation
-        st = lib.rsl_breaker_record(self._ptr, p[0], outcome, dur)
+        if duration is None:
+            st = _fast.breaker_exit(self._ptr, permit.generation, outcome, permit.started_ns)
+        else:
+            p = scratch.permit
+            p.generation = permit.generation
+            st = lib.rsl_breaker_record(self._ptr, p[0], outcome, to_ns(duration, "duration"))
         if st == 0:
             return True
         if st == 107:
@@ -328,62 +327,57 @@ class CircuitBreaker:
               ignore: Tuple[Type[BaseException], ...]) -> F:
         if not callable(func):
             raise TypeError(f"@breaker decorates a callable, not {type(func).__name__}")
-        breaker = self
-        acquire = lib.rsl_breaker_try_acquire
-        record = lib.rsl_breaker_record
-        perf = _perf_ns
-        s_ = scratch
-
-        def outcome_of(e: BaseException) -> int:
-            if ignore and isinstance(e, ignore):
-                return 2
-            return 1 if isinstance(e, failure) else 2
-
-        def finish(gen: int, outcome: int, t0: int) -> None:
-            dur = perf() - t0
-            p = s_.permit
-            p.generation = gen
-            st = record(breaker._ptr, p[0], outcome, dur)
-            if st and st != 107:
-                raise breaker._error(st)
-
         import inspect  # at decoration time, not at `import resilience`
 
+        breaker = self
+        enter = _fast.call_enter
+        success = _fast.call_success
+        failure_ = _fast.call_failure
+        ignored = _fast.call_ignored
+
+        def settle(call: int, e: BaseException) -> None:
+            if ignore and isinstance(e, ignore):
+                st = ignored(call)
+            elif isinstance(e, failure):
+                st = failure_(call)
+            else:
+                st = ignored(call)
+            if st and st != 107:
+                raise breaker._error(st) from e
+
+        # Hot path: one one-argument C call before the function and one after
+        # (see _fast and ffibuild.HELPERS_C).
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)
             async def async_guarded(*args: Any, **kwargs: Any) -> Any:
-                p = s_.permit
-                ra = s_.u64
-                st = acquire(breaker._ptr, p, ra)
-                if st:
-                    raise breaker._rejected(st, ra[0])
-                gen = p.generation
-                t0 = perf()
+                call = enter(breaker._ptr)
+                if call <= 0:
+                    raise breaker._refused(-call)
                 try:
                     result = await func(*args, **kwargs)
                 except BaseException as e:
-                    finish(gen, outcome_of(e), t0)
+                    settle(call, e)
                     raise
-                finish(gen, 0, t0)
+                st = success(call)
+                if st and st != 107:
+                    raise breaker._error(st)
                 return result
 
             return async_guarded  # type: ignore[return-value]
 
         @functools.wraps(func)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            p = s_.permit
-            ra = s_.u64
-            st = acquire(breaker._ptr, p, ra)
-            if st:
-                raise breaker._rejected(st, ra[0])
-            gen = p.generation
-            t0 = perf()
+            call = enter(breaker._ptr)
+            if call <= 0:
+                raise breaker._refused(-call)
             try:
                 result = func(*args, **kwargs)
             except BaseException as e:
-                finish(gen, outcome_of(e), t0)
+                settle(call, e)
                 raise
-            finish(gen, 0, t0)
+            st = success(call)
+            if st and st != 107:
+                raise breaker._error(st)
             return result
 
         return guarded  # type: ignore[return-value]
@@ -501,10 +495,10 @@ class CircuitBreaker:
         self.close()
 
     # -- errors ----------------------------------------------------------------
-    def _rejected(self, st: int, retry_after_ns: int) -> Exception:
+    def _refused(self, st: int) -> Exception:
         if st == 103:
             label = f"circuit breaker {self.name!r}" if self.name is not None else "circuit breaker"
-            ra = from_ns(retry_after_ns)
+            ra = from_ns(_fast.last_retry_after())
             return CircuitOpen(f"{label} is open; retry after {ra:.3f} s", 103, ra)
         return self._error(st)
 
