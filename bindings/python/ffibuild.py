@@ -191,6 +191,10 @@ int64_t rsl_py_call_enter(const struct rsl_breaker *breaker);
 int32_t rsl_py_call_success(int64_t call);
 int32_t rsl_py_call_failure(int64_t call);
 int32_t rsl_py_call_ignored(int64_t call);
+int32_t rsl_py_cache_get_many_packed(const struct rsl_cache *cache, const uint8_t *keys,
+                                     const size_t *key_lens, size_t count, uint8_t *buf, size_t cap,
+                                     size_t *value_offsets_out, size_t *value_lens_out,
+                                     int32_t *statuses_out);
 """
 
 HELPERS_C = r"""
@@ -286,6 +290,35 @@ static int32_t rsl_py_call_exit(int64_t token, int32_t outcome) {
 static int32_t rsl_py_call_success(int64_t call) { return rsl_py_call_exit(call, RSL_OUTCOME_SUCCESS); }
 static int32_t rsl_py_call_failure(int64_t call) { return rsl_py_call_exit(call, RSL_OUTCOME_FAILURE); }
 static int32_t rsl_py_call_ignored(int64_t call) { return rsl_py_call_exit(call, RSL_OUTCOME_IGNORED); }
+
+/* rsl_cache_get_many with the keys packed one after another in `keys`
+ * (Python joins them into one bytes object: one buffer instead of one per
+ * key); builds the pointer array here. */
+static int32_t rsl_py_cache_get_many_packed(const struct rsl_cache *cache, const uint8_t *keys,
+                                            const size_t *key_lens, size_t count, uint8_t *buf,
+                                            size_t cap, size_t *value_offsets_out,
+                                            size_t *value_lens_out, int32_t *statuses_out) {
+    const uint8_t *stack_ptrs[64];
+    const uint8_t **ptrs = stack_ptrs;
+    size_t i, off = 0;
+    int32_t st;
+    if (count > 64) {
+        ptrs = (const uint8_t **)malloc(count * sizeof *ptrs);
+        if (ptrs == NULL) {
+            return RSL_ERR_ALLOC;
+        }
+    }
+    for (i = 0; i < count; i++) {
+        ptrs[i] = keys + off;
+        off += key_lens[i];
+    }
+    st = rsl_cache_get_many(cache, ptrs, key_lens, count, buf, cap, value_offsets_out,
+                            value_lens_out, statuses_out);
+    if (ptrs != stack_ptrs) {
+        free((void *)ptrs);
+    }
+    return st;
+}
 """
 
 

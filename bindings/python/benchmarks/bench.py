@@ -35,25 +35,34 @@ from typing import Callable, List, Optional, Tuple
 
 import resilience
 
-Row = Tuple[str, str, Optional[float], str, Optional[float]]
+Row = Tuple[str, str, Optional["Case"], str, Optional["Case"]]
 
 
-def median_ns(fn: Callable[[], object], number: int, repeat: int) -> float:
-    """Median over `repeat` runs of the per-call time of `fn`, in ns."""
-    fn()  # warm up (and check it runs)
-    times = timeit.repeat(fn, number=number, repeat=repeat)
-    return statistics.median(times) / number * 1e9
+class Case:
+    """One timed callable; its samples are taken round-robin with the others
+    so that load drift on a shared machine hits every case alike."""
+
+    def __init__(self, fn: Callable[[], object], number: int, per_call: int = 1) -> None:
+        fn()  # warm up, and prove it runs
+        self.fn, self.number, self.per_call = fn, number, per_call
+        self.samples: List[float] = []
+
+    def sample(self) -> None:
+        t = timeit.timeit(self.fn, number=self.number)
+        self.samples.append(t / (self.number * self.per_call) * 1e9)
+
+    @property
+    def ns(self) -> float:
+        return statistics.median(self.samples)
 
 
-def loop_ns(body: Callable[[int], object], number: int, repeat: int) -> float:
-    """Like median_ns, for a body that loops `number` times itself."""
-    body(min(number, 1000))
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        body(number)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) / number * 1e9
+CASES: List[Case] = []
+
+
+def case(fn: Callable[[], object], number: int, per_call: int = 1) -> Case:
+    c = Case(fn, number, per_call)
+    CASES.append(c)
+    return c
 
 
 def bench_limiter(n: int, r: int) -> List[Row]:
@@ -69,17 +78,17 @@ def bench_limiter(n: int, r: int) -> List[Row]:
     assert moving.hit(item, "user-1") and fixed.hit(item, "user-1")
     # limits' moving window keeps every hit inside the window: run a bounded
     # number of hits per repeat so the per-call figure is the common case.
-    t_moving = median_ns(lambda: moving.hit(item, "user-1"), min(n, 20_000), r)
-    t_fixed = median_ns(lambda: fixed.hit(item, "user-1"), n, r)
+    t_moving = case(lambda: moving.hit(item, "user-1"), min(n, 20_000))
+    t_fixed = case(lambda: fixed.hit(item, "user-1"), n)
 
     if hasattr(resilience, "TokenBucket"):
         bucket = resilience.TokenBucket(rate=1e9, burst=1e9)
         keyed = resilience.KeyedLimiter(rate=1e9, burst=1e9)
         assert bucket.try_acquire() and keyed.try_acquire("user-1")
-        t_bucket = median_ns(bucket.try_acquire, n, r)
-        t_keyed = median_ns(lambda: keyed.try_acquire("user-1"), n, r)
+        t_bucket = case(bucket.try_acquire, n)
+        t_keyed = case(lambda: keyed.try_acquire("user-1"), n)
         keys = [f"user-{i}" for i in range(100)]
-        t_many = median_ns(lambda: keyed.acquire_many(keys), max(n // 100, 10), r) / 100
+        t_many = case(lambda: keyed.acquire_many(keys), max(n // 100, 10), 100)
         rows += [
             ("limiter acquire (1 key)", "TokenBucket.try_acquire", t_bucket,
              "limits moving window hit", t_moving),
@@ -100,8 +109,8 @@ def bench_breaker(n: int, r: int) -> List[Row]:
         return x
 
     ours = resilience.CircuitBreaker()(work)
-    t_plain = median_ns(lambda: work(1), n, r)
-    t_ours = median_ns(lambda: ours(1), n, r)
+    t_plain = case(lambda: work(1), n)
+    t_ours = case(lambda: ours(1), n)
     assert ours(3) == 3
     rows: List[Row] = [("breaker call", "@CircuitBreaker", t_ours, "plain call (no breaker)", t_plain)]
     try:
@@ -110,13 +119,13 @@ def bench_breaker(n: int, r: int) -> List[Row]:
         return rows + [("", "@CircuitBreaker", t_ours, "pybreaker not installed", None)]
     theirs = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=60)(work)
     assert theirs(3) == 3
-    t_theirs = median_ns(lambda: theirs(1), n, r)
+    t_theirs = case(lambda: theirs(1), n)
     b = resilience.CircuitBreaker()
 
     def explicit() -> None:
         b.record(b.try_acquire())
 
-    t_explicit = median_ns(explicit, n, r)
+    t_explicit = case(explicit, n)
     return rows + [("", "@CircuitBreaker", t_ours, "@pybreaker.CircuitBreaker", t_theirs),
                    ("", "try_acquire + record", t_explicit, "@pybreaker.CircuitBreaker", t_theirs)]
 
@@ -130,13 +139,13 @@ def bench_cache(n: int, r: int) -> List[Row]:
         ours[k] = value
         plain[k] = value
     assert ours.get("key-7") == value
-    t_ours = median_ns(lambda: ours.get("key-7"), n, r)
+    t_ours = case(lambda: ours.get("key-7"), n)
     bkey = b"key-7"
-    t_ours_b = median_ns(lambda: ours.get(bkey), n, r)
+    t_ours_b = case(lambda: ours.get(bkey), n)
     batch = keys[:100]
     assert ours.get_many(batch) == [value] * 100
-    t_many = median_ns(lambda: ours.get_many(batch), max(n // 100, 10), r) / 100
-    t_dict = median_ns(lambda: plain.get("key-7"), n, r)
+    t_many = case(lambda: ours.get_many(batch), max(n // 100, 10), 100)
+    t_dict = case(lambda: plain.get("key-7"), n)
     rows: List[Row] = []
     try:
         import cachetools
@@ -149,8 +158,8 @@ def bench_cache(n: int, r: int) -> List[Row]:
         lru[k] = value
         ttl[k] = value
     assert lru.get("key-7") == value and ttl.get("key-7") == value
-    t_lru = median_ns(lambda: lru.get("key-7"), n, r)
-    t_ttl = median_ns(lambda: ttl.get("key-7"), n, r)
+    t_lru = case(lambda: lru.get("key-7"), n)
+    t_ttl = case(lambda: ttl.get("key-7"), n)
     rows += [("cache get (hit, 64 B)", "Cache.get (str key)", t_ours, "cachetools LRUCache.get", t_lru),
              ("", "Cache.get (str key)", t_ours, "cachetools TTLCache.get", t_ttl),
              ("", "Cache.get (bytes key)", t_ours_b, "cachetools TTLCache.get", t_ttl),
@@ -177,11 +186,11 @@ def bench_queue(n: int, r: int) -> List[Row]:
         sq.get()
 
     vals = list(range(100))
-    t_ours = median_ns(ours, n, r)
-    t_many = median_ns(lambda: (q.push_many(vals), q.pop_many(100)), max(n // 100, 10), r) / 100
+    t_ours = case(ours, n)
+    t_many = case(lambda: (q.push_many(vals), q.pop_many(100)), max(n // 100, 10), 100)
     return [("queue push + pop", "MpmcQueue push+pop", t_ours, "queue.SimpleQueue put+get",
-             median_ns(simple, n, r)),
-            ("", "push_many+pop_many / item", t_many, "collections.deque", median_ns(dq, n, r))]
+             case(simple, n)),
+            ("", "push_many+pop_many / item", t_many, "collections.deque", case(dq, n))]
 
 
 def bench_threads(n: int) -> List[str]:
@@ -213,8 +222,8 @@ def bench_threads(n: int) -> List[str]:
     return out
 
 
-def fmt(ns: Optional[float]) -> str:
-    return "      -" if ns is None else f"{ns:7.0f}"
+def fmt(c: Optional[Case]) -> str:
+    return "      -" if c is None else f"{c.ns:7.0f}"
 
 
 def main() -> None:
@@ -228,15 +237,18 @@ def main() -> None:
     rows: List[Row] = []
     for section in (bench_limiter, bench_breaker, bench_cache, bench_queue):
         rows += section(n, r)
+    for _ in range(r):
+        for c in CASES:
+            c.sample()
     load = os.getloadavg()
     print(f"resilience {resilience.library_version} ({resilience.mode} mode), Python "
           f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"median of {r} repeats x {n} calls; ns per call; ratio = peer / resilience\n")
+    print(f"median of {r} round-robin repeats x {n} calls; ns per call; ratio = peer / resilience\n")
     print(f"| {'operation':24} | {'resilience':31} | {'ns':>7} | {'peer':31} | {'ns':>7} | {'ratio':>6} |")
     print(f"|{'-' * 26}|{'-' * 33}|{'-' * 9}|{'-' * 33}|{'-' * 9}|{'-' * 8}|")
     for op, ours, t_ours, peer, t_peer in rows:
-        ratio = f"{t_peer / t_ours:5.1f}x" if t_ours and t_peer else "     -"
+        ratio = f"{t_peer.ns / t_ours.ns:5.1f}x" if t_ours and t_peer else "     -"
         print(f"| {op:24} | {ours:31} | {fmt(t_ours)} | {peer:31} | {fmt(t_peer)} | {ratio:>6} |")
     print("\nthreads (GIL released inside C calls):")
     print("\n".join(bench_threads(n)))

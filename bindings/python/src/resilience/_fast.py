@@ -15,7 +15,7 @@ from typing import Any
 from ._native import ffi, lib
 
 __all__ = ["breaker_enter", "breaker_exit", "last_retry_after", "now_ns", "call_enter", "call_success",
-           "call_failure", "call_ignored"]
+           "call_failure", "call_ignored", "cache_get_many_packed"]
 
 if hasattr(lib, "rsl_py_breaker_enter"):
     breaker_enter = lib.rsl_py_breaker_enter
@@ -28,6 +28,7 @@ if hasattr(lib, "rsl_py_breaker_enter"):
     call_success = lib.rsl_py_call_success
     call_failure = lib.rsl_py_call_failure
     call_ignored = lib.rsl_py_call_ignored
+    cache_get_many_packed = lib.rsl_py_cache_get_many_packed
 else:
     class _Tls(threading.local):
         def __init__(self) -> None:
@@ -86,3 +87,14 @@ else:
     def call_ignored(token: int) -> int:
         """Records the call as ignored; returns the status."""
         return _call_exit(token, 2)
+
+    def cache_get_many_packed(cache: Any, keys: bytes, key_lens: Any, count: int, buf: Any, cap: int,
+                              offs: Any, lens: Any, statuses: Any) -> int:
+        """rsl_cache_get_many over keys packed one after another in ``keys``."""
+        base = ffi.from_buffer(keys)
+        ptrs = ffi.new("uint8_t *[]", count)
+        off = 0
+        for i in range(count):
+            ptrs[i] = base + off
+            off += key_lens[i]
+        return lib.rsl_cache_get_many(cache, ptrs, key_lens, count, buf, cap, offs, lens, statuses)

@@ -122,6 +122,8 @@ class Scratch(threading.local):
         self.ba = bytearray(cap)
         self.mv = memoryview(self.ba)
         self.buf = ffi.from_buffer("uint8_t[]", self.ba)
+        #: (buf, cap, size_t *, memoryview): one thread-local lookup for hot paths.
+        self.get = (self.buf, cap, self.size, self.mv)
 
     def ensure(self, cap: int) -> None:
         """Makes the buffer hold at least ``cap`` bytes."""

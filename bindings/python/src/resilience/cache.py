@@ -13,12 +13,15 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, List, Optional, TypeVar, Union
 
+from . import _fast
 from ._native import ffi, lib
 from ._util import U64_MAX, Duration, Key, scratch, to_bytes, to_int, to_key, to_ns
 from .errors import BufferTooSmall, InvalidArgument, NotFound, error_for
 from .serializers import Serializer
 
 __all__ = ["Cache", "CacheStats"]
+
+_cache_get = lib.rsl_cache_get
 
 _T = TypeVar("_T")
 _MISSING: Any = object()
@@ -95,14 +98,10 @@ class Cache:
             key = key.encode()  # type: ignore[union-attr]
         elif t is not bytes:
             key = to_key(key)
-        s = scratch
-        n = s.size
-        try:
-            st = lib.rsl_cache_get(self._ptr, key, len(key), s.buf, s.cap, n)  # type: ignore[arg-type]
-        except TypeError:
-            raise TypeError(f"key must be bytes or str, not {t.__name__}") from None
+        buf, cap, n, mv = scratch.get
+        st = _cache_get(self._ptr, key, len(key), buf, cap, n)  # type: ignore[arg-type]
         if st == 0:
-            v = bytes(s.mv[:n[0]])
+            v = mv[:n[0]].tobytes()
         elif st == 102:
             return default
         elif st == 3:
@@ -151,18 +150,18 @@ class Cache:
     def get_many(self, keys: Iterable[Key], default: Any = None) -> List[Any]:
         """Looks up every key in one C call; returns the values in key order
         (``default`` for the absent ones)."""
-        ks = [to_key(k) for k in keys]
+        ks = [k.encode() if type(k) is str else to_key(k) for k in keys]
         count = len(ks)
         if count == 0:
             return []
-        ptrs = ffi.new("uint8_t *[]", [ffi.from_buffer(k) for k in ks])
         lens = ffi.new("size_t[]", [len(k) for k in ks])
         offs = ffi.new("size_t[]", count)
         vlens = ffi.new("size_t[]", count)
         sts = ffi.new("int32_t[]", count)
         s = scratch
         s.ensure(min(count * 256, 1 << 20))
-        st = lib.rsl_cache_get_many(self._ptr, ptrs, lens, count, s.buf, s.cap, offs, vlens, sts)
+        st = _fast.cache_get_many_packed(self._ptr, b"".join(ks), lens, count, s.buf, s.cap, offs, vlens,
+                                         sts)
         if st:
             raise self._error(st)
         statuses = ffi.unpack(sts, count)
