@@ -28,16 +28,17 @@ def to_ns(d: Duration, name: str, *, allow_zero: bool = True, allow_inf: bool = 
     out-of-range values raise InvalidArgument, other types TypeError.
     """
     t = type(d)
+    d_: Any = d
     if t is int:
-        ns = d * _NS_PER_S  # type: ignore[operator]
+        ns = d_ * _NS_PER_S
     elif t is float:
-        if d != d:  # NaN
+        if d_ != d_:  # NaN
             raise InvalidArgument(f"{name} must be a number of seconds, not NaN")
-        if d == math.inf and allow_inf:
+        if d_ == math.inf and allow_inf:
             return U64_MAX
-        if d > U64_MAX / _NS_PER_S:
+        if d_ > U64_MAX / _NS_PER_S:
             raise InvalidArgument(f"{name}={d!r} s is too long (at most ~584 years)")
-        ns = round(d * _NS_PER_S)  # type: ignore[operator]
+        ns = round(d_ * _NS_PER_S)
     elif isinstance(d, timedelta):
         ns = (d // _US) * 1000
     elif isinstance(d, bool) or not isinstance(d, (int, float)):

@@ -105,9 +105,10 @@ class Cache:
         elif st == 102:
             return default
         elif st == 3:
-            v = self._get_big(key, n[0])  # type: ignore[arg-type]
-            if v is None:
+            big = self._get_big(key, n[0])  # type: ignore[arg-type]
+            if big is None:
                 return default
+            v = big
         else:
             raise self._error(st)
         ser = self._ser

@@ -9,7 +9,7 @@ record. Full and empty are answers, never waits: ``push`` raises
 from __future__ import annotations
 
 import threading
-from typing import Iterable, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Iterable, List, Optional, Tuple, TypeVar, Union
 
 from ._native import ffi, lib
 from ._util import U64_MAX, scratch, to_int
@@ -153,6 +153,8 @@ class MpmcQueue:
 
 class _SpscEnd:
     __slots__ = ("_ptr", "_lock", "__weakref__")
+    _ptr: Any
+    _lock: threading.Lock
 
     def _enter(self) -> None:
         if not self._lock.acquire(False):
