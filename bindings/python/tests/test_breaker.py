@@ -320,3 +320,23 @@ def test_registry_bad_args() -> None:
         reg.get(3)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument):
         reg.get("x", window_size=0)
+
+
+def test_interpreter_exit_with_live_callbacks_does_not_hang() -> None:
+    # Breakers freed by the garbage collector (or at exit) run their
+    # callbacks' user_free from inside whatever triggered the collection.
+    from conftest import run_python
+
+    r = run_python(
+        "import gc, resilience as r\n"
+        "keep = []\n"
+        "for i in range(2000):\n"
+        "    b = r.CircuitBreaker()\n"
+        "    b.on_state_change(lambda t, b=b: None)  # a cycle through C: lives until exit\n"
+        "    b.force_open()\n"
+        "    keep.append(r.BreakerRegistry().get('x'))\n"
+        "    keep[-1].on_state_change(print)\n"
+        "    gc.collect() if i % 100 == 0 else None\n"
+        "print('done')\n", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "done"

@@ -21,7 +21,6 @@ from __future__ import annotations
 import enum
 import functools
 import itertools
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar, Union, overload
@@ -195,7 +194,9 @@ def _config(kw: Dict[str, Any]) -> Any:
 # until the breaker is destroyed, then calls _user_free(user) once.
 _callbacks: Dict[int, Callable[[Transition], None]] = {}
 _callback_ids = itertools.count(1)
-_callbacks_lock = threading.Lock()
+# No lock around the table: its dict operations and next() on the counter are
+# atomic under the GIL, and _c_user_free can run inside a garbage collection
+# triggered anywhere (a non-reentrant lock held there would deadlock).
 
 
 def _on_transition_error(exc_type: Any, exc: Any, tb: Any) -> None:
@@ -214,10 +215,9 @@ def _c_on_transition(user: Any, t: Any) -> None:
                             t.generation, t.at_ns / 1e9))
 
 
-@ffi.callback("void(void *)")
+@ffi.callback("void(void *)", onerror=lambda *exc: None)
 def _c_user_free(user: Any) -> None:
-    with _callbacks_lock:
-        _callbacks.pop(int(ffi.cast("uintptr_t", user)), None)
+    _callbacks.pop(int(ffi.cast("uintptr_t", user)), None)
 
 
 class CircuitBreaker:
@@ -469,14 +469,12 @@ class CircuitBreaker:
         if not callable(callback):
             raise TypeError("callback must be callable")
         # Only the callable is kept (not this handle, or the breaker could never be freed).
-        with _callbacks_lock:
-            ident = next(_callback_ids)
-            _callbacks[ident] = callback
+        ident = next(_callback_ids)
+        _callbacks[ident] = callback
         st = lib.rsl_breaker_on_state_change(self._ptr, _c_on_transition, ffi.cast("void *", ident),
                                              _c_user_free)
         if st:
-            with _callbacks_lock:
-                _callbacks.pop(ident, None)
+            _callbacks.pop(ident, None)
             raise self._error(st)
         return callback
 
