@@ -102,6 +102,7 @@ _DEFINE = re.compile(r"^#define\s+(RSL_\w+)\s+(.+?)\s*$")
 
 
 def _eval_define(expr: str) -> int | None:
+    expr = re.sub(r"\((?:u?int(?:8|16|32|64)_t|size_t)\)", "", expr)  # C casts
     expr = expr.replace("UINT64_MAX", str(2**64 - 1)).replace("UINT32_MAX", str(2**32 - 1))
     expr = expr.replace("SIZE_MAX", str(2**64 - 1))
     if not re.fullmatch(r"[0-9xXa-fA-FuUlL()<>|&+\-* ]+", expr):
@@ -322,12 +323,80 @@ static int32_t rsl_py_cache_get_many_packed(const struct rsl_cache *cache, const
 """
 
 
+LIMIT_HELPERS_CDEF = """
+int64_t rsl_py_limiter_try(const struct rsl_limiter *limiter, uint64_t quantity);
+int64_t rsl_py_keyed_try(const struct rsl_keyed_limiter *limiter, const uint8_t *key, size_t key_len,
+                         uint64_t quantity);
+int32_t rsl_py_keyed_acquire_many_packed(const struct rsl_keyed_limiter *limiter, const uint8_t *keys,
+                                         const size_t *key_lens, size_t count, uint64_t quantity,
+                                         struct rsl_decision *decisions_out);
+"""
+
+LIMIT_HELPERS_C = r"""
+/* A decision as one integer, for try_acquire: 0 allowed; > 0 denied, the
+ * retry-after in ns plus one (INT64_MAX when no wait can help); < 0 minus
+ * the status. */
+static int64_t rsl_py_decision_code(rsl_status st, const struct rsl_decision *d) {
+    if (st != RSL_OK) {
+        return -(int64_t)st;
+    }
+    if (d->allowed) {
+        return 0;
+    }
+    if (d->retry_after_ns >= (uint64_t)INT64_MAX - 1) {
+        return INT64_MAX;
+    }
+    return (int64_t)d->retry_after_ns + 1;
+}
+
+static int64_t rsl_py_limiter_try(const struct rsl_limiter *limiter, uint64_t quantity) {
+    struct rsl_decision d;
+    rsl_status st = rsl_limiter_acquire(limiter, quantity, &d);
+    return rsl_py_decision_code(st, &d);
+}
+
+static int64_t rsl_py_keyed_try(const struct rsl_keyed_limiter *limiter, const uint8_t *key,
+                                size_t key_len, uint64_t quantity) {
+    struct rsl_decision d;
+    rsl_status st = rsl_keyed_limiter_acquire(limiter, key, key_len, quantity, &d);
+    return rsl_py_decision_code(st, &d);
+}
+
+/* rsl_keyed_limiter_acquire_many over keys packed one after another. */
+static int32_t rsl_py_keyed_acquire_many_packed(const struct rsl_keyed_limiter *limiter,
+                                                const uint8_t *keys, const size_t *key_lens,
+                                                size_t count, uint64_t quantity,
+                                                struct rsl_decision *decisions_out) {
+    const uint8_t *stack_ptrs[64];
+    const uint8_t **ptrs = stack_ptrs;
+    size_t i, off = 0;
+    int32_t st;
+    if (count > 64) {
+        ptrs = (const uint8_t **)malloc(count * sizeof *ptrs);
+        if (ptrs == NULL) {
+            return RSL_ERR_ALLOC;
+        }
+    }
+    for (i = 0; i < count; i++) {
+        ptrs[i] = keys + off;
+        off += key_lens[i];
+    }
+    st = rsl_keyed_limiter_acquire_many(limiter, ptrs, key_lens, count, quantity, decisions_out);
+    if (ptrs != stack_ptrs) {
+        free((void *)ptrs);
+    }
+    return st;
+}
+"""
+
+
 def make_ffibuilder(root: Path, cdef: str):
     """The cffi builder for the API-mode extension `resilience._ffi`."""
     from cffi import FFI
 
     ffib = FFI()
-    ffib.cdef(cdef + HELPERS_CDEF)
+    has_limit = "rsl_keyed_limiter_acquire_many" in cdef  # the limiter ABI is there
+    ffib.cdef(cdef + HELPERS_CDEF + (LIMIT_HELPERS_CDEF if has_limit else ""))
     extra_link = []
     if sys.platform.startswith("linux"):
         # Keep Rust's std symbols (and the rsl_ ones) private to the extension.
@@ -336,7 +405,7 @@ def make_ffibuilder(root: Path, cdef: str):
     header = c_compatible_header((root / HEADER).read_text(encoding="utf-8"))
     ffib.set_source(
         "resilience._ffi",
-        header + HELPERS_C,
+        header + HELPERS_C + (LIMIT_HELPERS_C if has_limit else ""),
         extra_objects=[str(static_library(root))],
         libraries=native_libs(),
         extra_link_args=extra_link,

@@ -10,6 +10,7 @@ one per C status code (see :mod:`resilience.errors`).
 
 from __future__ import annotations
 
+from ._native import lib as _lib
 from ._native import HEADER_ABI_VERSION, LIBRARY_ABI_VERSION, LIBRARY_ENV, LIBRARY_VERSION, MODE
 from .breaker import (BreakerMetrics, BreakerRegistry, BreakerState, CircuitBreaker, Outcome, Permit,
                       Transition, TransitionCause)
@@ -22,6 +23,10 @@ from .idempotency import Begin, BeginState, IdempotencyStats, IdempotencyStore, 
 from .queues import MpmcQueue, SpscConsumer, SpscProducer, spsc_queue
 from .serializers import JSON, PICKLE, RAW, Serializer
 
+if hasattr(_lib, "rsl_limiter_new"):  # the limiter ABI
+    from .limit import (AdaptiveLimiter, AdaptiveStats, AdaptiveToken, Bulkhead, BulkheadStats, Decision,
+                        KeyedLimiter, KeyedLimiterStats, Reason, TokenBucket)
+
 #: Version of this package (the library's version: they are released together).
 __version__ = "0.1.0"
 
@@ -33,7 +38,7 @@ library_version = LIBRARY_VERSION
 #: The ABI version of the loaded library (== the header's, checked at import).
 abi_version = LIBRARY_ABI_VERSION
 
-__all__ = [
+__all__ = [  # limit names are present when the library has the limiter ABI
     # breaker
     "CircuitBreaker", "BreakerRegistry", "BreakerState", "BreakerMetrics", "Outcome", "Permit",
     "Transition", "TransitionCause",
@@ -50,6 +55,9 @@ __all__ = [
     "Empty", "NotFound", "Rejected", "CircuitOpen", "RateLimited", "BulkheadFull", "InProgress",
     "Timeout", "NotOwner", "Mismatch", "Stale", "Closed", "IoError", "IoUringUnavailable",
     "EngineState", "Panic", "AllocError", "InternalError", "check",
+    # limits
+    "TokenBucket", "KeyedLimiter", "Bulkhead", "AdaptiveLimiter", "Decision", "Reason",
+    "KeyedLimiterStats", "BulkheadStats", "AdaptiveStats", "AdaptiveToken",
     # module facts
     "mode", "library_version", "abi_version", "LIBRARY_ENV", "HEADER_ABI_VERSION",
 ]

@@ -15,7 +15,8 @@ from typing import Any
 from ._native import ffi, lib
 
 __all__ = ["breaker_enter", "breaker_exit", "last_retry_after", "now_ns", "call_enter", "call_success",
-           "call_failure", "call_ignored", "cache_get_many_packed"]
+           "call_failure", "call_ignored", "cache_get_many_packed", "limiter_try", "keyed_try",
+           "keyed_acquire_many_packed"]
 
 if hasattr(lib, "rsl_py_breaker_enter"):
     breaker_enter = lib.rsl_py_breaker_enter
@@ -98,3 +99,41 @@ else:
             ptrs[i] = base + off
             off += key_lens[i]
         return lib.rsl_cache_get_many(cache, ptrs, key_lens, count, buf, cap, offs, lens, statuses)
+
+
+# Limiter helpers (only when the library has the limiter ABI).
+if hasattr(lib, "rsl_py_limiter_try"):
+    limiter_try = lib.rsl_py_limiter_try
+    keyed_try = lib.rsl_py_keyed_try
+    keyed_acquire_many_packed = lib.rsl_py_keyed_acquire_many_packed
+else:
+    _NONE_RA = 2**64 - 1
+
+    def _code(st: int, d: Any) -> int:
+        if st:
+            return -st
+        if d.allowed:
+            return 0
+        ra = d.retry_after_ns
+        return 2**63 - 1 if ra >= 2**63 - 2 else ra + 1
+
+    def limiter_try(ptr: Any, quantity: int) -> int:
+        """0 allowed; > 0 denied (retry-after ns + 1, or 2**63-1); < 0 minus the status."""
+        d = ffi.new("rsl_decision *")
+        return _code(lib.rsl_limiter_acquire(ptr, quantity, d), d)
+
+    def keyed_try(ptr: Any, key: bytes, key_len: int, quantity: int) -> int:
+        """As limiter_try, for the bucket of ``key``."""
+        d = ffi.new("rsl_decision *")
+        return _code(lib.rsl_keyed_limiter_acquire(ptr, key, key_len, quantity, d), d)
+
+    def keyed_acquire_many_packed(ptr: Any, keys: bytes, key_lens: Any, count: int, quantity: int,
+                                  decisions: Any) -> int:
+        """rsl_keyed_limiter_acquire_many over keys packed one after another."""
+        base = ffi.from_buffer(keys)
+        ptrs = ffi.new("uint8_t *[]", count)
+        off = 0
+        for i in range(count):
+            ptrs[i] = base + off
+            off += key_lens[i]
+        return lib.rsl_keyed_limiter_acquire_many(ptr, ptrs, key_lens, count, quantity, decisions)
