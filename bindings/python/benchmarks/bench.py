@@ -82,8 +82,8 @@ def bench_limiter(n: int, r: int) -> List[Row]:
     t_fixed = case(lambda: fixed.hit(item, "user-1"), n)
 
     if hasattr(resilience, "TokenBucket"):
-        bucket = resilience.TokenBucket(rate=1e9, burst=1e9)
-        keyed = resilience.KeyedLimiter(rate=1e9, burst=1e9)
+        bucket = resilience.TokenBucket(10**9, per=1.0, burst=10**9)  # never denies either
+        keyed = resilience.KeyedLimiter(10**9, per=1.0, burst=10**9)
         assert bucket.try_acquire() and keyed.try_acquire("user-1")
         t_bucket = case(bucket.try_acquire, n)
         t_keyed = case(lambda: keyed.try_acquire("user-1"), n)

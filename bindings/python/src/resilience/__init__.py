@@ -38,7 +38,7 @@ library_version = LIBRARY_VERSION
 #: The ABI version of the loaded library (== the header's, checked at import).
 abi_version = LIBRARY_ABI_VERSION
 
-__all__ = [  # limit names are present when the library has the limiter ABI
+__all__ = [
     # breaker
     "CircuitBreaker", "BreakerRegistry", "BreakerState", "BreakerMetrics", "Outcome", "Permit",
     "Transition", "TransitionCause",
@@ -55,9 +55,10 @@ __all__ = [  # limit names are present when the library has the limiter ABI
     "Empty", "NotFound", "Rejected", "CircuitOpen", "RateLimited", "BulkheadFull", "InProgress",
     "Timeout", "NotOwner", "Mismatch", "Stale", "Closed", "IoError", "IoUringUnavailable",
     "EngineState", "Panic", "AllocError", "InternalError", "check",
-    # limits
-    "TokenBucket", "KeyedLimiter", "Bulkhead", "AdaptiveLimiter", "Decision", "Reason",
-    "KeyedLimiterStats", "BulkheadStats", "AdaptiveStats", "AdaptiveToken",
     # module facts
     "mode", "library_version", "abi_version", "LIBRARY_ENV", "HEADER_ABI_VERSION",
 ]
+
+if hasattr(_lib, "rsl_limiter_new"):
+    __all__ += ["TokenBucket", "KeyedLimiter", "Bulkhead", "AdaptiveLimiter", "Decision", "Reason",
+                "KeyedLimiterStats", "BulkheadStats", "AdaptiveStats", "AdaptiveToken"]
