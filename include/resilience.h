@@ -725,8 +725,9 @@ rsl_status rsl_breaker_clone(const struct rsl_breaker *breaker, struct rsl_break
  * Releases the caller's reference to the breaker; the breaker is destroyed
  * (and the `user_free` functions of its state-change callbacks run, on
  * this thread) when no handle and no registry holds it any more. NULL is a
- * no-op. The handle must not be used afterwards; other handles to the same
- * breaker stay valid. Thread-safe.
+ * no-op. The handle must not be used afterwards, nor concurrently with this
+ * call; other handles to the same breaker stay valid and may be used by
+ * other threads meanwhile.
  */
 void rsl_breaker_free(struct rsl_breaker *breaker);
 
@@ -846,16 +847,16 @@ rsl_status rsl_breaker_poll_at(const struct rsl_breaker *breaker,
  * Returns RSL_ERR_NULL_ARG if `breaker` or `metrics_out` is NULL,
  * RSL_ERR_PANIC.
  */
-rsl_status rsl_breaker_metrics(const struct rsl_breaker *breaker,
-                               struct rsl_breaker_metrics *metrics_out);
+rsl_status rsl_breaker_get_metrics(const struct rsl_breaker *breaker,
+                                   struct rsl_breaker_metrics *metrics_out);
 
 /**
- * rsl_breaker_metrics at time `now_ns` (the time-based window and the time
- * in state depend on it). Thread-safe. Returns as rsl_breaker_metrics.
+ * rsl_breaker_get_metrics at time `now_ns` (the time-based window and the time
+ * in state depend on it). Thread-safe. Returns as rsl_breaker_get_metrics.
  */
-rsl_status rsl_breaker_metrics_at(const struct rsl_breaker *breaker,
-                                  uint64_t now_ns,
-                                  struct rsl_breaker_metrics *metrics_out);
+rsl_status rsl_breaker_get_metrics_at(const struct rsl_breaker *breaker,
+                                      uint64_t now_ns,
+                                      struct rsl_breaker_metrics *metrics_out);
 
 /**
  * Writes to `*count_out` how many times the breaker has entered state
@@ -880,7 +881,10 @@ rsl_status rsl_breaker_transitions_to(const struct rsl_breaker *breaker,
  *
  * Ownership: the library keeps `user` until the breaker is destroyed (last
  * reference freed, registry's included), then calls `user_free(user)` once
- * if `user_free` is not NULL, on the thread that drops the last reference.
+ * if `user_free` is not NULL, on the thread that drops the last reference:
+ * inside rsl_breaker_free, rsl_breaker_registry_remove,
+ * rsl_breaker_registry_get (evicting an idle breaker) or
+ * rsl_breaker_registry_free, never under a lock of the library.
  * Callbacks cannot be unregistered. On an error nothing is kept and
  * `user_free` is not called.
  * Thread-safe. Returns RSL_ERR_NULL_ARG if `breaker` or `callback` is NULL,
@@ -921,7 +925,8 @@ void rsl_breaker_registry_free(struct rsl_breaker_registry *registry);
  * rsl_breaker_free (the registry keeps its own). While the caller holds it
  * the breaker is never evicted. Thread-safe.
  * Returns RSL_ERR_FULL if the registry is full and no breaker is idle,
- * RSL_ERR_INVALID_ARG for a bad config (only checked when creating),
+ * RSL_ERR_INVALID_ARG for a bad config (checked on every call, even when
+ * the breaker exists),
  * RSL_ERR_NULL_ARG, RSL_ERR_TOO_LARGE (`name_len` above 1 GiB),
  * RSL_ERR_PANIC.
  */
@@ -1140,7 +1145,7 @@ rsl_status rsl_cache_clear(const struct rsl_cache *cache);
  * held, to `*stats_out`. Thread-safe.
  * Returns RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
  */
-rsl_status rsl_cache_stats(const struct rsl_cache *cache, struct rsl_cache_stats *stats_out);
+rsl_status rsl_cache_get_stats(const struct rsl_cache *cache, struct rsl_cache_stats *stats_out);
 
 /**
  * Removes up to `max` expired entries, resuming where the last sweep
@@ -1321,7 +1326,7 @@ rsl_status rsl_idem_sweep_at(const struct rsl_idem *store,
  * under its own lock, so not one atomic snapshot), to `*stats_out`.
  * Thread-safe. Returns RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
  */
-rsl_status rsl_idem_stats(const struct rsl_idem *store, struct rsl_idem_stats *stats_out);
+rsl_status rsl_idem_get_stats(const struct rsl_idem *store, struct rsl_idem_stats *stats_out);
 
 /**
  * Creates a wait-free SPSC queue holding at least `capacity` payloads

@@ -4,11 +4,22 @@
 
 /// Pins the calling thread to CPU `index` (modulo the CPU count) and returns
 /// whether pinning succeeded.
+///
+/// The core list is read once, on first use, so that a thread started by an
+/// already-pinned thread (whose allowed set is then one core) still reaches
+/// every core. Call it (or [`cores`]) from the main thread before spawning.
 pub fn pin_to(index: usize) -> bool {
-    match core_affinity::get_core_ids() {
-        Some(ids) if !ids.is_empty() => core_affinity::set_for_current(ids[index % ids.len()]),
-        _ => false,
+    let ids = cores();
+    if ids.is_empty() {
+        return false;
     }
+    core_affinity::set_for_current(ids[index % ids.len()])
+}
+
+/// The cores this process may run on, as seen the first time it is asked.
+pub fn cores() -> &'static [core_affinity::CoreId] {
+    static CORES: std::sync::OnceLock<Vec<core_affinity::CoreId>> = std::sync::OnceLock::new();
+    CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default())
 }
 
 /// The 1-minute load average, from `/proc/loadavg` (None where unavailable).

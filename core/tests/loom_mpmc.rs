@@ -152,3 +152,19 @@ fn two_producers_wrap_and_keep_their_order() {
         assert!(got.len() >= 2, "{got:?}");
     });
 }
+
+#[test]
+fn watermark_says_resume_to_exactly_one_of_two_producers() {
+    use resilience::queue::{Pressure, Watermark};
+    loom::model(|| {
+        let w = Arc::new(Watermark::new(1, 3).unwrap());
+        assert_eq!(w.observe(3), Pressure::SlowDown);
+        let w2 = w.clone();
+        let other = thread::spawn(move || w2.observe(0));
+        let mine = w.observe(1);
+        let theirs = other.join().unwrap();
+        let resumes = [mine, theirs].iter().filter(|&&p| p == Pressure::Resume).count();
+        assert_eq!(resumes, 1, "{mine:?} {theirs:?}");
+        assert!(!w.is_slowed());
+    });
+}

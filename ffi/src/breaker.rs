@@ -358,8 +358,9 @@ pub extern "C" fn rsl_breaker_clone(
 /// Releases the caller's reference to the breaker; the breaker is destroyed
 /// (and the `user_free` functions of its state-change callbacks run, on
 /// this thread) when no handle and no registry holds it any more. NULL is a
-/// no-op. The handle must not be used afterwards; other handles to the same
-/// breaker stay valid. Thread-safe.
+/// no-op. The handle must not be used afterwards, nor concurrently with this
+/// call; other handles to the same breaker stay valid and may be used by
+/// other threads meanwhile.
 #[unsafe(no_mangle)]
 pub extern "C" fn rsl_breaker_free(breaker: *mut rsl_breaker) {
     boundary_or((), || handle::free_arc(breaker))
@@ -572,7 +573,7 @@ pub extern "C" fn rsl_breaker_poll_at(
 /// Returns RSL_ERR_NULL_ARG if `breaker` or `metrics_out` is NULL,
 /// RSL_ERR_PANIC.
 #[unsafe(no_mangle)]
-pub extern "C" fn rsl_breaker_metrics(
+pub extern "C" fn rsl_breaker_get_metrics(
     breaker: *const rsl_breaker,
     metrics_out: *mut rsl_breaker_metrics,
 ) -> rsl_status {
@@ -582,10 +583,10 @@ pub extern "C" fn rsl_breaker_metrics(
     })
 }
 
-/// rsl_breaker_metrics at time `now_ns` (the time-based window and the time
-/// in state depend on it). Thread-safe. Returns as rsl_breaker_metrics.
+/// rsl_breaker_get_metrics at time `now_ns` (the time-based window and the time
+/// in state depend on it). Thread-safe. Returns as rsl_breaker_get_metrics.
 #[unsafe(no_mangle)]
-pub extern "C" fn rsl_breaker_metrics_at(
+pub extern "C" fn rsl_breaker_get_metrics_at(
     breaker: *const rsl_breaker,
     now_ns: u64,
     metrics_out: *mut rsl_breaker_metrics,
@@ -668,7 +669,10 @@ impl Drop for Listener {
 ///
 /// Ownership: the library keeps `user` until the breaker is destroyed (last
 /// reference freed, registry's included), then calls `user_free(user)` once
-/// if `user_free` is not NULL, on the thread that drops the last reference.
+/// if `user_free` is not NULL, on the thread that drops the last reference:
+/// inside rsl_breaker_free, rsl_breaker_registry_remove,
+/// rsl_breaker_registry_get (evicting an idle breaker) or
+/// rsl_breaker_registry_free, never under a lock of the library.
 /// Callbacks cannot be unregistered. On an error nothing is kept and
 /// `user_free` is not called.
 /// Thread-safe. Returns RSL_ERR_NULL_ARG if `breaker` or `callback` is NULL,
@@ -735,7 +739,8 @@ fn write_breaker(out: *mut *mut rsl_breaker, b: std::sync::Arc<CircuitBreaker>) 
 /// rsl_breaker_free (the registry keeps its own). While the caller holds it
 /// the breaker is never evicted. Thread-safe.
 /// Returns RSL_ERR_FULL if the registry is full and no breaker is idle,
-/// RSL_ERR_INVALID_ARG for a bad config (only checked when creating),
+/// RSL_ERR_INVALID_ARG for a bad config (checked on every call, even when
+/// the breaker exists),
 /// RSL_ERR_NULL_ARG, RSL_ERR_TOO_LARGE (`name_len` above 1 GiB),
 /// RSL_ERR_PANIC.
 #[unsafe(no_mangle)]

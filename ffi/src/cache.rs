@@ -523,7 +523,10 @@ pub extern "C" fn rsl_cache_clear(cache: *const rsl_cache) -> rsl_status {
 /// held, to `*stats_out`. Thread-safe.
 /// Returns RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
 #[unsafe(no_mangle)]
-pub extern "C" fn rsl_cache_stats(cache: *const rsl_cache, stats_out: *mut rsl_cache_stats) -> rsl_status {
+pub extern "C" fn rsl_cache_get_stats(
+    cache: *const rsl_cache,
+    stats_out: *mut rsl_cache_stats,
+) -> rsl_status {
     boundary(|| {
         let c = handle::borrow(cache)?;
         handle::require_out(stats_out, "stats_out")?;

@@ -499,7 +499,7 @@ pub extern "C" fn rsl_idem_sweep_at(
 /// under its own lock, so not one atomic snapshot), to `*stats_out`.
 /// Thread-safe. Returns RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
 #[unsafe(no_mangle)]
-pub extern "C" fn rsl_idem_stats(store: *const rsl_idem, stats_out: *mut rsl_idem_stats) -> rsl_status {
+pub extern "C" fn rsl_idem_get_stats(store: *const rsl_idem, stats_out: *mut rsl_idem_stats) -> rsl_status {
     boundary(|| {
         let s = handle::borrow(store)?;
         handle::write(stats_out, s.store.stats().into(), "stats_out")

@@ -15,6 +15,10 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -320,6 +324,628 @@ class mpmc_queue {
 
  private:
   detail::handle<rsl_mpmc, rsl_mpmc_free> h_;
+};
+
+// ---------------------------------------------------------------- breaker
+
+/// A breaker's state (the RSL_BREAKER_* codes).
+enum class breaker_state : std::int32_t {
+  closed = RSL_BREAKER_CLOSED,
+  open = RSL_BREAKER_OPEN,
+  half_open = RSL_BREAKER_HALF_OPEN,
+  disabled = RSL_BREAKER_DISABLED,
+  forced_open = RSL_BREAKER_FORCED_OPEN,
+  metrics_only = RSL_BREAKER_METRICS_ONLY,
+};
+
+/// How a call went (the RSL_OUTCOME_* codes).
+enum class outcome : std::int32_t {
+  success = RSL_OUTCOME_SUCCESS,
+  failure = RSL_OUTCOME_FAILURE,
+  ignored = RSL_OUTCOME_IGNORED,
+};
+
+/// Breaker settings: rsl_breaker_config_default() with chainable setters.
+class breaker_config {
+ public:
+  breaker_config() noexcept : c_(rsl_breaker_config_default()) {}
+  /// Failure rate in percent, (0, 100], at or above which the breaker opens.
+  breaker_config& failure_rate_threshold(float percent) noexcept {
+    c_.failure_rate_threshold = percent;
+    return *this;
+  }
+  /// Slow-call rate in percent, (0, 100], at or above which it opens.
+  breaker_config& slow_call_rate_threshold(float percent) noexcept {
+    c_.slow_call_rate_threshold = percent;
+    return *this;
+  }
+  /// A call strictly longer than this is slow.
+  template <class Rep, class Period>
+  breaker_config& slow_call_duration_threshold(std::chrono::duration<Rep, Period> d) noexcept {
+    c_.slow_call_duration_threshold_ns = to_ns(d);
+    return *this;
+  }
+  /// Probe calls let through in half-open (1..=1023).
+  breaker_config& permitted_calls_in_half_open(std::uint32_t n) noexcept {
+    c_.permitted_calls_in_half_open = n;
+    return *this;
+  }
+  /// Longest time in half-open before re-opening (0: for ever).
+  template <class Rep, class Period>
+  breaker_config& max_wait_in_half_open(std::chrono::duration<Rep, Period> d) noexcept {
+    c_.max_wait_in_half_open_ns = to_ns(d);
+    return *this;
+  }
+  /// A window of the last `calls` calls.
+  breaker_config& count_window(std::uint32_t calls) noexcept {
+    c_.window_type = RSL_BREAKER_WINDOW_COUNT;
+    c_.window_size = calls;
+    return *this;
+  }
+  /// A window of the calls of the last `seconds` seconds.
+  breaker_config& time_window(std::uint32_t seconds) noexcept {
+    c_.window_type = RSL_BREAKER_WINDOW_TIME;
+    c_.window_size = seconds;
+    return *this;
+  }
+  /// Calls needed in the window before a rate is computed.
+  breaker_config& minimum_calls(std::uint32_t n) noexcept {
+    c_.minimum_calls = n;
+    return *this;
+  }
+  /// Time in open before probes are let through.
+  template <class Rep, class Period>
+  breaker_config& wait_in_open(std::chrono::duration<Rep, Period> d) noexcept {
+    c_.wait_in_open_ns = to_ns(d);
+    return *this;
+  }
+  /// Whether poll() moves open to half-open when the wait is over.
+  breaker_config& automatic_transition(bool on) noexcept {
+    c_.automatic_transition = on ? 1u : 0u;
+    return *this;
+  }
+  /// The C struct.
+  const rsl_breaker_config* get() const noexcept { return &c_; }
+  rsl_breaker_config& raw() noexcept { return c_; }
+
+ private:
+  rsl_breaker_config c_;
+};
+
+/// Permission to make one call, from circuit_breaker::try_acquire. Records
+/// exactly once: with success()/failure()/ignore()/record(), or as ignored
+/// when destroyed without a result. It refers to its breaker without owning
+/// it: do not let it outlive the breaker. Move-only.
+class permit_guard {
+ public:
+  permit_guard() noexcept = default;
+  permit_guard(rsl_breaker* b, rsl_permit p) noexcept : b_(b), p_(p) {}
+  permit_guard(const permit_guard&) = delete;
+  permit_guard& operator=(const permit_guard&) = delete;
+  permit_guard(permit_guard&& o) noexcept : b_(std::exchange(o.b_, nullptr)), p_(o.p_) {}
+  permit_guard& operator=(permit_guard&& o) noexcept {
+    if (this != &o) {
+      (void)finish(outcome::ignored, 0);
+      b_ = std::exchange(o.b_, nullptr);
+      p_ = o.p_;
+    }
+    return *this;
+  }
+  ~permit_guard() { (void)finish(outcome::ignored, 0); }
+
+  /// Records `o` for a call that took `d`. RSL_ERR_STALE when the state
+  /// changed since the permit was issued; RSL_ERR_NULL_ARG once recorded.
+  template <class Rep, class Period>
+  result<void> record(outcome o, std::chrono::duration<Rep, Period> d) noexcept {
+    return finish(o, to_ns(d));
+  }
+  /// Records a success that took `d`.
+  template <class Rep, class Period>
+  result<void> success(std::chrono::duration<Rep, Period> d) noexcept {
+    return finish(outcome::success, to_ns(d));
+  }
+  /// Records a failure that took `d`.
+  template <class Rep, class Period>
+  result<void> failure(std::chrono::duration<Rep, Period> d) noexcept {
+    return finish(outcome::failure, to_ns(d));
+  }
+  /// Records nothing (gives a half-open probe slot back).
+  result<void> ignore() noexcept { return finish(outcome::ignored, 0); }
+  /// Gives up the permit as plain data, recording nothing: record it later
+  /// with circuit_breaker::record.
+  rsl_permit release() noexcept {
+    b_ = nullptr;
+    return p_;
+  }
+  /// Whether the permit is still to be recorded.
+  explicit operator bool() const noexcept { return b_ != nullptr; }
+
+ private:
+  result<void> finish(outcome o, std::uint64_t ns) noexcept {
+    rsl_breaker* b = std::exchange(b_, nullptr);
+    if (!b) return RSL_ERR_NULL_ARG;
+    return rsl_breaker_record(b, p_, static_cast<std::int32_t>(o), ns);
+  }
+  rsl_breaker* b_ = nullptr;
+  rsl_permit p_{};
+};
+
+/// A circuit breaker (Resilience4j semantics); thread-safe. Move-only; the
+/// underlying breaker is reference counted: share() makes another owner.
+class circuit_breaker {
+ public:
+  /// An empty handle (every call returns RSL_ERR_NULL_ARG).
+  circuit_breaker() noexcept = default;
+  /// Creates a closed breaker; throws rsl::error for a bad config.
+  explicit circuit_breaker(const breaker_config& config) {
+    rsl_breaker* b = nullptr;
+    check(rsl_breaker_new(config.get(), &b));
+    h_ = decltype(h_)(b);
+  }
+  /// Adopts one reference of a C handle.
+  explicit circuit_breaker(rsl_breaker* adopt) noexcept : h_(adopt) {}
+
+  /// Another owner of the same breaker.
+  result<circuit_breaker> share() const noexcept {
+    rsl_breaker* b = nullptr;
+    rsl_status s = rsl_breaker_clone(h_.get(), &b);
+    if (s != RSL_OK) return s;
+    return circuit_breaker(b);
+  }
+
+  /// Asks to make a call now: a guard, or RSL_ERR_REJECTED with the time to
+  /// wait in `*retry_after` (if given).
+  result<permit_guard> try_acquire(nanos* retry_after = nullptr) noexcept {
+    rsl_permit p{};
+    std::uint64_t retry = 0;
+    rsl_status s = rsl_breaker_try_acquire(h_.get(), &p, &retry);
+    if (s == RSL_ERR_REJECTED && retry_after) *retry_after = to_nanos(retry);
+    if (s != RSL_OK) return s;
+    return permit_guard(h_.get(), p);
+  }
+  /// try_acquire at time `now_ns` (CLOCK_MONOTONIC ns).
+  result<permit_guard> try_acquire_at(std::uint64_t now_ns, nanos* retry_after = nullptr) noexcept {
+    rsl_permit p{};
+    std::uint64_t retry = 0;
+    rsl_status s = rsl_breaker_try_acquire_at(h_.get(), now_ns, &p, &retry);
+    if (s == RSL_ERR_REJECTED && retry_after) *retry_after = to_nanos(retry);
+    if (s != RSL_OK) return s;
+    return permit_guard(h_.get(), p);
+  }
+  /// Records a raw permit (from permit_guard::release).
+  template <class Rep, class Period>
+  result<void> record(rsl_permit p, outcome o, std::chrono::duration<Rep, Period> d) noexcept {
+    return rsl_breaker_record(h_.get(), p, static_cast<std::int32_t>(o), to_ns(d));
+  }
+
+  /// Runs `f()` if permitted and records a success, or a failure if it
+  /// throws (the exception is rethrown); the duration is measured. Throws
+  /// rsl::error with RSL_ERR_REJECTED when the breaker refuses.
+  template <class F>
+  auto call(F&& f) -> decltype(f()) {
+    permit_guard g = try_acquire().value();
+    auto start = std::chrono::steady_clock::now();
+    try {
+      if constexpr (std::is_void_v<decltype(f())>) {
+        std::forward<F>(f)();
+        (void)g.success(std::chrono::steady_clock::now() - start);
+      } else {
+        auto v = std::forward<F>(f)();
+        (void)g.success(std::chrono::steady_clock::now() - start);
+        return v;
+      }
+    } catch (...) {
+      (void)g.failure(std::chrono::steady_clock::now() - start);
+      throw;
+    }
+  }
+
+  /// The current state.
+  result<breaker_state> state() const noexcept {
+    std::int32_t st = 0;
+    rsl_status s = rsl_breaker_state(h_.get(), &st);
+    if (s != RSL_OK) return s;
+    return static_cast<breaker_state>(st);
+  }
+  /// A metrics snapshot.
+  result<rsl_breaker_metrics> metrics() const noexcept {
+    rsl_breaker_metrics m{};
+    rsl_status s = rsl_breaker_get_metrics(h_.get(), &m);
+    if (s != RSL_OK) return s;
+    return m;
+  }
+  /// How many times the breaker has entered `st`.
+  result<std::uint64_t> transitions_to(breaker_state st) const noexcept {
+    std::uint64_t n = 0;
+    rsl_status s = rsl_breaker_transitions_to(h_.get(), static_cast<std::int32_t>(st), &n);
+    if (s != RSL_OK) return s;
+    return n;
+  }
+  /// Moves to `to` (a fresh instance of it); returns the new generation.
+  result<std::uint64_t> transition_to(breaker_state to) noexcept {
+    std::uint64_t gen = 0;
+    rsl_status s = rsl_breaker_transition_to(h_.get(), static_cast<std::int32_t>(to), &gen);
+    if (s != RSL_OK) return s;
+    return gen;
+  }
+  /// Rejects every call until the next manual transition.
+  result<std::uint64_t> force_open() noexcept { return transition_to(breaker_state::forced_open); }
+  /// Lets every call through, recording nothing.
+  result<std::uint64_t> disable() noexcept { return transition_to(breaker_state::disabled); }
+  /// Records calls but never opens.
+  result<std::uint64_t> metrics_only() noexcept { return transition_to(breaker_state::metrics_only); }
+  /// Closed, with an empty window.
+  result<std::uint64_t> reset() noexcept { return transition_to(breaker_state::closed); }
+  /// Drives timed transitions; returns when to call again (UINT64_MAX: none).
+  result<std::uint64_t> poll() noexcept {
+    std::uint64_t next = 0;
+    rsl_status s = rsl_breaker_poll(h_.get(), &next);
+    if (s != RSL_OK) return s;
+    return next;
+  }
+
+  /// Calls `f` after every state change, on the thread that caused it
+  /// (see rsl_breaker_on_state_change). Exceptions thrown by `f` are
+  /// swallowed: they cannot cross the C library. `f` lives as long as the
+  /// breaker (registry included).
+  result<void> on_state_change(std::function<void(const rsl_breaker_transition&)> f) {
+    using fn = std::function<void(const rsl_breaker_transition&)>;
+    auto owned = std::make_unique<fn>(std::move(f));
+    rsl_status s = rsl_breaker_on_state_change(h_.get(), &trampoline, owned.get(), &destroy);
+    if (s == RSL_OK) owned.release();
+    return s;
+  }
+
+  rsl_breaker* get() const noexcept { return h_.get(); }
+  explicit operator bool() const noexcept { return static_cast<bool>(h_); }
+
+ private:
+  static nanos to_nanos(std::uint64_t ns) noexcept {
+    return ns > static_cast<std::uint64_t>(nanos::max().count()) ? nanos::max()
+                                                                   : nanos(static_cast<nanos::rep>(ns));
+  }
+  static void trampoline(void* user, const rsl_breaker_transition* t) noexcept {
+    try {
+      (*static_cast<std::function<void(const rsl_breaker_transition&)>*>(user))(*t);
+    } catch (...) {
+    }
+  }
+  static void destroy(void* user) noexcept {
+    delete static_cast<std::function<void(const rsl_breaker_transition&)>*>(user);
+  }
+  detail::handle<rsl_breaker, rsl_breaker_free> h_;
+};
+
+/// Circuit breakers by name, at most `max_entries`; thread-safe. Move-only.
+class breaker_registry {
+ public:
+  /// Throws rsl::error when `max_entries` is 0.
+  explicit breaker_registry(std::size_t max_entries) {
+    rsl_breaker_registry* r = nullptr;
+    check(rsl_breaker_registry_new(max_entries, &r));
+    h_ = decltype(h_)(r);
+  }
+  /// The breaker named `name`, created with the default config if absent.
+  result<circuit_breaker> get(bytes name) noexcept { return get_impl(name, nullptr); }
+  /// The breaker named `name`, created with `config` if absent.
+  result<circuit_breaker> get(bytes name, const breaker_config& config) noexcept {
+    return get_impl(name, config.get());
+  }
+  /// The breaker named `name` if present (RSL_ERR_NOT_FOUND otherwise).
+  result<circuit_breaker> find(bytes name) noexcept {
+    rsl_breaker* b = nullptr;
+    rsl_status s = rsl_breaker_registry_find(h_.get(), name.data(), name.size(), &b);
+    if (s != RSL_OK) return s;
+    return circuit_breaker(b);
+  }
+  /// Removes `name` (RSL_ERR_NOT_FOUND if absent); holders keep a breaker.
+  result<void> remove(bytes name) noexcept {
+    return rsl_breaker_registry_remove(h_.get(), name.data(), name.size());
+  }
+  /// The number of breakers held.
+  result<std::size_t> size() const noexcept {
+    std::size_t n = 0;
+    rsl_status s = rsl_breaker_registry_len(h_.get(), &n);
+    if (s != RSL_OK) return s;
+    return n;
+  }
+  rsl_breaker_registry* get() const noexcept { return h_.get(); }
+
+ private:
+  result<circuit_breaker> get_impl(bytes name, const rsl_breaker_config* c) noexcept {
+    rsl_breaker* b = nullptr;
+    rsl_status s = rsl_breaker_registry_get(h_.get(), name.data(), name.size(), c, &b);
+    if (s != RSL_OK) return s;
+    return circuit_breaker(b);
+  }
+  detail::handle<rsl_breaker_registry, rsl_breaker_registry_free> h_;
+};
+
+// ---------------------------------------------------------------- idempotency
+
+/// Idempotency store settings: rsl_idem_config_default() with setters.
+class idempotency_config {
+ public:
+  idempotency_config() noexcept : c_(rsl_idem_config_default()) {}
+  /// Byte budget for all records.
+  idempotency_config& max_bytes(std::uint64_t n) noexcept {
+    c_.max_bytes = n;
+    return *this;
+  }
+  /// How long completed responses are replayed.
+  template <class Rep, class Period>
+  idempotency_config& retention(std::chrono::duration<Rep, Period> d) noexcept {
+    c_.retention_ns = to_ns(d);
+    return *this;
+  }
+  /// Number of shards (a power of two).
+  idempotency_config& shards(std::uint64_t n) noexcept {
+    c_.shards = n;
+    return *this;
+  }
+  /// Longest key, fingerprint and response accepted.
+  idempotency_config& limits(std::uint64_t key, std::uint64_t fingerprint, std::uint64_t response) noexcept {
+    c_.max_key_len = key;
+    c_.max_fingerprint_len = fingerprint;
+    c_.max_response_len = response;
+    return *this;
+  }
+  const rsl_idem_config* get() const noexcept { return &c_; }
+  rsl_idem_config& raw() noexcept { return c_; }
+
+ private:
+  rsl_idem_config c_;
+};
+
+/// The answer of idempotency_store::begin (RSL_ERR_MISMATCH is a status).
+struct begin_result {
+  /// What the caller must do.
+  enum class kind { started, in_progress, completed };
+  kind state = kind::started;
+  /// Started by replacing a stale in-progress record.
+  bool takeover = false;
+  /// The owner token (started only).
+  std::uint64_t token = 0;
+  /// Time left on the owner's lease (in progress only).
+  nanos retry_after{0};
+  /// The stored response (completed only).
+  std::string response;
+};
+
+/// An idempotency-key store; thread-safe. Move-only.
+class idempotency_store {
+ public:
+  /// Throws rsl::error for a bad config.
+  explicit idempotency_store(const idempotency_config& config = idempotency_config()) {
+    rsl_idem* s = nullptr;
+    check(rsl_idem_new(config.get(), &s));
+    h_ = decltype(h_)(s);
+  }
+  /// Claims `key` for the request fingerprinted `fingerprint` with a lease
+  /// of `lease`, or answers from its record. RSL_ERR_MISMATCH when the key
+  /// was used for another request; RSL_ERR_FULL to shed load.
+  template <class Rep, class Period>
+  result<begin_result> begin(bytes key, bytes fingerprint, std::chrono::duration<Rep, Period> lease) {
+    return begin_impl(key, fingerprint, to_ns(lease), nullptr);
+  }
+  /// begin at time `now_ns`.
+  template <class Rep, class Period>
+  result<begin_result> begin_at(bytes key, bytes fingerprint, std::chrono::duration<Rep, Period> lease,
+                                std::uint64_t now_ns) {
+    return begin_impl(key, fingerprint, to_ns(lease), &now_ns);
+  }
+  /// Stores `response` for `key` if `token` owns it.
+  result<void> complete(bytes key, std::uint64_t token, bytes response) noexcept {
+    return rsl_idem_complete(h_.get(), key.data(), key.size(), token, response.data(), response.size());
+  }
+  /// complete at `now_ns`, replayed for `retention` (0: the configured one).
+  template <class Rep, class Period>
+  result<void> complete_at(bytes key, std::uint64_t token, bytes response,
+                           std::chrono::duration<Rep, Period> retention, std::uint64_t now_ns) noexcept {
+    return rsl_idem_complete_at(h_.get(), key.data(), key.size(), token, response.data(), response.size(),
+                                to_ns(retention), now_ns);
+  }
+  /// Releases `key` so that a retry starts afresh.
+  result<void> abandon(bytes key, std::uint64_t token) noexcept {
+    return rsl_idem_abandon(h_.get(), key.data(), key.size(), token);
+  }
+  /// Removes up to `max` expired records; returns how many.
+  result<std::size_t> sweep(std::size_t max) noexcept {
+    std::size_t n = 0;
+    rsl_status s = rsl_idem_sweep(h_.get(), max, &n);
+    if (s != RSL_OK) return s;
+    return n;
+  }
+  /// Counters and occupancy.
+  result<rsl_idem_stats> stats() const noexcept {
+    rsl_idem_stats st{};
+    rsl_status s = rsl_idem_get_stats(h_.get(), &st);
+    if (s != RSL_OK) return s;
+    return st;
+  }
+  rsl_idem* get() const noexcept { return h_.get(); }
+
+ private:
+  result<begin_result> begin_impl(bytes key, bytes fp, std::uint64_t lease, const std::uint64_t* now) {
+    begin_result r;
+    r.response.resize(256);
+    for (;;) {
+      std::int32_t state = 0;
+      std::uint64_t retry = 0;
+      std::size_t len = 0;
+      auto* buf = reinterpret_cast<std::uint8_t*>(r.response.data());
+      rsl_status s = now ? rsl_idem_begin_at(h_.get(), key.data(), key.size(), fp.data(), fp.size(), lease, *now,
+                                             &state, &r.token, &retry, buf, r.response.size(), &len)
+                         : rsl_idem_begin(h_.get(), key.data(), key.size(), fp.data(), fp.size(), lease, &state,
+                                          &r.token, &retry, buf, r.response.size(), &len);
+      if (s == RSL_ERR_BUFFER_TOO_SMALL) {
+        r.response.resize(len);  // the response is larger: ask again
+        continue;
+      }
+      if (s != RSL_OK) return s;
+      r.response.resize(len);
+      r.retry_after = nanos(static_cast<nanos::rep>(retry));
+      r.takeover = state == RSL_IDEM_STARTED_TAKEOVER;
+      r.state = state == RSL_IDEM_IN_PROGRESS ? begin_result::kind::in_progress
+                : state == RSL_IDEM_COMPLETED ? begin_result::kind::completed
+                                              : begin_result::kind::started;
+      return r;
+    }
+  }
+  detail::handle<rsl_idem, rsl_idem_free> h_;
+};
+
+// ---------------------------------------------------------------- cache
+
+/// Cache settings: rsl_cache_config_default() with setters.
+class cache_config {
+ public:
+  cache_config() noexcept : c_(rsl_cache_config_default()) {}
+  /// Most entries (0: no count limit).
+  cache_config& max_entries(std::uint64_t n) noexcept {
+    c_.max_entries = n;
+    return *this;
+  }
+  /// Most bytes, key + value summed (0: no weight limit).
+  cache_config& max_weight(std::uint64_t bytes) noexcept {
+    c_.max_weight = bytes;
+    return *this;
+  }
+  /// TTL of entries inserted without one.
+  template <class Rep, class Period>
+  cache_config& default_ttl(std::chrono::duration<Rep, Period> d) noexcept {
+    c_.default_ttl_ns = to_ns(d);
+    return *this;
+  }
+  /// Number of shards (a power of two; 0: automatic).
+  cache_config& shards(std::uint64_t n) noexcept {
+    c_.shards = n;
+    return *this;
+  }
+  const rsl_cache_config* get() const noexcept { return &c_; }
+  rsl_cache_config& raw() noexcept { return c_; }
+
+ private:
+  rsl_cache_config c_;
+};
+
+/// A cache of byte keys to byte values with TTL; thread-safe. Move-only.
+class cache {
+ public:
+  /// Throws rsl::error for a bad config.
+  explicit cache(const cache_config& config = cache_config()) {
+    rsl_cache* c = nullptr;
+    check(rsl_cache_new(config.get(), &c));
+    h_ = decltype(h_)(c);
+  }
+  /// A copy of the value of `key` (RSL_ERR_NOT_FOUND when absent).
+  result<std::string> get(bytes key) const {
+    std::string out;
+    result<void> r = get_into(key, out);
+    if (!r) return r.status();
+    return out;
+  }
+  /// Copies the value of `key` into `out`, reusing its capacity.
+  result<void> get_into(bytes key, std::string& out) const {
+    if (out.capacity() < 64) out.reserve(64);
+    out.resize(out.capacity());
+    for (;;) {
+      std::size_t len = 0;
+      rsl_status s = rsl_cache_get(h_.get(), key.data(), key.size(), reinterpret_cast<std::uint8_t*>(out.data()),
+                                   out.size(), &len);
+      if (s == RSL_ERR_BUFFER_TOO_SMALL) {
+        out.resize(len);  // the value is larger: ask again
+        continue;
+      }
+      out.resize(s == RSL_OK ? len : 0);
+      return s;
+    }
+  }
+  /// Looks up many keys in one library call: each value or std::nullopt.
+  result<std::vector<std::optional<std::string>>> get_many(const std::vector<std::string_view>& keys) const {
+    std::size_t n = keys.size();
+    std::vector<const std::uint8_t*> ptrs(n);
+    std::vector<std::size_t> lens(n), offs(n), vlens(n);
+    std::vector<std::int32_t> st(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      ptrs[i] = reinterpret_cast<const std::uint8_t*>(keys[i].data());
+      lens[i] = keys[i].size();
+    }
+    std::vector<std::uint8_t> buf(64 * n);
+    rsl_status s = rsl_cache_get_many(h_.get(), ptrs.data(), lens.data(), n, buf.data(), buf.size(), offs.data(),
+                                      vlens.data(), st.data());
+    if (s != RSL_OK) return s;
+    std::vector<std::optional<std::string>> out(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (st[i] == RSL_OK) {
+        out[i].emplace(reinterpret_cast<const char*>(buf.data()) + offs[i], vlens[i]);
+      } else if (st[i] == RSL_ERR_BUFFER_TOO_SMALL) {
+        auto v = get(keys[i]);  // too big for the shared buffer: one more call
+        if (v) out[i] = std::move(*v);
+      } else if (st[i] != RSL_ERR_NOT_FOUND) {
+        return static_cast<rsl_status>(st[i]);
+      }
+    }
+    return out;
+  }
+  /// Stores `key -> value` with the cache's default TTL.
+  result<void> insert(bytes key, bytes value) noexcept {
+    return rsl_cache_insert(h_.get(), key.data(), key.size(), value.data(), value.size(), RSL_CACHE_TTL_DEFAULT);
+  }
+  /// Stores `key -> value`, expiring after `ttl`.
+  template <class Rep, class Period>
+  result<void> insert(bytes key, bytes value, std::chrono::duration<Rep, Period> ttl) noexcept {
+    std::uint64_t ns = to_ns(ttl);
+    if (ns == RSL_CACHE_TTL_DEFAULT) ns = 1;  // a zero TTL: expire as soon as possible
+    return rsl_cache_insert(h_.get(), key.data(), key.size(), value.data(), value.size(), ns);
+  }
+  /// Stores `key -> value` without expiry, whatever the default TTL.
+  result<void> insert_forever(bytes key, bytes value) noexcept {
+    return rsl_cache_insert(h_.get(), key.data(), key.size(), value.data(), value.size(), RSL_CACHE_TTL_NEVER);
+  }
+  /// Removes `key` (RSL_ERR_NOT_FOUND when absent).
+  result<void> remove(bytes key) noexcept { return rsl_cache_remove(h_.get(), key.data(), key.size()); }
+  /// Whether `key` has a live entry.
+  result<bool> contains(bytes key) const noexcept {
+    bool present = false;
+    rsl_status s = rsl_cache_contains(h_.get(), key.data(), key.size(), &present);
+    if (s != RSL_OK) return s;
+    return present;
+  }
+  /// Entries held.
+  result<std::size_t> size() const noexcept {
+    std::size_t n = 0;
+    rsl_status s = rsl_cache_len(h_.get(), &n, nullptr);
+    if (s != RSL_OK) return s;
+    return n;
+  }
+  /// Bytes held.
+  result<std::uint64_t> weight() const noexcept {
+    std::uint64_t w = 0;
+    rsl_status s = rsl_cache_len(h_.get(), nullptr, &w);
+    if (s != RSL_OK) return s;
+    return w;
+  }
+  /// Removes every entry.
+  result<void> clear() noexcept { return rsl_cache_clear(h_.get()); }
+  /// Counters and occupancy.
+  result<rsl_cache_stats> stats() const noexcept {
+    rsl_cache_stats st{};
+    rsl_status s = rsl_cache_get_stats(h_.get(), &st);
+    if (s != RSL_OK) return s;
+    return st;
+  }
+  /// Removes up to `max` expired entries; returns how many.
+  result<std::size_t> sweep(std::size_t max) noexcept {
+    std::size_t n = 0;
+    rsl_status s = rsl_cache_sweep(h_.get(), max, &n);
+    if (s != RSL_OK) return s;
+    return n;
+  }
+  rsl_cache* get() const noexcept { return h_.get(); }
+
+ private:
+  detail::handle<rsl_cache, rsl_cache_free> h_;
 };
 
 }  // namespace rsl

@@ -102,6 +102,10 @@ impl<C: Clock + Clone> Registry<C> {
         name: &[u8],
         config: &Config,
     ) -> Result<Arc<CircuitBreaker<C>>, RegistryError> {
+        // Declared before the guard so that an evicted breaker is dropped
+        // after the lock is released: its state-change callbacks' captures
+        // (a C host's `user_free`) may call back into the registry.
+        let mut evicted = None;
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(b) = map.get(name) {
             return Ok(b.clone());
@@ -114,13 +118,13 @@ impl<C: Clock + Clone> Registry<C> {
                 .min_by_key(|(_, b)| b.cold.state_since.load(Ordering::Relaxed))
                 .map(|(k, _)| k.clone());
             match victim {
-                Some(k) => {
-                    map.remove(&k);
-                }
+                Some(k) => evicted = map.remove(&k),
                 None => return Err(RegistryError::Full),
             }
         }
         map.insert(name.into(), breaker.clone());
+        drop(map);
+        drop(evicted);
         Ok(breaker)
     }
 
@@ -154,6 +158,28 @@ mod tests {
             r.get_or_create(b"bad", &cfg.minimum_calls(0)).unwrap_err(),
             RegistryError::Config(ConfigError::MinimumCalls)
         );
+    }
+
+    #[test]
+    fn an_evicted_breaker_is_dropped_outside_the_lock() {
+        struct OnDrop(std::sync::Weak<Registry>, Arc<std::sync::atomic::AtomicUsize>);
+        impl Drop for OnDrop {
+            fn drop(&mut self) {
+                // Would deadlock if the registry's lock were still held.
+                let len = self.0.upgrade().map_or(0, |r| r.len());
+                self.1.store(len + 1, Ordering::SeqCst);
+            }
+        }
+        let r = Arc::new(Registry::new(1));
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let b = r.get_or_create(b"a", &Config::default()).unwrap();
+        let guard = OnDrop(Arc::downgrade(&r), seen.clone());
+        b.on_state_change(move |_| {
+            let _ = &guard;
+        });
+        drop(b);
+        r.get_or_create(b"b", &Config::default()).unwrap();
+        assert_eq!(seen.load(Ordering::SeqCst), 2, "dropped after the insert, with the lock free");
     }
 
     #[test]

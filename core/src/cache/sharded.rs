@@ -648,6 +648,7 @@ impl<K, V, S> std::fmt::Debug for Cache<K, V, S> {
 mod tests {
     use super::*;
 
+    #[allow(clippy::borrowed_box)] // the weigher's signature is fn(&K, &V)
     fn bytes_cache(max_weight: u64) -> Cache<Box<[u8]>, Box<[u8]>> {
         Cache::builder()
             .max_weight(max_weight)

@@ -45,7 +45,7 @@
 //! ```
 
 use std::fmt;
-use std::mem::MaybeUninit;
+use std::mem::{ManuallyDrop, MaybeUninit};
 
 use super::CapacityError;
 use crate::sync::{Arc, AtomicBool, AtomicUsize, CachePadded, Ordering, UnsafeCell};
@@ -109,8 +109,9 @@ impl<T> Ring<T> {
             mask: cap - 1,
             slots: slots.into_boxed_slice(),
         });
-        let producer = Producer { ring: Arc::clone(&ring), tail: 0, cached_head: 0, mask: cap - 1 };
-        let consumer = Consumer { ring, head: 0, cached_tail: 0, mask: cap - 1 };
+        let producer =
+            Producer { ring: ManuallyDrop::new(Arc::clone(&ring)), tail: 0, cached_head: 0, mask: cap - 1 };
+        let consumer = Consumer { ring: ManuallyDrop::new(ring), head: 0, cached_tail: 0, mask: cap - 1 };
         Ok((producer, consumer))
     }
 
@@ -189,7 +190,8 @@ impl<T> fmt::Debug for Ring<T> {
 
 /// The pushing end of an [`spsc::Ring`](Ring).
 pub struct Producer<T> {
-    ring: Arc<Ring<T>>,
+    /// Released by our `Drop` (see `release_ring`).
+    ring: ManuallyDrop<Arc<Ring<T>>>,
     /// Our position: equal to `ring.tail` except in the middle of a push.
     tail: usize,
     /// Last seen `ring.head`; never ahead of the real one.
@@ -252,18 +254,33 @@ impl<T> Producer<T> {
         let start = self.tail & self.mask;
         let first = n.min(self.mask + 1 - start);
         let (a, b) = items[..n].split_at(first);
-        // Two contiguous runs, so the loops vectorise (or become memcpy).
-        for (i, &item) in a.iter().enumerate() {
+        // Two contiguous runs of buffer indices (`start..start + first`, then
+        // `0..n - first`), so the loops vectorise or become memcpy.
+        let ring = &*self.ring;
+        for (slot, &item) in ring.slots[start..start + first].iter().zip(a) {
             // SAFETY: `reserve` found `n` free slots from `tail` on (see `push`).
-            unsafe { self.ring.put(self.tail.wrapping_add(i), item) };
+            slot.with_mut(|p| unsafe { p.cast::<T>().write(item) });
         }
-        for (i, &item) in b.iter().enumerate() {
+        for (slot, &item) in ring.slots[..n - first].iter().zip(b) {
             // SAFETY: as above; these are the slots after the wrap-around.
-            unsafe { self.ring.put(self.tail.wrapping_add(first + i), item) };
+            slot.with_mut(|p| unsafe { p.cast::<T>().write(item) });
         }
         self.tail = self.tail.wrapping_add(n);
         self.publish();
         n
+    }
+
+    /// Pushes all of `items` if that many slots are free, or none of them;
+    /// returns whether it did.
+    #[inline]
+    pub fn push_all(&mut self, items: &[T]) -> bool
+    where
+        T: Copy,
+    {
+        if self.reserve(items.len()) < items.len() {
+            return false;
+        }
+        self.push_slice(items) == items.len()
     }
 
     /// Pushes items from `iter` while there is room and returns how many were
@@ -326,9 +343,10 @@ impl<T> Producer<T> {
 }
 
 impl<T> Drop for Producer<T> {
+    #[inline]
     fn drop(&mut self) {
         self.publish();
-        self.ring.abandon();
+        release_ring(&mut self.ring);
     }
 }
 
@@ -343,7 +361,8 @@ impl<T> fmt::Debug for Producer<T> {
 
 /// The popping end of an [`spsc::Ring`](Ring).
 pub struct Consumer<T> {
-    ring: Arc<Ring<T>>,
+    /// Released by our `Drop` (see `release_ring`).
+    ring: ManuallyDrop<Arc<Ring<T>>>,
     /// Our position: equal to `ring.head` except in the middle of a pop.
     head: usize,
     /// Last seen `ring.tail`; never ahead of the real one.
@@ -398,15 +417,16 @@ impl<T> Consumer<T> {
             return 0;
         }
         out.reserve(n);
-        let head = self.head;
-        let start = head & self.mask;
+        let start = self.head & self.mask;
         let first = n.min(self.mask + 1 - start);
-        // SAFETY: `head..head + n` are available (see `pop`), and
-        // each position is taken exactly once before the slots are released.
-        out.extend((0..first).map(|i| unsafe { self.ring.take(head.wrapping_add(i)) }));
-        // SAFETY: as above, for the run after the wrap-around.
-        out.extend((first..n).map(|i| unsafe { self.ring.take(head.wrapping_add(i)) }));
-        self.head = head.wrapping_add(n);
+        let ring = &*self.ring;
+        // Two contiguous runs of buffer indices, as in `push_slice`.
+        for slot in ring.slots[start..start + first].iter().chain(&ring.slots[..n - first]) {
+            // SAFETY: these `n` slots are available (see `pop`); each is read
+            // exactly once before `head` moves past them and they are released.
+            out.push(slot.with(|p| unsafe { p.cast::<T>().read() }));
+        }
+        self.head = self.head.wrapping_add(n);
         self.release();
         n
     }
@@ -457,10 +477,25 @@ impl<T> Consumer<T> {
 }
 
 impl<T> Drop for Consumer<T> {
+    #[inline]
     fn drop(&mut self) {
         self.release();
-        self.ring.abandon();
+        release_ring(&mut self.ring);
     }
+}
+
+/// Marks the ring abandoned and drops a handle's reference to it.
+///
+/// The `Arc` is moved out to a local before it is dropped: `Arc`'s slow path
+/// takes `&mut Arc`, and handing it the address of a handle's field would
+/// keep the compiler from holding the handle's positions in registers.
+#[inline(always)]
+fn release_ring<T>(ring: &mut ManuallyDrop<Arc<Ring<T>>>) {
+    ring.abandon();
+    // SAFETY: called once, from the handle's `Drop`; the handle is never used
+    // again, so the moved-out `Arc` is not touched through `ring` afterwards.
+    let ring = unsafe { ManuallyDrop::take(ring) };
+    drop(ring);
 }
 
 impl<T> fmt::Debug for Consumer<T> {
@@ -603,9 +638,8 @@ mod tests {
         assert_eq!(chunk.len(), 4);
         assert_eq!(chunk.as_slices(), (&[3, 4][..], &[5, 6][..]));
         chunk.commit(1);
-        let chunk = rx.read_chunk(2);
-        assert_eq!(chunk.as_slices(), (&[4][..], &[5][..]));
-        drop(chunk); // nothing consumed
+        // A chunk that is not committed consumes nothing.
+        assert_eq!(rx.read_chunk(2).as_slices(), (&[4][..], &[5][..]));
         let mut out = vec![];
         assert_eq!(rx.pop_into(&mut out, 100), 3);
         assert_eq!(out, [4, 5, 6]);
@@ -620,9 +654,14 @@ mod tests {
         assert_eq!(it.next(), Some(4));
         assert_eq!(rx.pop(), Some(0));
         assert_eq!(tx.push_iter(std::iter::empty()), 0);
-        assert_eq!(tx.len(), 3);
-        assert_eq!(tx.slots(), 1);
-        assert_eq!(rx.len(), 3);
+        assert!(!tx.push_all(&[7, 8]));
+        assert!(tx.push_all(&[7]));
+        assert!(tx.push_all(&[]));
+        assert_eq!(rx.pop(), Some(1));
+        assert!(tx.push_all(&[8]));
+        assert_eq!(tx.len(), 4);
+        assert_eq!(tx.slots(), 0);
+        assert_eq!(rx.len(), 4);
     }
 
     #[test]
@@ -653,8 +692,7 @@ mod tests {
         drop(rx.pop()); // 1
         rx.read_chunk(2).commit_all(); // 3
         rx.read_chunk(2).commit(1); // 4
-        let chunk = rx.read_chunk(2);
-        drop(chunk); // still 4
+        assert_eq!(rx.read_chunk(2).len(), 2); // not committed: still 4
         assert_eq!(drops.get(), 4);
         let mut out = Vec::new();
         rx.pop_into(&mut out, 1);

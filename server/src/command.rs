@@ -1,0 +1,204 @@
+//! The command table: names, arity, and where each command runs.
+
+/// Every command `resilienced` knows. Keyed ones run on the shard that owns
+/// their key; the others run on the connection's shard or on every shard.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    // Connection and server.
+    Ping,
+    Echo,
+    Quit,
+    Select,
+    Hello,
+    Command,
+    Config,
+    Info,
+    Dbsize,
+    Flushall,
+    // Cache.
+    Get,
+    Set,
+    Del,
+    Exists,
+    Expire,
+    Pexpire,
+    Ttl,
+    Pttl,
+    Mget,
+    Mset,
+    Incr,
+    Incrby,
+    Decr,
+    Decrby,
+    // Rate limiting.
+    Throttle,
+    // Circuit breakers.
+    BreakerAcquire,
+    BreakerRecord,
+    BreakerState,
+    BreakerConfig,
+    // Idempotency.
+    IdemBegin,
+    IdemComplete,
+    IdemAbandon,
+}
+
+/// Where a command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// On the connection's shard, touching no keyed state.
+    Conn,
+    /// On the owner of `args[1]`.
+    Key,
+    /// Once per key (`args[1..]` stepping by `step`), each on its owner.
+    Keys {
+        /// 1 for `MGET`/`DEL`/`EXISTS`, 2 for `MSET`'s key-value pairs.
+        step: usize,
+    },
+    /// Once on every shard.
+    All,
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    /// Lower-case name, as Redis prints it in errors and `COMMAND`.
+    pub name: &'static str,
+    /// Redis arity: `n` exactly n arguments (name included), `-n` at least n.
+    pub arity: i32,
+    /// Which command.
+    pub op: Op,
+    /// Where it runs.
+    pub route: Route,
+    /// Redis `COMMAND` flags.
+    pub flags: &'static [&'static str],
+}
+
+const R: &[&str] = &["readonly", "fast"];
+const W: &[&str] = &["write", "fast"];
+const WD: &[&str] = &["write", "denyoom"];
+const A: &[&str] = &["fast"];
+
+/// Every command, in `COMMAND` order.
+pub const TABLE: &[Spec] = &[
+    Spec { name: "ping", arity: -1, op: Op::Ping, route: Route::Conn, flags: A },
+    Spec { name: "echo", arity: 2, op: Op::Echo, route: Route::Conn, flags: A },
+    Spec { name: "quit", arity: -1, op: Op::Quit, route: Route::Conn, flags: A },
+    Spec { name: "select", arity: 2, op: Op::Select, route: Route::Conn, flags: A },
+    Spec { name: "hello", arity: -1, op: Op::Hello, route: Route::Conn, flags: A },
+    Spec { name: "command", arity: -1, op: Op::Command, route: Route::Conn, flags: &[] },
+    Spec { name: "config", arity: -2, op: Op::Config, route: Route::Conn, flags: &[] },
+    Spec { name: "info", arity: -1, op: Op::Info, route: Route::All, flags: &[] },
+    Spec { name: "dbsize", arity: 1, op: Op::Dbsize, route: Route::All, flags: R },
+    Spec { name: "flushall", arity: -1, op: Op::Flushall, route: Route::All, flags: &["write"] },
+    Spec { name: "get", arity: 2, op: Op::Get, route: Route::Key, flags: R },
+    Spec { name: "set", arity: -3, op: Op::Set, route: Route::Key, flags: WD },
+    Spec { name: "del", arity: -2, op: Op::Del, route: Route::Keys { step: 1 }, flags: &["write"] },
+    Spec { name: "exists", arity: -2, op: Op::Exists, route: Route::Keys { step: 1 }, flags: R },
+    Spec { name: "expire", arity: -3, op: Op::Expire, route: Route::Key, flags: W },
+    Spec { name: "pexpire", arity: -3, op: Op::Pexpire, route: Route::Key, flags: W },
+    Spec { name: "ttl", arity: 2, op: Op::Ttl, route: Route::Key, flags: R },
+    Spec { name: "pttl", arity: 2, op: Op::Pttl, route: Route::Key, flags: R },
+    Spec { name: "mget", arity: -2, op: Op::Mget, route: Route::Keys { step: 1 }, flags: R },
+    Spec { name: "mset", arity: -3, op: Op::Mset, route: Route::Keys { step: 2 }, flags: WD },
+    Spec { name: "incr", arity: 2, op: Op::Incr, route: Route::Key, flags: WD },
+    Spec { name: "incrby", arity: 3, op: Op::Incrby, route: Route::Key, flags: WD },
+    Spec { name: "decr", arity: 2, op: Op::Decr, route: Route::Key, flags: WD },
+    Spec { name: "decrby", arity: 3, op: Op::Decrby, route: Route::Key, flags: WD },
+    Spec { name: "cl.throttle", arity: -5, op: Op::Throttle, route: Route::Key, flags: W },
+    Spec { name: "breaker.acquire", arity: 2, op: Op::BreakerAcquire, route: Route::Key, flags: W },
+    Spec { name: "breaker.record", arity: -4, op: Op::BreakerRecord, route: Route::Key, flags: W },
+    Spec { name: "breaker.state", arity: 2, op: Op::BreakerState, route: Route::Key, flags: R },
+    Spec { name: "breaker.config", arity: -2, op: Op::BreakerConfig, route: Route::Key, flags: W },
+    Spec { name: "idem.begin", arity: 4, op: Op::IdemBegin, route: Route::Key, flags: WD },
+    Spec { name: "idem.complete", arity: 4, op: Op::IdemComplete, route: Route::Key, flags: WD },
+    Spec { name: "idem.abandon", arity: 3, op: Op::IdemAbandon, route: Route::Key, flags: W },
+];
+
+/// Finds a command by name, ignoring ASCII case.
+#[inline]
+pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
+    if name.len() > 16 {
+        return None;
+    }
+    let mut lower = [0u8; 16];
+    for (d, s) in lower.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    // The hot commands first, without a scan.
+    let i = match &lower[..name.len()] {
+        b"get" => 10,
+        b"set" => 11,
+        b"cl.throttle" => 24,
+        b"mget" => 18,
+        b"incr" => 20,
+        other => return TABLE.iter().find(|s| s.name.as_bytes() == other),
+    };
+    Some(&TABLE[i])
+}
+
+/// The spec of `op`.
+pub fn spec(op: Op) -> &'static Spec {
+    // Every `Op` has exactly one row; the table test checks it.
+    TABLE.iter().find(|s| s.op == op).unwrap_or(&TABLE[0])
+}
+
+impl Spec {
+    /// True when `argc` arguments (name included) satisfy the arity.
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let ok = if self.arity >= 0 {
+            argc == self.arity as usize
+        } else {
+            argc >= self.arity.unsigned_abs() as usize
+        };
+        match self.op {
+            Op::Mset => ok && argc % 2 == 1,
+            Op::Throttle => argc == 5 || argc == 6,
+            _ => ok,
+        }
+    }
+}
+
+/// Parses a signed decimal integer the way Redis does (no spaces, no `+`).
+pub fn parse_i64(b: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(b).ok()?;
+    if s.is_empty() || s.starts_with('+') || s.len() > 20 {
+        return None;
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_ignores_case_and_every_op_has_one_row() {
+        for s in TABLE {
+            assert_eq!(lookup(s.name.as_bytes()).map(|f| f.name), Some(s.name));
+            assert_eq!(lookup(s.name.to_ascii_uppercase().as_bytes()).map(|f| f.name), Some(s.name));
+        }
+        assert_eq!(lookup(b"GET").map(|s| s.op), Some(Op::Get));
+        assert_eq!(lookup(b"cL.ThRoTtLe").map(|s| s.op), Some(Op::Throttle));
+        assert!(lookup(b"nosuchcommand").is_none());
+        assert!(lookup(b"averyveryverylongname").is_none());
+        for s in TABLE {
+            assert_eq!(TABLE.iter().filter(|t| t.op == s.op).count(), 1, "{}", s.name);
+            assert_eq!(spec(s.op).name, s.name);
+            assert!(s.name.len() <= 16);
+        }
+    }
+
+    #[test]
+    fn arity_follows_redis_conventions() {
+        let get = lookup(b"get").unwrap();
+        assert!(get.arity_ok(2) && !get.arity_ok(1) && !get.arity_ok(3));
+        let set = lookup(b"set").unwrap();
+        assert!(set.arity_ok(3) && set.arity_ok(7) && !set.arity_ok(2));
+        let mset = lookup(b"mset").unwrap();
+        assert!(mset.arity_ok(3) && mset.arity_ok(5) && !mset.arity_ok(4));
+        let t = lookup(b"cl.throttle").unwrap();
+        assert!(t.arity_ok(5) && t.arity_ok(6) && !t.arity_ok(7) && !t.arity_ok(4));
+    }
+}

@@ -1,0 +1,779 @@
+//! One client connection: read, parse a pipeline, run it where each key
+//! lives, write the replies in order.
+//!
+//! A connection is a task on the shard that accepted it. Each turn parses up
+//! to `max_pipeline` requests from what has arrived (zero-copy), runs those
+//! whose keys live on this shard at once, and sends the others to their
+//! owners over the mesh, one batch per shard (arguments copied once into the
+//! batch). When every batch has answered, the replies are written in request
+//! order, and only after they are all written is the socket read again: a
+//! client that does not read its replies stops being read (backpressure
+//! through TCP).
+//!
+//! Memory per client is bounded: the input buffer by `max_query` (one
+//! request), the output by about `max_output` plus one reply. A turn stops
+//! taking requests once the replies made on this shard pass `max_output`;
+//! replies from other shards carry large values as shared handles (no copy)
+//! and are written out in `max_output` pieces as they are assembled; and the
+//! number of requests per turn follows the recent reply size, so a pipeline
+//! of large remote values stays near `max_output` too.
+//!
+//! Requests for the same key always run on the same shard in the order they
+//! were sent, so a pipeline's effects on each key are those of running it in
+//! order; requests on keys of different shards may interleave with other
+//! clients' requests differently than on a single-threaded Redis.
+
+use std::rc::Rc;
+
+use resilience::runtime::{self, net::TcpStream};
+use resilience::sync::{Arc, Ordering};
+
+use crate::command::{self, parse_i64, Op, Route, Spec};
+use crate::engine::Server;
+use crate::resp::{self, Encoder, Parsed, Proto, Span};
+use crate::state::{ShardState, Sink};
+
+/// Requests for one shard, with their arguments copied out of the client's
+/// buffer so they can cross threads.
+#[derive(Debug, Default)]
+pub struct RemoteBatch {
+    arena: Vec<u8>,
+    spans: Vec<Span>,
+    /// (command, reply protocol, first span, span count).
+    ops: Vec<(Op, Proto, u32, u32)>,
+}
+
+/// The replies to a [`RemoteBatch`], concatenated; `ends[i]` is where reply
+/// `i` ends in `out`. A large value is not copied into `out`: `holes` holds
+/// `(reply index, position in out, value)`, to be written as a bulk string
+/// there.
+#[derive(Debug, Default)]
+pub struct RemoteReply {
+    out: Vec<u8>,
+    ends: Vec<usize>,
+    holes: Vec<(usize, usize, Arc<[u8]>)>,
+}
+
+/// Values at least this large cross the mesh as shared handles.
+const SHARE_AT: usize = 2048;
+
+impl Sink for RemoteReply {
+    fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
+    fn value(&mut self, v: &Arc<[u8]>) {
+        if v.len() >= SHARE_AT {
+            self.holes.push((self.ends.len(), self.out.len(), v.clone()));
+        } else {
+            Encoder::bulk(&mut self.out, v);
+        }
+    }
+}
+
+impl RemoteBatch {
+    fn push(&mut self, op: Op, proto: Proto, buf: &[u8], args: &[Span]) -> usize {
+        let first = self.spans.len() as u32;
+        for a in args {
+            let start = self.arena.len();
+            self.arena.extend_from_slice(a.of(buf));
+            self.spans.push(Span { start, end: self.arena.len() });
+        }
+        self.ops.push((op, proto, first, args.len() as u32));
+        self.ops.len() - 1
+    }
+
+    /// Runs every request on `state` (the owning shard's), in order.
+    pub fn run(self, state: &ShardState) -> RemoteReply {
+        let mut reply =
+            RemoteReply { out: Vec::with_capacity(32 * self.ops.len()), ..RemoteReply::default() };
+        for &(op, proto, first, n) in &self.ops {
+            let args = &self.spans[first as usize..(first + n) as usize];
+            state.exec(op, &self.arena, args, proto, &mut reply);
+            reply.ends.push(reply.out.len());
+        }
+        reply
+    }
+}
+
+/// Where one part of a reply comes from.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    /// Reply `i` of the local buffer.
+    Local(usize),
+    /// Reply `i` of shard `s`'s batch.
+    Remote(usize, usize),
+}
+
+/// How the parts of one request make its reply.
+#[derive(Debug, Clone, Copy)]
+enum Merge {
+    /// The one part, as is.
+    One,
+    /// An array of the parts (`MGET`).
+    Array,
+    /// The sum of integer parts (`DEL`, `EXISTS`, `DBSIZE`).
+    Sum,
+    /// `+OK` unless a part is an error (`MSET`, `FLUSHALL`).
+    AllOk,
+    /// `INFO`: the server section, then every shard's section.
+    Info,
+}
+
+/// A request whose reply waits for other shards.
+#[derive(Debug)]
+struct Planned {
+    merge: Merge,
+    parts: std::ops::Range<usize>,
+    proto: Proto,
+}
+
+/// A connection's reusable scratch space.
+struct Conn {
+    srv: Arc<Server>,
+    state: Rc<ShardState>,
+    me: usize,
+    shards: usize,
+    id: u64,
+    proto: Proto,
+    close: bool,
+    spans: Vec<Span>,
+    /// True once a request of this turn waits for another shard: later
+    /// replies are then staged in `local` to keep the order.
+    deferred: bool,
+    local: Vec<u8>,
+    local_ends: Vec<usize>,
+    remote: Vec<RemoteBatch>,
+    parts: Vec<Part>,
+    planned: Vec<Planned>,
+    /// Requests to take in the next turn: `max_output` divided by the
+    /// recent reply size, so that a pipeline of large remote replies (whose
+    /// size is unknown until they come back) stays near `max_output`.
+    turn_limit: usize,
+    /// Average reply bytes per request, decaying by half each turn.
+    avg_reply: usize,
+    /// Reply bytes already written during this turn.
+    streamed: usize,
+}
+
+/// Serves one client until it quits, errs, or the server stops.
+pub(crate) async fn serve(stream: TcpStream, srv: Arc<Server>, id: u64) {
+    let state: Rc<ShardState> = runtime::state();
+    state.stats.connections.set(state.stats.connections.get() + 1);
+    let shards = runtime::shard_count();
+    let mut c = Conn {
+        srv: srv.clone(),
+        state: state.clone(),
+        me: runtime::shard_id(),
+        shards,
+        id,
+        proto: Proto::Resp2,
+        close: false,
+        spans: Vec::new(),
+        deferred: false,
+        local: Vec::new(),
+        local_ends: Vec::new(),
+        remote: (0..shards).map(|_| RemoteBatch::default()).collect(),
+        parts: Vec::new(),
+        planned: Vec::new(),
+        turn_limit: 16,
+        avg_reply: 0,
+        streamed: 0,
+    };
+    let cfg = &srv.config;
+    let mut inb: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut start = 0usize;
+    let mut need = 1usize;
+    loop {
+        if inb.len() - start >= need {
+            let (consumed, next_need) = c.turn(&inb[start..], &mut out, &stream).await;
+            start += consumed;
+            need = next_need;
+            if !out.is_empty() {
+                let (res, o) = stream.send_all(out).await;
+                out = o;
+                out.clear();
+                if out.capacity() > 4 * cfg.max_output {
+                    out = Vec::with_capacity(16 * 1024);
+                }
+                if res.is_err() {
+                    break;
+                }
+            }
+            if c.close || runtime::stopping() {
+                break;
+            }
+            if need == 0 {
+                continue;
+            }
+        }
+        // Keep the unparsed tail at the front, and room for what it needs.
+        if start > 0 {
+            inb.drain(..start);
+            start = 0;
+        }
+        if need > cfg.max_query {
+            let mut o = Vec::new();
+            Encoder::error(&mut o, "ERR Protocol error: request exceeds the query buffer limit");
+            let _ = stream.send_all(o).await;
+            break;
+        }
+        if inb.capacity() > 1 << 20 && inb.len() < 16 * 1024 && need < 16 * 1024 {
+            inb.shrink_to(64 * 1024);
+        }
+        let want = need.max(inb.len() + 4096);
+        if inb.capacity() < want {
+            inb.reserve(want - inb.len());
+        }
+        let (res, b) = stream.recv(inb).await;
+        inb = b;
+        match res {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    state.stats.connections.set(state.stats.connections.get() - 1);
+    srv.clients.fetch_sub(1, Ordering::Relaxed);
+}
+
+impl Conn {
+    /// Parses and runs one pipeline from `input`, appending replies to
+    /// `out`. Returns the bytes consumed and the bytes needed before the next
+    /// turn (0: more complete requests may be waiting).
+    async fn turn(&mut self, input: &[u8], out: &mut Vec<u8>, stream: &TcpStream) -> (usize, usize) {
+        let srv = self.srv.clone();
+        let cfg = &srv.config;
+        let mut pos = 0;
+        let mut count = 0;
+        let mut need = 1;
+        let out_start = out.len();
+        let mut spans = std::mem::take(&mut self.spans);
+        loop {
+            if count >= self.turn_limit || out.len() + self.local.len() > cfg.max_output {
+                need = 0;
+                break;
+            }
+            let buf = &input[pos..];
+            match resp::parse(buf, &cfg.limits, &mut spans) {
+                Ok(Parsed::Command { consumed }) => {
+                    self.request(buf, &spans, out);
+                    pos += consumed;
+                    count += 1;
+                    if self.close {
+                        break;
+                    }
+                }
+                Ok(Parsed::Empty { consumed }) => pos += consumed,
+                Ok(Parsed::Incomplete { need: n }) => {
+                    need = n;
+                    break;
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    self.reply_here(out, |o| Encoder::error(o, &msg));
+                    self.close = true;
+                    break;
+                }
+            }
+        }
+        self.spans = spans;
+        self.state.stats.ops.set(self.state.stats.ops.get() + count as u64);
+        if self.deferred {
+            self.finish(out, stream).await;
+        }
+        let bytes = out.len().saturating_sub(out_start) + std::mem::take(&mut self.streamed);
+        if let Some(avg) = bytes.checked_div(count) {
+            self.avg_reply = avg.max(self.avg_reply / 2);
+            self.turn_limit = (cfg.max_output / self.avg_reply.max(16)).clamp(1, cfg.max_pipeline);
+        }
+        (pos, need)
+    }
+
+    /// The shard that owns `key`.
+    fn owner(&self, key: &[u8]) -> usize {
+        if self.shards == 1 {
+            return 0;
+        }
+        let h = resilience::hash::hash_bytes(self.srv.route_seed, key);
+        ((h as u128 * self.shards as u128) >> 64) as usize
+    }
+
+    /// Writes a reply made on this shard: straight to `out` unless an
+    /// earlier request of this turn is still waiting.
+    fn reply_here(&mut self, out: &mut Vec<u8>, f: impl FnOnce(&mut Vec<u8>)) {
+        if self.deferred {
+            f(&mut self.local);
+            self.local_ends.push(self.local.len());
+            let p = self.parts.len();
+            self.parts.push(Part::Local(self.local_ends.len() - 1));
+            self.planned.push(Planned { merge: Merge::One, parts: p..p + 1, proto: self.proto });
+        } else {
+            f(out);
+        }
+    }
+
+    /// Adds a part that runs `op` with `args` on `shard`.
+    fn part(&mut self, shard: usize, op: Op, buf: &[u8], args: &[Span]) {
+        if shard == self.me {
+            self.state.exec(op, buf, args, self.proto, &mut self.local);
+            self.local_ends.push(self.local.len());
+            self.parts.push(Part::Local(self.local_ends.len() - 1));
+        } else {
+            let i = self.remote[shard].push(op, self.proto, buf, args);
+            self.parts.push(Part::Remote(shard, i));
+        }
+    }
+
+    fn request(&mut self, buf: &[u8], args: &[Span], out: &mut Vec<u8>) {
+        let name = args[0].of(buf);
+        let Some(spec) = command::lookup(name) else {
+            let msg = unknown_command(buf, args);
+            return self.reply_here(out, |o| Encoder::error(o, &msg));
+        };
+        if !spec.arity_ok(args.len()) {
+            let msg = match spec.op {
+                Op::Throttle => {
+                    "Cell error: Usage: cl.throttle <key> <max_burst> <count per period> <period> [<quantity>]"
+                        .to_string()
+                }
+                _ => format!("ERR wrong number of arguments for '{}' command", spec.name),
+            };
+            return self.reply_here(out, |o| Encoder::error(o, &msg));
+        }
+        match spec.route {
+            Route::Conn => self.conn_command(spec, buf, args, out),
+            Route::Key => {
+                let owner = self.owner(args[1].of(buf));
+                if owner == self.me && !self.deferred {
+                    self.state.exec(spec.op, buf, &args[1..], self.proto, out);
+                } else {
+                    let p = self.parts.len();
+                    self.part(owner, spec.op, buf, &args[1..]);
+                    self.plan(Merge::One, p, out);
+                }
+            }
+            Route::Keys { step } => {
+                let (sub, merge) = match spec.op {
+                    Op::Mget => (Op::Get, Merge::Array),
+                    Op::Del => (Op::Del, Merge::Sum),
+                    Op::Exists => (Op::Exists, Merge::Sum),
+                    _ => (Op::Set, Merge::AllOk),
+                };
+                let p = self.parts.len();
+                let mut i = 1;
+                while i + step <= args.len() {
+                    let owner = self.owner(args[i].of(buf));
+                    self.part(owner, sub, buf, &args[i..i + step]);
+                    i += step;
+                }
+                self.plan(merge, p, out);
+            }
+            Route::All => {
+                let merge = match spec.op {
+                    Op::Dbsize => Merge::Sum,
+                    Op::Flushall => Merge::AllOk,
+                    _ => Merge::Info,
+                };
+                let p = self.parts.len();
+                for s in 0..self.shards {
+                    self.part(s, spec.op, buf, &args[1..]);
+                }
+                self.plan(merge, p, out);
+            }
+        }
+    }
+
+    /// Records a request made of the parts from `first` on; merges it at
+    /// once if none of them waits for another shard and nothing before it does.
+    fn plan(&mut self, merge: Merge, first: usize, out: &mut Vec<u8>) {
+        let remote = self.parts[first..].iter().any(|p| matches!(p, Part::Remote(..)));
+        if !remote && !self.deferred {
+            let parts: Vec<Part> = self.parts.drain(first..).collect();
+            let planned = Planned { merge, parts: 0..parts.len(), proto: self.proto };
+            self.merge(&planned, &parts, &[], out);
+            self.local.clear();
+            self.local_ends.clear();
+            return;
+        }
+        self.deferred = true;
+        self.planned.push(Planned { merge, parts: first..self.parts.len(), proto: self.proto });
+    }
+
+    /// Sends the batches, waits for their replies, and writes every planned
+    /// reply in order.
+    async fn finish(&mut self, out: &mut Vec<u8>, stream: &TcpStream) {
+        let mut calls = Vec::new();
+        for s in 0..self.shards {
+            if self.remote[s].ops.is_empty() {
+                continue;
+            }
+            let batch = std::mem::take(&mut self.remote[s]);
+            calls.push((
+                s,
+                runtime::call(s, move || {
+                    let state: Rc<ShardState> = runtime::state();
+                    batch.run(&state)
+                }),
+            ));
+        }
+        let mut replies: Vec<RemoteReply> = (0..self.shards).map(|_| RemoteReply::default()).collect();
+        for (s, call) in calls {
+            replies[s] = call.await;
+        }
+        let planned = std::mem::take(&mut self.planned);
+        let parts = std::mem::take(&mut self.parts);
+        for p in &planned {
+            self.merge(p, &parts, &replies, out);
+            // Large replies are written as they are assembled, so the
+            // buffer stays near `max_output` whatever the pipeline holds.
+            if out.len() > self.srv.config.max_output && !self.close {
+                self.streamed += out.len();
+                let (res, b) = stream.send_all(std::mem::take(out)).await;
+                *out = b;
+                out.clear();
+                if res.is_err() {
+                    self.close = true;
+                }
+            }
+        }
+        self.planned = planned;
+        self.planned.clear();
+        self.parts = parts;
+        self.parts.clear();
+        self.local.clear();
+        self.local_ends.clear();
+        self.deferred = false;
+    }
+
+    /// The bytes of a part without large values (those are never in parts
+    /// that are parsed: integers, `+OK`, errors, INFO text).
+    fn part_bytes<'a>(&'a self, part: Part, replies: &'a [RemoteReply]) -> &'a [u8] {
+        match part {
+            Part::Local(i) => {
+                let start = if i == 0 { 0 } else { self.local_ends[i - 1] };
+                &self.local[start..self.local_ends[i]]
+            }
+            Part::Remote(s, i) => {
+                let r = &replies[s];
+                let start = if i == 0 { 0 } else { r.ends[i - 1] };
+                &r.out[start..r.ends[i]]
+            }
+        }
+    }
+
+    /// Writes a part to `out`, filling in the large values it refers to.
+    fn write_part(&self, part: Part, replies: &[RemoteReply], out: &mut Vec<u8>) {
+        let Part::Remote(s, i) = part else {
+            return out.extend_from_slice(self.part_bytes(part, replies));
+        };
+        let r = &replies[s];
+        let start = if i == 0 { 0 } else { r.ends[i - 1] };
+        let end = r.ends[i];
+        let mut at = start;
+        let first = r.holes.partition_point(|h| h.0 < i);
+        for (_, pos, v) in r.holes[first..].iter().take_while(|h| h.0 == i) {
+            out.extend_from_slice(&r.out[at..*pos]);
+            Encoder::bulk(out, v);
+            at = *pos;
+        }
+        out.extend_from_slice(&r.out[at..end]);
+    }
+
+    fn merge(&self, p: &Planned, parts: &[Part], replies: &[RemoteReply], out: &mut Vec<u8>) {
+        let parts = &parts[p.parts.clone()];
+        let bytes = |part: &Part| self.part_bytes(*part, replies);
+        match p.merge {
+            Merge::One => self.write_part(parts[0], replies, out),
+            Merge::Array => {
+                Encoder::array(out, parts.len());
+                for part in parts {
+                    self.write_part(*part, replies, out);
+                }
+            }
+            Merge::Sum | Merge::AllOk => {
+                let mut sum: i64 = 0;
+                for part in parts {
+                    let b = bytes(part);
+                    if b.first() == Some(&b'-') {
+                        out.extend_from_slice(b);
+                        return;
+                    }
+                    sum = sum.saturating_add(parse_int_reply(b).unwrap_or(0));
+                }
+                match p.merge {
+                    Merge::Sum => Encoder::int(out, sum),
+                    _ => Encoder::ok(out),
+                }
+            }
+            Merge::Info => {
+                let mut text = self.srv.info_server_section(self.shards);
+                for part in parts {
+                    text.extend_from_slice(bulk_payload(bytes(part)));
+                }
+                Encoder::verbatim(out, &text, p.proto);
+            }
+        }
+    }
+
+    fn conn_command(&mut self, spec: &Spec, buf: &[u8], args: &[Span], out: &mut Vec<u8>) {
+        let arg = |i: usize| args.get(i).map(|s| s.of(buf)).unwrap_or(&[]);
+        match spec.op {
+            Op::Ping => match args.len() {
+                1 => self.reply_here(out, |o| Encoder::simple(o, "PONG")),
+                2 => self.reply_here(out, |o| Encoder::bulk(o, arg(1))),
+                _ => self.reply_here(out, |o| {
+                    Encoder::error(o, "ERR wrong number of arguments for 'ping' command")
+                }),
+            },
+            Op::Echo => self.reply_here(out, |o| Encoder::bulk(o, arg(1))),
+            Op::Quit => {
+                self.reply_here(out, Encoder::ok);
+                self.close = true;
+            }
+            Op::Select => match parse_i64(arg(1)) {
+                Some(0) => self.reply_here(out, Encoder::ok),
+                Some(_) => self.reply_here(out, |o| Encoder::error(o, "ERR DB index is out of range")),
+                None => {
+                    self.reply_here(out, |o| Encoder::error(o, "ERR value is not an integer or out of range"))
+                }
+            },
+            Op::Hello => self.hello(buf, args, out),
+            Op::Command => self.command(buf, args, out),
+            Op::Config => self.config(buf, args, out),
+            _ => self.reply_here(out, |o| Encoder::error(o, "ERR internal: misrouted command")),
+        }
+    }
+
+    fn hello(&mut self, buf: &[u8], args: &[Span], out: &mut Vec<u8>) {
+        if args.len() >= 2 {
+            match parse_i64(args[1].of(buf)) {
+                Some(2) => self.proto = Proto::Resp2,
+                Some(3) => self.proto = Proto::Resp3,
+                Some(_) => {
+                    return self
+                        .reply_here(out, |o| Encoder::error(o, "NOPROTO unsupported protocol version"))
+                }
+                None => {
+                    return self.reply_here(out, |o| {
+                        Encoder::error(o, "ERR Protocol version is not an integer or out of range")
+                    })
+                }
+            }
+            // AUTH <user> <pass> and SETNAME <name> are accepted: there are
+            // no users to check, and names are not kept.
+            let mut i = 2;
+            while i < args.len() {
+                let opt = args[i].of(buf).to_ascii_uppercase();
+                let takes = match opt.as_slice() {
+                    b"AUTH" => 2,
+                    b"SETNAME" => 1,
+                    _ => {
+                        let msg =
+                            format!("ERR Syntax error in HELLO option '{}'", args[i].of(buf).escape_ascii());
+                        return self.reply_here(out, |o| Encoder::error(o, &msg));
+                    }
+                };
+                if i + takes >= args.len() {
+                    let msg =
+                        format!("ERR Syntax error in HELLO option '{}'", args[i].of(buf).escape_ascii());
+                    return self.reply_here(out, |o| Encoder::error(o, &msg));
+                }
+                i += takes + 1;
+            }
+        }
+        let proto = self.proto;
+        let id = self.id as i64;
+        self.reply_here(out, |o| {
+            Encoder::map(o, 7, proto);
+            Encoder::bulk(o, b"server");
+            Encoder::bulk(o, b"resilienced");
+            Encoder::bulk(o, b"version");
+            Encoder::bulk(o, env!("CARGO_PKG_VERSION").as_bytes());
+            Encoder::bulk(o, b"proto");
+            Encoder::int(o, if proto == Proto::Resp3 { 3 } else { 2 });
+            Encoder::bulk(o, b"id");
+            Encoder::int(o, id);
+            Encoder::bulk(o, b"mode");
+            Encoder::bulk(o, b"standalone");
+            Encoder::bulk(o, b"role");
+            Encoder::bulk(o, b"master");
+            Encoder::bulk(o, b"modules");
+            Encoder::array(o, 0);
+        });
+    }
+
+    fn command(&mut self, buf: &[u8], args: &[Span], out: &mut Vec<u8>) {
+        let proto = self.proto;
+        let sub = args.get(1).map(|s| s.of(buf).to_ascii_uppercase());
+        match sub.as_deref() {
+            None => self.reply_here(out, |o| {
+                Encoder::array(o, command::TABLE.len());
+                for s in command::TABLE {
+                    command_entry(o, s);
+                }
+            }),
+            Some(b"COUNT") => self.reply_here(out, |o| Encoder::int(o, command::TABLE.len() as i64)),
+            Some(b"DOCS") => self.reply_here(out, |o| Encoder::map(o, 0, proto)),
+            Some(b"INFO") => {
+                let names: Vec<&[u8]> = args[2..].iter().map(|s| s.of(buf)).collect();
+                self.reply_here(out, |o| {
+                    Encoder::array(o, names.len());
+                    for n in names {
+                        match command::lookup(n) {
+                            Some(s) => command_entry(o, s),
+                            None => Encoder::null_array(o, proto),
+                        }
+                    }
+                })
+            }
+            Some(other) => {
+                let msg = format!("ERR unknown subcommand '{}'. Try COMMAND HELP.", other.escape_ascii());
+                self.reply_here(out, |o| Encoder::error(o, &msg))
+            }
+        }
+    }
+
+    fn config(&mut self, buf: &[u8], args: &[Span], out: &mut Vec<u8>) {
+        let proto = self.proto;
+        let sub = args[1].of(buf).to_ascii_uppercase();
+        if sub != b"GET" {
+            let msg =
+                format!("ERR CONFIG {} is not supported (only CONFIG GET)", args[1].of(buf).escape_ascii());
+            return self.reply_here(out, |o| Encoder::error(o, &msg));
+        }
+        if args.len() < 3 {
+            return self.reply_here(out, |o| {
+                Encoder::error(o, "ERR wrong number of arguments for 'config|get' command")
+            });
+        }
+        let params = self.srv.config_params();
+        let mut hits: Vec<&(String, String)> = Vec::new();
+        for pat in &args[2..] {
+            let pat = pat.of(buf).to_ascii_lowercase();
+            for p in &params {
+                if glob(&pat, p.0.as_bytes()) && !hits.iter().any(|h| h.0 == p.0) {
+                    hits.push(p);
+                }
+            }
+        }
+        self.reply_here(out, |o| {
+            Encoder::map(o, hits.len(), proto);
+            for (k, v) in hits {
+                Encoder::bulk(o, k.as_bytes());
+                Encoder::bulk(o, v.as_bytes());
+            }
+        });
+    }
+}
+
+fn command_entry(o: &mut Vec<u8>, s: &Spec) {
+    Encoder::array(o, 6);
+    Encoder::bulk(o, s.name.as_bytes());
+    Encoder::int(o, s.arity as i64);
+    Encoder::array(o, s.flags.len());
+    for f in s.flags {
+        Encoder::simple(o, f);
+    }
+    let (first, last, step) = match s.route {
+        Route::Key => (1, 1, 1),
+        Route::Keys { step } => (1, -1, step as i64),
+        _ => (0, 0, 0),
+    };
+    Encoder::int(o, first);
+    Encoder::int(o, last);
+    Encoder::int(o, step);
+}
+
+/// Redis 7's wording: `ERR unknown command 'x', with args beginning with: 'a' 'b' `.
+fn unknown_command(buf: &[u8], args: &[Span]) -> String {
+    let name = String::from_utf8_lossy(&args[0].of(buf)[..args[0].len().min(128)]).into_owned();
+    let mut msg = format!("ERR unknown command '{name}', with args beginning with: ");
+    for a in &args[1..] {
+        if msg.len() > 256 {
+            break;
+        }
+        let a = a.of(buf);
+        msg.push_str(&format!("'{}' ", String::from_utf8_lossy(&a[..a.len().min(128)])));
+    }
+    msg
+}
+
+/// A Redis glob: `*`, `?`, and literal bytes (greedy with one backtrack
+/// point, so O(pattern × text) even for patterns full of stars).
+fn glob(pat: &[u8], s: &[u8]) -> bool {
+    let (mut p, mut i) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        match pat.get(p) {
+            Some(b'*') => {
+                star = Some((p, i));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == s[i] => {
+                p += 1;
+                i += 1;
+            }
+            _ => match star {
+                Some((sp, si)) => {
+                    p = sp + 1;
+                    i = si + 1;
+                    star = Some((sp, si + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pat[p..].iter().all(|&c| c == b'*')
+}
+
+fn parse_int_reply(b: &[u8]) -> Option<i64> {
+    let b = b.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
+    parse_i64(b)
+}
+
+/// The payload of a `$len\r\n...\r\n` bulk reply (empty if not one).
+fn bulk_payload(b: &[u8]) -> &[u8] {
+    let Some(rest) = b.strip_prefix(b"$") else { return &[] };
+    let Some(cr) = rest.iter().position(|&c| c == b'\r') else { return &[] };
+    rest.get(cr + 2..rest.len().saturating_sub(2)).unwrap_or(&[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_like_redis() {
+        assert!(glob(b"*", b"maxmemory"));
+        assert!(glob(b"max*", b"maxclients"));
+        assert!(glob(b"p?rt", b"port"));
+        assert!(!glob(b"save", b"saves"));
+        assert!(glob(b"*o*o*", b"maxmemory-policy"));
+        assert!(!glob(b"*z*", b"maxmemory"));
+        assert!(glob(b"**", b""));
+        let stars = "*a".repeat(30);
+        assert!(!glob(stars.as_bytes(), &[b'a'; 29]));
+    }
+
+    #[test]
+    fn reply_helpers_parse_what_the_encoder_writes() {
+        let mut o = Vec::new();
+        Encoder::int(&mut o, -17);
+        assert_eq!(parse_int_reply(&o), Some(-17));
+        o.clear();
+        Encoder::bulk(&mut o, b"# Shard\r\nx:1\r\n");
+        assert_eq!(bulk_payload(&o), b"# Shard\r\nx:1\r\n");
+        assert_eq!(bulk_payload(b"+OK\r\n"), b"");
+    }
+
+    #[test]
+    fn unknown_command_quotes_its_arguments() {
+        let buf = b"FOO a b";
+        let args = [Span { start: 0, end: 3 }, Span { start: 4, end: 5 }, Span { start: 6, end: 7 }];
+        assert_eq!(
+            unknown_command(buf, &args),
+            "ERR unknown command 'FOO', with args beginning with: 'a' 'b' "
+        );
+    }
+}

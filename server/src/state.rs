@@ -1,0 +1,682 @@
+//! One shard's keyed state and the commands that act on it.
+//!
+//! Every key lives on exactly one shard, so nothing here is shared between
+//! threads: the shard's tasks reach it through `Rc` and mutate it through
+//! `RefCell`s. `exec` runs one command (its name already resolved to an
+//! [`Op`], its arguments after the name as [`Span`]s) and writes the reply.
+//!
+//! The state is made of the core primitives, one instance per shard:
+//! - the cache: [`resilience::cache::Table`] (S3-FIFO eviction, TTL, a
+//!   weight budget of `maxmemory / shards` bytes);
+//! - `CL.THROTTLE`: a [`KeyedLimiter`] per distinct `(max_burst, count,
+//!   period)`, rendered with [`Decision::throttle_reply`];
+//! - breakers: a [`breaker::Registry`];
+//! - idempotency: an [`idempotency::Table`] with `idem_max_bytes / shards`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use resilience::breaker::{self, Outcome, RawPermit, Recorded, SlidingWindow};
+use resilience::cache::{self, Inserted};
+use resilience::clock::{self, Nanos, MILLISECOND, SECOND};
+use resilience::hash::SeededState;
+use resilience::idempotency::{self, Begin};
+use resilience::limit::{AutoClock, Decision, FullPolicy, KeyedLimiter, Quota};
+
+use crate::command::{parse_i64, Op};
+use crate::config::Config;
+use crate::resp::{Encoder, Proto, Span};
+
+/// Where a command's reply goes. Plain bytes for the connection's own
+/// shard; for a reply that crosses the mesh, large values are passed as
+/// shared handles instead of being copied (see `conn`).
+pub trait Sink {
+    /// The byte buffer replies are encoded into.
+    fn buf(&mut self) -> &mut Vec<u8>;
+    /// Writes `v` as a bulk string.
+    fn value(&mut self, v: &Arc<[u8]>) {
+        Encoder::bulk(self.buf(), v)
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn buf(&mut self) -> &mut Vec<u8> {
+        self
+    }
+}
+
+/// Per-shard counters, reported by `INFO`.
+#[derive(Debug, Default)]
+pub struct ShardStats {
+    /// Commands parsed on this shard's connections.
+    pub ops: Cell<u64>,
+    /// Connections open on this shard.
+    pub connections: Cell<u64>,
+    /// Writes refused (idempotency store full, breaker registry full,
+    /// rate-limiter table full).
+    pub rejections: Cell<u64>,
+    /// `CL.THROTTLE` calls allowed.
+    pub throttle_allowed: Cell<u64>,
+    /// `CL.THROTTLE` calls limited.
+    pub throttle_limited: Cell<u64>,
+}
+
+fn bump(c: &Cell<u64>) {
+    c.set(c.get() + 1);
+}
+
+/// Bytes charged per cache entry besides its key and value (the table's
+/// slot and the value's allocation header).
+const ENTRY_OVERHEAD: u64 = 64;
+
+/// A cached value and its deadline (kept beside the table's copy of the
+/// deadline so that `TTL` can read it).
+#[derive(Debug, Clone)]
+struct Entry {
+    value: Arc<[u8]>,
+    /// Deadline, or [`cache::ttl::NEVER`] (0) for none.
+    expires: Nanos,
+}
+
+// The cache's weigher is `fn(&K, &V)` with `K = Box<[u8]>`.
+#[allow(clippy::borrowed_box)]
+fn weigh(key: &Box<[u8]>, e: &Entry) -> u64 {
+    key.len() as u64 + e.value.len() as u64 + ENTRY_OVERHEAD
+}
+
+type Kv = cache::Table<Box<[u8]>, Entry>;
+
+/// `CL.THROTTLE`'s buckets: one keyed limiter per distinct quota.
+type Limiter = KeyedLimiter<Box<[u8]>, SeededState, AutoClock>;
+
+/// Most distinct `CL.THROTTLE` quotas one shard keeps.
+const MAX_QUOTAS: usize = 1024;
+
+/// One shard's state.
+pub struct ShardState {
+    shard: usize,
+    kv: RefCell<Kv>,
+    budget: u64,
+    throttle: RefCell<HashMap<(i64, i64, i64), Limiter, SeededState>>,
+    max_throttle_keys: usize,
+    breakers: breaker::Registry,
+    idem: RefCell<idempotency::Table>,
+    idem_cfg: idempotency::Config,
+    idem_retention: Nanos,
+    /// Counters for `INFO`.
+    pub stats: ShardStats,
+}
+
+impl ShardState {
+    /// The state of shard `shard` of `shards`, with its share of the budgets.
+    pub fn new(shard: usize, shards: usize, cfg: &Config) -> Result<Self, String> {
+        let shards = shards.max(1) as u64;
+        let budget = cfg.maxmemory / shards;
+        if budget < 4096 {
+            return Err(format!("maxmemory {} is too small for {shards} shards", cfg.maxmemory));
+        }
+        let kv = Kv::with_limits(cache::Limits::weight(budget), Some(weigh), SeededState::new())
+            .map_err(|e| format!("cache: {e}"))?;
+        let idem_cfg = idempotency::Config {
+            max_bytes: cfg.idem_max_bytes / shards as usize,
+            retention: clock::nanos(cfg.idem_retention).max(1),
+            ..idempotency::Config::default()
+        };
+        let idem = idempotency::Table::new(&idem_cfg).map_err(|e| format!("idempotency: {e}"))?;
+        Ok(Self {
+            shard,
+            kv: RefCell::new(kv),
+            budget,
+            throttle: RefCell::new(HashMap::with_hasher(SeededState::new())),
+            max_throttle_keys: cfg.max_throttle_keys.max(1),
+            breakers: breaker::Registry::new(cfg.max_breakers.max(1)),
+            idem: RefCell::new(idem),
+            idem_retention: idem_cfg.retention,
+            idem_cfg,
+            stats: ShardStats::default(),
+        })
+    }
+
+    /// Periodic work: sweeps expired cache entries, refilled buckets and
+    /// expired idempotency records.
+    pub fn tick(&self) {
+        let now = clock::now();
+        let mut kv = self.kv.borrow_mut();
+        for _ in 0..16 {
+            if kv.sweep_expired(1024, now) < 1024 {
+                break;
+            }
+        }
+        drop(kv);
+        let mut limiters = self.throttle.borrow_mut();
+        for l in limiters.values() {
+            l.reclaim_at(now);
+        }
+        limiters.retain(|_, l| !l.is_empty());
+        drop(limiters);
+        self.idem.borrow_mut().sweep_expired_at(now, 4096);
+    }
+
+    /// Runs `op` with `args` (those after the command name, spans of `buf`)
+    /// and writes its reply to `out`.
+    pub fn exec(&self, op: Op, buf: &[u8], args: &[Span], proto: Proto, out: &mut impl Sink) {
+        let now = clock::now();
+        match op {
+            Op::Get => match self.kv.borrow_mut().get(args[0].of(buf), now) {
+                Some(e) => out.value(&e.value),
+                None => Encoder::null(out.buf(), proto),
+            },
+            Op::Set => self.set(buf, args, now, proto, out),
+            Op::IdemBegin => self.idem_begin(buf, args, now, out),
+            _ => self.exec_small(op, buf, args, now, proto, out.buf()),
+        }
+    }
+
+    /// The commands whose replies are small.
+    fn exec_small(&self, op: Op, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, out: &mut Vec<u8>) {
+        let arg = |i: usize| args.get(i).map(|s| s.of(buf)).unwrap_or(&[]);
+        match op {
+            Op::Del => {
+                let live = match self.kv.borrow_mut().remove(arg(0)) {
+                    Some((_, e)) => e.expires == 0 || e.expires > now,
+                    None => false,
+                };
+                Encoder::int(out, live as i64);
+            }
+            Op::Exists => Encoder::int(out, self.kv.borrow().contains(arg(0), now) as i64),
+            Op::Expire | Op::Pexpire => self.expire(op, buf, args, now, out),
+            Op::Ttl | Op::Pttl => {
+                let kv = self.kv.borrow();
+                let v = match kv.peek(arg(0), now) {
+                    None => -2,
+                    Some(e) if e.expires == 0 => -1,
+                    Some(e) => {
+                        let ms = (e.expires.saturating_sub(now) + MILLISECOND / 2) / MILLISECOND;
+                        if op == Op::Ttl {
+                            ((ms + 500) / 1000) as i64
+                        } else {
+                            ms as i64
+                        }
+                    }
+                };
+                Encoder::int(out, v);
+            }
+            Op::Incr | Op::Decr | Op::Incrby | Op::Decrby => self.incr(op, buf, args, now, out),
+            Op::Dbsize => Encoder::int(out, self.kv.borrow().len() as i64),
+            Op::Flushall => {
+                self.kv.borrow_mut().clear();
+                self.throttle.borrow_mut().clear();
+                for name in self.breakers.names() {
+                    self.breakers.remove(&name);
+                }
+                if let Ok(t) = idempotency::Table::new(&self.idem_cfg) {
+                    *self.idem.borrow_mut() = t;
+                }
+                Encoder::ok(out);
+            }
+            Op::Info => Encoder::bulk(out, self.info().as_bytes()),
+            Op::Throttle => self.throttle(buf, args, now, out),
+            Op::BreakerAcquire | Op::BreakerRecord | Op::BreakerState | Op::BreakerConfig => {
+                self.breaker(op, buf, args, now, proto, out)
+            }
+            Op::IdemComplete | Op::IdemAbandon => self.idem_finish(op, buf, args, now, out),
+            _ => Encoder::error(out, "ERR internal: command routed to a shard"),
+        }
+    }
+
+    fn info(&self) -> String {
+        let mut text = self.info_state();
+        if let Some([turns, polls, completions, parks, mesh_received, wakeups, tasks]) =
+            resilience::runtime::local_stats()
+        {
+            text.truncate(text.len() - 2);
+            text.push_str(&format!(
+                "loop_turns:{turns}\r\ntask_polls:{polls}\r\nio_completions:{completions}\r\nparks:{parks}\r\n\
+                 mesh_received:{mesh_received}\r\nwakeups_sent:{wakeups}\r\ntasks:{tasks}\r\n\r\n"
+            ));
+        }
+        text
+    }
+
+    fn info_state(&self) -> String {
+        let kv = self.kv.borrow();
+        let c = kv.stats();
+        let s = &self.stats;
+        let idem = self.idem.borrow().stats();
+        let limiters = self.throttle.borrow();
+        format!(
+            "# Shard {}\r\nops:{}\r\nconnections:{}\r\nkeys:{}\r\nused_memory:{}\r\nmaxmemory:{}\r\n\
+             keyspace_hits:{}\r\nkeyspace_misses:{}\r\nevictions:{}\r\nexpired_keys:{}\r\n\
+             rejections:{}\r\nthrottle_quotas:{}\r\nthrottle_keys:{}\r\nthrottle_allowed:{}\r\n\
+             throttle_limited:{}\r\nbreakers:{}\r\nidempotency_records:{}\r\n\
+             idempotency_in_progress:{}\r\nidempotency_bytes:{}\r\nidempotency_full:{}\r\n\r\n",
+            self.shard,
+            s.ops.get(),
+            s.connections.get(),
+            kv.len(),
+            kv.weight(),
+            self.budget,
+            c.hits,
+            c.misses,
+            c.evictions,
+            c.expirations,
+            s.rejections.get() + c.rejections,
+            limiters.len(),
+            limiters.values().map(|l| l.len()).sum::<usize>(),
+            s.throttle_allowed.get(),
+            s.throttle_limited.get(),
+            self.breakers.len(),
+            idem.records,
+            idem.in_progress_records,
+            idem.bytes_used,
+            idem.full,
+        )
+    }
+
+    fn set(&self, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, sink: &mut impl Sink) {
+        let (key, value) = (args[0].of(buf), args[1].of(buf));
+        let (mut nx, mut xx, mut get, mut keepttl) = (false, false, false, false);
+        let mut expires: Nanos = 0;
+        let out = sink.buf();
+        let mut i = 2;
+        while i < args.len() {
+            let opt = args[i].of(buf).to_ascii_uppercase();
+            match opt.as_slice() {
+                b"NX" if !xx => nx = true,
+                b"XX" if !nx => xx = true,
+                b"GET" => get = true,
+                b"KEEPTTL" if expires == 0 => keepttl = true,
+                b"EX" | b"PX" if expires == 0 && !keepttl && i + 1 < args.len() => {
+                    i += 1;
+                    let unit = if opt == b"EX" { SECOND } else { MILLISECOND };
+                    match parse_i64(args[i].of(buf)) {
+                        Some(n) if n > 0 => match (n as u64)
+                            .checked_mul(unit)
+                            .and_then(|d| now.checked_add(d))
+                        {
+                            Some(at) => expires = at,
+                            None => return Encoder::error(out, "ERR invalid expire time in 'set' command"),
+                        },
+                        Some(_) => return Encoder::error(out, "ERR invalid expire time in 'set' command"),
+                        None => return Encoder::error(out, "ERR value is not an integer or out of range"),
+                    }
+                }
+                _ => return Encoder::error(out, "ERR syntax error"),
+            }
+            i += 1;
+        }
+        let mut kv = self.kv.borrow_mut();
+        // The old value is only kept (a reference count, not a copy) for GET.
+        let old = kv.peek(key, now).map(|e| (get.then(|| e.value.clone()), e.expires));
+        if get {
+            match &old {
+                Some((Some(v), _)) => sink.value(v),
+                _ => Encoder::null(sink.buf(), proto),
+            }
+        }
+        let out = sink.buf();
+        if (nx && old.is_some()) || (xx && old.is_none()) {
+            if !get {
+                Encoder::null(out, proto);
+            }
+            return;
+        }
+        if keepttl {
+            expires = old.as_ref().map_or(0, |o| o.1);
+        }
+        let entry = Entry { value: Arc::from(value), expires };
+        let stored = !matches!(kv.insert(key.into(), entry, expires, now), Inserted::Rejected(_));
+        if get {
+            return;
+        }
+        if stored {
+            Encoder::ok(out);
+        } else {
+            Encoder::error(out, "OOM command not allowed when used memory > 'maxmemory'");
+        }
+    }
+
+    fn expire(&self, op: Op, buf: &[u8], args: &[Span], now: Nanos, out: &mut Vec<u8>) {
+        let key = args[0].of(buf);
+        let Some(n) = parse_i64(args[1].of(buf)) else {
+            return Encoder::error(out, "ERR value is not an integer or out of range");
+        };
+        let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+        for a in &args[2..] {
+            match a.of(buf).to_ascii_uppercase().as_slice() {
+                b"NX" => nx = true,
+                b"XX" => xx = true,
+                b"GT" => gt = true,
+                b"LT" => lt = true,
+                other => {
+                    let msg = format!("ERR Unsupported option {}", String::from_utf8_lossy(other));
+                    return Encoder::error(out, &msg);
+                }
+            }
+        }
+        if (nx && (xx || gt || lt)) || (gt && lt) {
+            return Encoder::error(
+                out,
+                "ERR NX and XX, GT or LT options at the same time are not compatible",
+            );
+        }
+        let unit = if op == Op::Expire { SECOND as i128 } else { MILLISECOND as i128 };
+        let at = now as i128 + n as i128 * unit;
+        let mut kv = self.kv.borrow_mut();
+        let Some(e) = kv.peek(key, now).cloned() else { return Encoder::int(out, 0) };
+        let cur = e.expires;
+        let ok = !(nx && cur != 0
+            || xx && cur == 0
+            || gt && (cur == 0 || at <= cur as i128)
+            || lt && cur != 0 && at >= cur as i128);
+        if !ok {
+            return Encoder::int(out, 0);
+        }
+        if at <= now as i128 {
+            kv.remove(key);
+        } else {
+            let expires = at.min(u64::MAX as i128) as Nanos;
+            kv.insert(key.into(), Entry { value: e.value, expires }, expires, now);
+        }
+        Encoder::int(out, 1);
+    }
+
+    fn incr(&self, op: Op, buf: &[u8], args: &[Span], now: Nanos, out: &mut Vec<u8>) {
+        let key = args[0].of(buf);
+        let by = match op {
+            Op::Incr => 1,
+            Op::Decr => -1,
+            _ => match parse_i64(args[1].of(buf)) {
+                Some(n) if op == Op::Incrby => n,
+                Some(n) if n != i64::MIN => -n,
+                _ => return Encoder::error(out, "ERR value is not an integer or out of range"),
+            },
+        };
+        let mut kv = self.kv.borrow_mut();
+        let (cur, expires) = match kv.get(key, now) {
+            None => (0, 0),
+            Some(e) => match parse_i64(&e.value) {
+                Some(v) => (v, e.expires),
+                None => return Encoder::error(out, "ERR value is not an integer or out of range"),
+            },
+        };
+        let Some(v) = cur.checked_add(by) else {
+            return Encoder::error(out, "ERR increment or decrement would overflow");
+        };
+        let entry = Entry { value: Arc::from(v.to_string().into_bytes()), expires };
+        match kv.insert(key.into(), entry, expires, now) {
+            Inserted::Rejected(_) => {
+                Encoder::error(out, "OOM command not allowed when used memory > 'maxmemory'")
+            }
+            _ => Encoder::int(out, v),
+        }
+    }
+
+    /// `CL.THROTTLE key max_burst count period [quantity]`: redis-cell 0.2.2's
+    /// arguments and reply, decided by the core's keyed GCRA limiter.
+    fn throttle(&self, buf: &[u8], args: &[Span], now: Nanos, out: &mut Vec<u8>) {
+        let mut nums = [0i64; 4];
+        nums[3] = 1;
+        for (i, a) in args[1..].iter().enumerate() {
+            match parse_i64(a.of(buf)) {
+                Some(n) => nums[i] = n,
+                None => {
+                    let msg = format!(
+                        "Cell error: Couldn't parse as integer: {}",
+                        String::from_utf8_lossy(a.of(buf))
+                    );
+                    return Encoder::error(out, &msg);
+                }
+            }
+        }
+        let [max_burst, count, period, quantity] = nums;
+        if quantity < 0 {
+            return Encoder::error(out, "Cell error: quantity must be >= 0");
+        }
+        let quota = match Quota::throttle(max_burst, count, period) {
+            Ok(q) => q,
+            Err(e) => return Encoder::error(out, &format!("Cell error: {e}")),
+        };
+        let mut limiters = self.throttle.borrow_mut();
+        let id = (max_burst, count, period);
+        if !limiters.contains_key(&id) {
+            if limiters.len() >= MAX_QUOTAS {
+                limiters.retain(|_, l| {
+                    l.reclaim_at(now);
+                    !l.is_empty()
+                });
+            }
+            if limiters.len() >= MAX_QUOTAS {
+                bump(&self.stats.rejections);
+                return Encoder::error(out, "ERR too many distinct CL.THROTTLE rates on this shard");
+            }
+            let clock = AutoClock::for_window(quota.burst_window());
+            let l = KeyedLimiter::with_options(
+                quota,
+                self.max_throttle_keys,
+                FullPolicy::Deny,
+                1,
+                SeededState::new(),
+                clock,
+            );
+            limiters.insert(id, l);
+        }
+        let Some(limiter) = limiters.get(&id) else { return };
+        let d: Decision = limiter.acquire_at(args[0].of(buf), quantity as u64, now);
+        bump(if d.allowed { &self.stats.throttle_allowed } else { &self.stats.throttle_limited });
+        Encoder::array(out, 5);
+        for v in d.throttle_reply() {
+            Encoder::int(out, v);
+        }
+    }
+
+    fn breaker(&self, op: Op, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, out: &mut Vec<u8>) {
+        let key = args[0].of(buf);
+        if op == Op::BreakerConfig {
+            return self.breaker_config(buf, args, out);
+        }
+        let b = match self.breakers.get_or_create(key, &breaker::Config::default()) {
+            Ok(b) => b,
+            Err(e) => {
+                bump(&self.stats.rejections);
+                return Encoder::error(out, &format!("FULL {e}"));
+            }
+        };
+        match op {
+            Op::BreakerAcquire => {
+                let (allowed, generation, retry_ms) = match b.try_acquire_raw_at(now) {
+                    Ok(p) => (1, p.generation, 0),
+                    Err(r) => (
+                        0,
+                        b.generation(),
+                        if r.retry_after == u64::MAX {
+                            -1
+                        } else {
+                            r.retry_after.div_ceil(MILLISECOND) as i64
+                        },
+                    ),
+                };
+                Encoder::array(out, 4);
+                Encoder::int(out, allowed);
+                Encoder::bulk(out, b.state().name().as_bytes());
+                Encoder::int(out, generation as i64);
+                Encoder::int(out, retry_ms);
+            }
+            Op::BreakerRecord => {
+                let Some(generation) = parse_i64(args[1].of(buf)).filter(|g| *g >= 0) else {
+                    return Encoder::error(out, "ERR generation is not a non-negative integer");
+                };
+                let outcome = match args[2].of(buf).to_ascii_lowercase().as_slice() {
+                    b"success" | b"ok" => Outcome::Success,
+                    b"failure" | b"fail" | b"error" => Outcome::Failure,
+                    b"ignore" | b"ignored" => Outcome::Ignored,
+                    _ => return Encoder::error(out, "ERR outcome must be success, failure or ignore"),
+                };
+                let duration = match args.get(3).map(|a| parse_i64(a.of(buf))) {
+                    None => 0,
+                    Some(Some(ms)) if ms >= 0 => (ms as u64).saturating_mul(MILLISECOND),
+                    Some(_) => {
+                        return Encoder::error(
+                            out,
+                            "ERR duration must be a non-negative number of milliseconds",
+                        )
+                    }
+                };
+                if args.len() > 4 {
+                    return Encoder::error(out, "ERR syntax error");
+                }
+                let r = b.record_raw(RawPermit { generation: generation as u64 }, outcome, duration, now);
+                Encoder::array(out, 2);
+                Encoder::bulk(
+                    out,
+                    match r {
+                        Recorded::Counted => b"counted",
+                        Recorded::Ignored => b"ignored",
+                        Recorded::Stale => b"stale",
+                    },
+                );
+                Encoder::bulk(out, b.state().name().as_bytes());
+            }
+            _ => {
+                let m = b.metrics_at(now);
+                let rate = |r: Option<f32>| r.map_or_else(|| "-1".to_string(), |r| format!("{r:.2}"));
+                Encoder::map(out, 8, proto);
+                Encoder::bulk(out, b"state");
+                Encoder::bulk(out, m.state.name().as_bytes());
+                Encoder::bulk(out, b"generation");
+                Encoder::int(out, m.generation as i64);
+                Encoder::bulk(out, b"calls");
+                Encoder::int(out, m.calls as i64);
+                Encoder::bulk(out, b"failed");
+                Encoder::int(out, m.failed as i64);
+                Encoder::bulk(out, b"slow");
+                Encoder::int(out, m.slow as i64);
+                Encoder::bulk(out, b"failure_rate");
+                Encoder::bulk(out, rate(m.failure_rate).as_bytes());
+                Encoder::bulk(out, b"slow_call_rate");
+                Encoder::bulk(out, rate(m.slow_call_rate).as_bytes());
+                Encoder::bulk(out, b"not_permitted");
+                Encoder::int(out, m.not_permitted as i64);
+            }
+        }
+    }
+
+    /// `BREAKER.CONFIG key [field value ...]`: (re)creates the breaker with
+    /// Resilience4j's defaults changed by the fields given.
+    fn breaker_config(&self, buf: &[u8], args: &[Span], out: &mut Vec<u8>) {
+        let mut cfg = breaker::Config::default();
+        let mut i = 1;
+        while i + 1 < args.len() {
+            let v = args[i + 1].of(buf);
+            let num = |v: &[u8]| {
+                std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+            };
+            let Some(x) = num(v) else {
+                return Encoder::error(out, "ERR breaker settings must be non-negative numbers");
+            };
+            let ms = (x * MILLISECOND as f64) as u64;
+            match args[i].of(buf).to_ascii_lowercase().as_slice() {
+                b"failure_rate" => cfg.failure_rate_threshold = x as f32,
+                b"slow_call_rate" => cfg.slow_call_rate_threshold = x as f32,
+                b"slow_call_ms" => cfg.slow_call_duration_threshold = ms,
+                b"window" => cfg.sliding_window = SlidingWindow::CountBased { size: x as u32 },
+                b"window_seconds" => cfg.sliding_window = SlidingWindow::TimeBased { seconds: x as u32 },
+                b"minimum_calls" => cfg.minimum_calls = x as u32,
+                b"open_ms" => cfg.wait_in_open = ms,
+                b"half_open_calls" => cfg.permitted_calls_in_half_open = x as u32,
+                b"half_open_max_ms" => cfg.max_wait_in_half_open = ms,
+                other => {
+                    let msg = format!("ERR unknown breaker setting '{}'", String::from_utf8_lossy(other));
+                    return Encoder::error(out, &msg);
+                }
+            }
+            i += 2;
+        }
+        if i != args.len() {
+            return Encoder::error(out, "ERR syntax error");
+        }
+        if let Err(e) = cfg.validate() {
+            return Encoder::error(out, &format!("ERR {e}"));
+        }
+        let key = args[0].of(buf);
+        let old = self.breakers.remove(key);
+        match self.breakers.get_or_create(key, &cfg) {
+            Ok(_) => Encoder::ok(out),
+            Err(e) => {
+                // Put the old breaker's name back with its config if we can.
+                if let Some(old) = old {
+                    let _ = self.breakers.get_or_create(key, old.config());
+                }
+                bump(&self.stats.rejections);
+                Encoder::error(out, &format!("FULL {e}"))
+            }
+        }
+    }
+
+    /// `IDEM.BEGIN key fingerprint lease_ms`.
+    fn idem_begin(&self, buf: &[u8], args: &[Span], now: Nanos, sink: &mut impl Sink) {
+        let out = sink.buf();
+        let Some(lease_ms) = parse_i64(args[2].of(buf)).filter(|v| *v > 0) else {
+            return Encoder::error(out, "ERR lease must be a positive number of milliseconds");
+        };
+        let lease = (lease_ms as u64).saturating_mul(MILLISECOND);
+        let r = self.idem.borrow_mut().begin_at(args[0].of(buf), args[1].of(buf), lease, now);
+        match r {
+            Ok(Begin::Started { token, takeover }) => {
+                Encoder::array(out, 3);
+                Encoder::bulk(out, b"started");
+                Encoder::bulk(out, token.to_string().as_bytes());
+                Encoder::int(out, takeover as i64);
+            }
+            Ok(Begin::InProgress { retry_after }) => {
+                Encoder::array(out, 2);
+                Encoder::bulk(out, b"in_progress");
+                Encoder::int(out, retry_after.div_ceil(MILLISECOND) as i64);
+            }
+            Ok(Begin::Completed { response }) => {
+                Encoder::array(out, 2);
+                Encoder::bulk(out, b"completed");
+                sink.value(&response);
+            }
+            Ok(Begin::Mismatch) => {
+                Encoder::array(out, 1);
+                Encoder::bulk(out, b"mismatch");
+            }
+            Err(e) => idem_error(out, &self.stats, e),
+        }
+    }
+
+    /// `IDEM.COMPLETE key token response` and `IDEM.ABANDON key token`.
+    fn idem_finish(&self, op: Op, buf: &[u8], args: &[Span], now: Nanos, out: &mut Vec<u8>) {
+        let Some(token) = std::str::from_utf8(args[1].of(buf)).ok().and_then(|s| s.parse::<u64>().ok())
+        else {
+            return Encoder::error(out, "ERR token is not an unsigned integer");
+        };
+        let key = args[0].of(buf);
+        let mut idem = self.idem.borrow_mut();
+        let r = if op == Op::IdemComplete {
+            idem.complete_at(key, token, args[2].of(buf), self.idem_retention, now)
+        } else {
+            idem.abandon_at(key, token, now)
+        };
+        match r {
+            Ok(()) => Encoder::ok(out),
+            Err(e) => idem_error(out, &self.stats, e),
+        }
+    }
+}
+
+fn idem_error(out: &mut Vec<u8>, stats: &ShardStats, e: idempotency::Error) {
+    let msg = match e {
+        idempotency::Error::Full => {
+            bump(&stats.rejections);
+            format!("FULL {e}")
+        }
+        _ => format!("ERR {e}"),
+    };
+    Encoder::error(out, &msg);
+}

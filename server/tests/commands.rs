@@ -1,0 +1,298 @@
+//! Every command of `resilienced`, through a real Redis client.
+
+mod common;
+
+use std::time::Duration;
+
+use redis::{cmd, Value};
+
+fn q<T: redis::FromRedisValue>(con: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<T> {
+    let mut c = cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query(con)
+}
+
+fn ok(con: &mut redis::Connection, args: &[&str]) {
+    let v: String = q(con, args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert_eq!(v, "OK", "{args:?}");
+}
+
+fn err(con: &mut redis::Connection, args: &[&str]) -> String {
+    match q::<Value>(con, args) {
+        Err(e) => e.to_string(),
+        Ok(v) => panic!("{args:?} succeeded: {v:?}"),
+    }
+}
+
+#[test]
+fn connection_and_server_commands() {
+    let Some(engine) = common::start(2, |_| {}) else { return };
+    let mut con = common::client(engine.local_addr());
+    assert_eq!(q::<String>(&mut con, &["PING"]).unwrap(), "PONG");
+    assert_eq!(q::<String>(&mut con, &["PING", "hi"]).unwrap(), "hi");
+    assert_eq!(q::<Vec<u8>>(&mut con, &["ECHO", "a\r\nb"]).unwrap(), b"a\r\nb");
+    ok(&mut con, &["SELECT", "0"]);
+    assert!(err(&mut con, &["SELECT", "1"]).contains("out of range"));
+    let hello: Vec<Value> = q(&mut con, &["HELLO", "2"]).unwrap();
+    assert_eq!(hello.len(), 14);
+    assert!(err(&mut con, &["HELLO", "4"]).contains("NOPROTO"));
+    let count: i64 = q(&mut con, &["COMMAND", "COUNT"]).unwrap();
+    let all: Vec<Value> = q(&mut con, &["COMMAND"]).unwrap();
+    assert_eq!(all.len() as i64, count);
+    let cfg: Vec<String> = q(&mut con, &["CONFIG", "GET", "save"]).unwrap();
+    assert_eq!(cfg, vec!["save".to_string(), String::new()]);
+    let cfg: Vec<String> = q(&mut con, &["CONFIG", "GET", "max*"]).unwrap();
+    assert!(cfg.contains(&"maxclients".to_string()) && cfg.contains(&"maxmemory".to_string()));
+    ok(&mut con, &["MSET", "a", "1", "b", "2", "c", "3"]);
+    assert_eq!(q::<i64>(&mut con, &["DBSIZE"]).unwrap(), 3);
+    let info: String = q(&mut con, &["INFO"]).unwrap();
+    assert!(info.contains("# Server") && info.contains("# Shard 0") && info.contains("# Shard 1"), "{info}");
+    assert!(info.contains("connected_clients:1"), "{info}");
+    ok(&mut con, &["FLUSHALL"]);
+    assert_eq!(q::<i64>(&mut con, &["DBSIZE"]).unwrap(), 0);
+    assert!(
+        err(&mut con, &["NOSUCH", "x"]).contains("unknown command 'NOSUCH', with args beginning with: 'x'")
+    );
+    assert!(err(&mut con, &["GET"]).contains("wrong number of arguments for 'get' command"));
+    assert!(err(&mut con, &["MSET", "a", "1", "b"]).contains("wrong number of arguments"));
+}
+
+#[test]
+fn cache_commands() {
+    let Some(engine) = common::start(3, |_| {}) else { return };
+    let mut con = common::client(engine.local_addr());
+    assert_eq!(q::<Option<String>>(&mut con, &["GET", "k"]).unwrap(), None);
+    ok(&mut con, &["SET", "k", "v"]);
+    assert_eq!(q::<String>(&mut con, &["GET", "k"]).unwrap(), "v");
+    // NX / XX / GET / KEEPTTL.
+    assert_eq!(q::<Option<String>>(&mut con, &["SET", "k", "w", "NX"]).unwrap(), None);
+    assert_eq!(q::<Option<String>>(&mut con, &["SET", "new", "w", "XX"]).unwrap(), None);
+    assert_eq!(q::<Option<String>>(&mut con, &["SET", "k", "w", "GET"]).unwrap(), Some("v".into()));
+    ok(&mut con, &["SET", "k", "x", "EX", "100"]);
+    assert!((99..=100).contains(&q::<i64>(&mut con, &["TTL", "k"]).unwrap()));
+    ok(&mut con, &["SET", "k", "y", "KEEPTTL"]);
+    assert!(q::<i64>(&mut con, &["PTTL", "k"]).unwrap() > 98_000);
+    ok(&mut con, &["SET", "k", "z"]);
+    assert_eq!(q::<i64>(&mut con, &["TTL", "k"]).unwrap(), -1);
+    assert_eq!(q::<i64>(&mut con, &["TTL", "missing"]).unwrap(), -2);
+    assert!(err(&mut con, &["SET", "k", "v", "EX", "0"]).contains("invalid expire time"));
+    assert!(err(&mut con, &["SET", "k", "v", "NX", "XX"]).contains("syntax error"));
+    assert!(err(&mut con, &["SET", "k", "v", "EX", "abc"]).contains("not an integer"));
+    // EXPIRE / PEXPIRE.
+    assert_eq!(q::<i64>(&mut con, &["EXPIRE", "k", "50"]).unwrap(), 1);
+    assert_eq!(q::<i64>(&mut con, &["EXPIRE", "missing", "50"]).unwrap(), 0);
+    assert_eq!(q::<i64>(&mut con, &["EXPIRE", "k", "10", "GT"]).unwrap(), 0);
+    assert_eq!(q::<i64>(&mut con, &["PEXPIRE", "k", "60000", "GT"]).unwrap(), 1);
+    assert!(q::<i64>(&mut con, &["PTTL", "k"]).unwrap() > 59_000);
+    assert_eq!(q::<i64>(&mut con, &["PEXPIRE", "k", "-1"]).unwrap(), 1);
+    assert_eq!(q::<i64>(&mut con, &["EXISTS", "k"]).unwrap(), 0);
+    // Counters.
+    assert_eq!(q::<i64>(&mut con, &["INCR", "n"]).unwrap(), 1);
+    assert_eq!(q::<i64>(&mut con, &["INCRBY", "n", "41"]).unwrap(), 42);
+    assert_eq!(q::<i64>(&mut con, &["DECR", "n"]).unwrap(), 41);
+    assert_eq!(q::<i64>(&mut con, &["DECRBY", "n", "50"]).unwrap(), -9);
+    ok(&mut con, &["SET", "s", "abc"]);
+    assert!(err(&mut con, &["INCR", "s"]).contains("not an integer"));
+    ok(&mut con, &["SET", "big", &i64::MAX.to_string()]);
+    assert!(err(&mut con, &["INCR", "big"]).contains("overflow"));
+    // Multi-key commands spread over three shards answer in key order.
+    let keys: Vec<String> = (0..50).map(|i| format!("key:{i}")).collect();
+    let mut mset = vec!["MSET".to_string()];
+    for (i, k) in keys.iter().enumerate() {
+        mset.push(k.clone());
+        mset.push(format!("value-{i}"));
+    }
+    ok(&mut con, &mset.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut mget = vec!["MGET"];
+    mget.extend(keys.iter().map(String::as_str));
+    mget.push("absent");
+    let got: Vec<Option<String>> = q(&mut con, &mget).unwrap();
+    assert_eq!(got.len(), 51);
+    for (i, v) in got[..50].iter().enumerate() {
+        assert_eq!(v.as_deref(), Some(format!("value-{i}").as_str()));
+    }
+    assert_eq!(got[50], None);
+    let mut exists = vec!["EXISTS"];
+    exists.extend(keys.iter().map(String::as_str));
+    exists.push("key:0");
+    assert_eq!(q::<i64>(&mut con, &exists).unwrap(), 51);
+    let mut del = vec!["DEL"];
+    del.extend(keys[..30].iter().map(String::as_str));
+    del.push("absent");
+    assert_eq!(q::<i64>(&mut con, &del).unwrap(), 30);
+    assert_eq!(q::<i64>(&mut con, &exists).unwrap(), 20);
+    // Large values (passed between shards by reference) and small ones mixed.
+    let vals: Vec<Vec<u8>> =
+        (0..40).map(|i| vec![b'a' + (i % 26) as u8; if i % 3 == 0 { 5000 + i } else { i }]).collect();
+    let mut pipe = redis::pipe();
+    for (i, v) in vals.iter().enumerate() {
+        pipe.cmd("SET").arg(format!("big{i}")).arg(&v[..]).ignore();
+    }
+    let mut mget = redis::cmd("MGET");
+    for i in 0..40 {
+        mget.arg(format!("big{i}"));
+        pipe.cmd("GET").arg(format!("big{i}"));
+        pipe.cmd("SET").arg(format!("big{i}")).arg("x").arg("GET");
+    }
+    let got: Vec<Vec<u8>> = pipe.query(&mut con).unwrap();
+    for (i, v) in vals.iter().enumerate() {
+        assert_eq!(&got[2 * i], v, "GET big{i}");
+        assert_eq!(&got[2 * i + 1], v, "SET GET big{i}");
+    }
+    for (i, v) in vals.iter().enumerate() {
+        ok(&mut con, &["SET", &format!("big{i}"), std::str::from_utf8(v).unwrap()]);
+    }
+    let all: Vec<Vec<u8>> = mget.query(&mut con).unwrap();
+    assert_eq!(all, vals);
+}
+
+#[test]
+fn ttl_expiry_is_lazy_and_active() {
+    let Some(engine) = common::start(2, |_| {}) else { return };
+    let mut con = common::client(engine.local_addr());
+    ok(&mut con, &["SET", "short", "v", "PX", "60"]);
+    for i in 0..20 {
+        ok(&mut con, &["SET", &format!("sweep{i}"), "v", "PX", "60"]);
+    }
+    ok(&mut con, &["SET", "long", "v", "EX", "100"]);
+    assert_eq!(q::<String>(&mut con, &["GET", "short"]).unwrap(), "v");
+    std::thread::sleep(Duration::from_millis(120));
+    // Lazily: a read of an expired key misses.
+    assert_eq!(q::<Option<String>>(&mut con, &["GET", "short"]).unwrap(), None);
+    assert_eq!(q::<i64>(&mut con, &["TTL", "short"]).unwrap(), -2);
+    // Actively: the shards' sweeps remove the others without any read.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(q::<i64>(&mut con, &["DBSIZE"]).unwrap(), 1);
+    let info: String = q(&mut con, &["INFO"]).unwrap();
+    let expired: u64 = info
+        .lines()
+        .filter_map(|l| l.strip_prefix("expired_keys:"))
+        .map(|v| v.trim().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(expired, 21, "{info}");
+}
+
+/// redis-cell 0.2.2's answers for `CL.THROTTLE user 15 30 60`: a bucket of
+/// 16 that refills one token every 2 s.
+#[test]
+fn throttle_follows_redis_cell() {
+    let Some(engine) = common::start(2, |_| {}) else { return };
+    let mut con = common::client(engine.local_addr());
+    let first: Vec<i64> = q(&mut con, &["CL.THROTTLE", "user", "15", "30", "60"]).unwrap();
+    assert_eq!(first, vec![0, 16, 15, -1, 2]);
+    for left in (0..15).rev() {
+        let r: Vec<i64> = q(&mut con, &["CL.THROTTLE", "user", "15", "30", "60"]).unwrap();
+        assert_eq!(&r[..4], &[0, 16, left, -1]);
+        // Call c leaves the bucket full again in 2c seconds (truncated).
+        let c = 16 - left;
+        assert!((2 * c - 1..=2 * c).contains(&r[4]), "{r:?}");
+    }
+    let denied: Vec<i64> = q(&mut con, &["CL.THROTTLE", "user", "15", "30", "60"]).unwrap();
+    assert_eq!(&denied[..3], &[1, 16, 0]);
+    assert!((1..=2).contains(&denied[3]), "{denied:?}");
+    // A quantity above the bucket can never pass: retry_after is -1.
+    let huge: Vec<i64> = q(&mut con, &["CL.THROTTLE", "other", "15", "30", "60", "17"]).unwrap();
+    assert_eq!(huge, vec![1, 16, 16, -1, 0]);
+    // Quantity 0 peeks.
+    let peek: Vec<i64> = q(&mut con, &["CL.THROTTLE", "fresh", "4", "1", "1", "0"]).unwrap();
+    assert_eq!(peek, vec![0, 5, 5, -1, 0]);
+    assert!(err(&mut con, &["CL.THROTTLE", "k", "x", "30", "60"]).contains("Couldn't parse as integer: x"));
+    assert!(err(&mut con, &["CL.THROTTLE", "k", "1", "2"]).contains("Usage: cl.throttle"));
+}
+
+#[test]
+fn breakers_open_on_failures_and_reject_stale_permits() {
+    let Some(engine) = common::start(2, |_| {}) else { return };
+    let mut con = common::client(engine.local_addr());
+    ok(
+        &mut con,
+        &[
+            "BREAKER.CONFIG",
+            "db",
+            "failure_rate",
+            "50",
+            "minimum_calls",
+            "4",
+            "window",
+            "4",
+            "open_ms",
+            "100",
+        ],
+    );
+    ok(
+        &mut con,
+        &[
+            "BREAKER.CONFIG",
+            "db",
+            "minimum_calls",
+            "4",
+            "window",
+            "4",
+            "open_ms",
+            "100",
+            "half_open_calls",
+            "1",
+        ],
+    );
+    let mut gen = 0;
+    for outcome in ["success", "failure", "failure", "failure"] {
+        let a: (i64, String, i64, i64) = q(&mut con, &["BREAKER.ACQUIRE", "db"]).unwrap();
+        assert_eq!((a.0, a.1.as_str()), (1, "closed"));
+        gen = a.2;
+        let r: (String, String) = q(&mut con, &["BREAKER.RECORD", "db", &gen.to_string(), outcome]).unwrap();
+        assert_eq!(r.0, "counted");
+    }
+    let a: (i64, String, i64, i64) = q(&mut con, &["BREAKER.ACQUIRE", "db"]).unwrap();
+    assert_eq!((a.0, a.1.as_str()), (0, "open"));
+    assert!(a.3 > 0 && a.3 <= 100, "{a:?}");
+    // A result from the closed generation is not counted any more.
+    let r: (String, String) = q(&mut con, &["BREAKER.RECORD", "db", &gen.to_string(), "success"]).unwrap();
+    assert_eq!(r, ("stale".to_string(), "open".to_string()));
+    std::thread::sleep(Duration::from_millis(120));
+    let probe: (i64, String, i64, i64) = q(&mut con, &["BREAKER.ACQUIRE", "db"]).unwrap();
+    assert_eq!((probe.0, probe.1.as_str()), (1, "half_open"));
+    let r: (String, String) =
+        q(&mut con, &["BREAKER.RECORD", "db", &probe.2.to_string(), "success", "3"]).unwrap();
+    assert_eq!(r, ("counted".to_string(), "closed".to_string()));
+    let state: Vec<Value> = q(&mut con, &["BREAKER.STATE", "db"]).unwrap();
+    assert_eq!(state.len(), 16);
+    assert!(err(&mut con, &["BREAKER.RECORD", "db", "0", "maybe"]).contains("success, failure or ignore"));
+    let e = err(&mut con, &["BREAKER.CONFIG", "db", "failure_rate", "150"]);
+    assert!(e.contains("failure"), "{e}");
+    assert!(err(&mut con, &["BREAKER.CONFIG", "db", "colour", "1"]).contains("unknown breaker setting"));
+}
+
+#[test]
+fn idempotency_begin_complete_abandon() {
+    let Some(engine) = common::start(2, |_| {}) else { return };
+    let mut con = common::client(engine.local_addr());
+    let started: (String, String, i64) = q(&mut con, &["IDEM.BEGIN", "order-1", "fp-a", "10000"]).unwrap();
+    assert_eq!((started.0.as_str(), started.2), ("started", 0));
+    let token = started.1;
+    let busy: (String, i64) = q(&mut con, &["IDEM.BEGIN", "order-1", "fp-a", "10000"]).unwrap();
+    assert_eq!(busy.0, "in_progress");
+    assert!(busy.1 > 9000);
+    let mismatch: Vec<String> = q(&mut con, &["IDEM.BEGIN", "order-1", "fp-b", "10000"]).unwrap();
+    assert_eq!(mismatch, vec!["mismatch"]);
+    assert!(err(&mut con, &["IDEM.COMPLETE", "order-1", "12345", "resp"]).contains("does not own"));
+    ok(&mut con, &["IDEM.COMPLETE", "order-1", &token, "201 Created"]);
+    let done: (String, String) = q(&mut con, &["IDEM.BEGIN", "order-1", "fp-a", "10000"]).unwrap();
+    assert_eq!(done, ("completed".to_string(), "201 Created".to_string()));
+    assert!(err(&mut con, &["IDEM.COMPLETE", "order-1", &token, "again"]).contains("already completed"));
+    // Abandon frees the key for a retry.
+    let s: (String, String, i64) = q(&mut con, &["IDEM.BEGIN", "order-2", "", "10000"]).unwrap();
+    ok(&mut con, &["IDEM.ABANDON", "order-2", &s.1]);
+    let again: (String, String, i64) = q(&mut con, &["IDEM.BEGIN", "order-2", "", "10000"]).unwrap();
+    assert_eq!(again.0, "started");
+    assert!(err(&mut con, &["IDEM.ABANDON", "nope", "1"]).contains("no live idempotency record"));
+    // An expired lease is taken over, and the stale owner is refused.
+    let first: (String, String, i64) = q(&mut con, &["IDEM.BEGIN", "order-3", "fp", "30"]).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let second: (String, String, i64) = q(&mut con, &["IDEM.BEGIN", "order-3", "fp", "10000"]).unwrap();
+    assert_eq!((second.0.as_str(), second.2), ("started", 1));
+    assert!(err(&mut con, &["IDEM.COMPLETE", "order-3", &first.1, "late"]).contains("does not own"));
+    assert!(err(&mut con, &["IDEM.BEGIN", "", "fp", "100"]).contains("empty"));
+    assert!(err(&mut con, &["IDEM.BEGIN", "k", "fp", "0"]).contains("lease"));
+}
