@@ -438,7 +438,7 @@ class CircuitBreaker:
     def metrics(self) -> BreakerMetrics:
         """A metrics snapshot."""
         m = ffi.new("struct rsl_breaker_metrics *")
-        st = lib.rsl_breaker_metrics(self._ptr, m)
+        st = lib.rsl_breaker_get_metrics(self._ptr, m)
         if st:
             raise self._error(st)
         return BreakerMetrics(

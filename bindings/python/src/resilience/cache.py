@@ -260,7 +260,7 @@ class Cache:
     def stats(self) -> CacheStats:
         """Counters and occupancy."""
         s = ffi.new("struct rsl_cache_stats *")
-        st = lib.rsl_cache_stats(self._ptr, s)
+        st = lib.rsl_cache_get_stats(self._ptr, s)
         if st:
             raise self._error(st)
         return CacheStats(s.hits, s.misses, s.inserts, s.updates, s.evictions, s.expirations,

@@ -208,7 +208,7 @@ class IdempotencyStore:
     def stats(self) -> IdempotencyStats:
         """Counters and occupancy."""
         s = ffi.new("struct rsl_idem_stats *")
-        st = lib.rsl_idem_stats(self._ptr, s)
+        st = lib.rsl_idem_get_stats(self._ptr, s)
         if st:
             raise self._error(st)
         return IdempotencyStats(s.started, s.takeovers, s.replays, s.in_progress, s.mismatches, s.full,
