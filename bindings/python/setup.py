@@ -48,6 +48,10 @@ class BuildResilience(build_ext):
 
 
 setup(
-    ext_modules=[Extension("resilience._ffi", sources=["_placeholder.c"])],
+    ext_modules=[
+        Extension("resilience._ffi", sources=["_placeholder.c"]),
+        # The @breaker per-call path in C (optional: breaker.py falls back to cffi).
+        Extension("resilience._speedups", sources=["src/resilience/_speedups.c"], optional=True),
+    ],
     cmdclass={"build_ext": BuildResilience},
 )

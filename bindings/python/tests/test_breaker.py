@@ -16,6 +16,17 @@ from resilience import (BreakerRegistry, BreakerState, CircuitBreaker, CircuitOp
                         Outcome, Transition, TransitionCause)
 
 
+@pytest.fixture(autouse=True, params=["c-guard", "cffi-wrapper"])
+def decorator_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs every test with both implementations of the sync decorator."""
+    import resilience.breaker as mod
+
+    if request.param == "c-guard" and mod._speedups is None:
+        pytest.skip("resilience._speedups not built")
+    monkeypatch.setattr(mod, "USE_SPEEDUPS", request.param == "c-guard")
+    return str(request.param)
+
+
 def small(**kw: object) -> CircuitBreaker:
     settings = dict(window_size=4, minimum_calls=4, failure_rate_threshold=50, wait_in_open=60,
                     permitted_calls_in_half_open=2)
@@ -340,3 +351,41 @@ def test_interpreter_exit_with_live_callbacks_does_not_hang() -> None:
         "print('done')\n", timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "done"
+
+
+def test_decorated_function_outlives_close() -> None:
+    b = small()
+
+    @b
+    def f() -> int:
+        return 1
+
+    b.close()
+    assert f() == 1  # the decorated function holds the breaker alive
+    with pytest.raises(InvalidArgument, match="closed"):
+        b.try_acquire()
+    with pytest.raises(InvalidArgument, match="closed"):
+        b(lambda: None)
+
+
+def test_decorator_on_methods_and_signature() -> None:
+    import inspect
+
+    b = small()
+
+    class Client:
+        def __init__(self) -> None:
+            self.n = 0
+
+        @b
+        def get(self, path: str, *, retries: int = 0) -> str:
+            """Fetch."""
+            self.n += 1
+            return f"{path}:{retries}"
+
+    c = Client()
+    assert c.get("/a", retries=2) == "/a:2" and c.n == 1
+    assert Client.get(c, "/b") == "/b:0"
+    assert Client.get.__name__ == "get" and Client.get.__doc__ == "Fetch."
+    assert list(inspect.signature(Client.get).parameters) == ["self", "path", "retries"]
+    assert b.metrics().calls == 2

@@ -39,6 +39,24 @@ def test_many_cycles_of_every_class() -> None:
         b.on_state_change(lambda t: None)
         b.force_open()
 
+    def guarded() -> None:
+        b = CircuitBreaker(window_size=1000, minimum_calls=1000)
+
+        @b
+        def ok(x: int) -> int:
+            return x
+
+        @b
+        def bad() -> None:
+            raise KeyError("x")
+
+        for i in range(10):
+            ok(i)
+            try:
+                bad()
+            except KeyError:
+                pass
+
     def registry() -> None:
         r = BreakerRegistry(4)
         r.get("a").force_open()
@@ -58,7 +76,7 @@ def test_many_cycles_of_every_class() -> None:
         p.push(1)
 
     callbacks_before = len(_callbacks)
-    for make, n in ((breaker, 100_000), (registry, 50_000), (cache, 50_000), (store, 50_000),
+    for make, n in ((breaker, 100_000), (guarded, 20_000), (registry, 50_000), (cache, 50_000), (store, 50_000),
                     (spsc, 200_000)):
         growth = grows(make, n, n // 20)
         assert growth < 8 << 20, f"{make.__name__}: RSS grew {growth >> 10} KiB over {n} cycles"

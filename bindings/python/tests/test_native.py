@@ -52,6 +52,7 @@ def test_abi_mode_through_environment_variable(shared_lib: Path) -> None:
         "assert r.mode == 'abi', r.mode\n"
         "c = r.Cache(max_entries=8); c['k'] = b'v'; assert c.get_many(['k', 'x']) == [b'v', None]\n"
         "b = r.CircuitBreaker(); b.record(b.try_acquire())\n"
+        "f = b(lambda x: x + 1); assert f(1) == 2 and b.metrics().calls == 2\n"
         "q = r.MpmcQueue(4); q.push_many([1, 2]); assert q.pop_many(4) == [1, 2]\n"
         "print('ok')\n",
         env={"RESILIENCE_LIBRARY": str(shared_lib)})
