@@ -29,6 +29,44 @@
 #include <stdbool.h>
 
 /**
+ * Algorithm code: additive increase, multiplicative decrease.
+ */
+#define RSL_ADAPTIVE_AIMD 0
+
+/**
+ * Algorithm code: gradient of no-load latency against observed latency.
+ */
+#define RSL_ADAPTIVE_GRADIENT 1
+
+/**
+ * Outcome code: the call succeeded; its round-trip time is a sample.
+ */
+#define RSL_ADAPTIVE_SUCCESS 0
+
+/**
+ * Outcome code: the call was dropped (timed out, refused by an overloaded
+ * service): the limit backs off (at most once per round trip).
+ */
+#define RSL_ADAPTIVE_DROPPED 1
+
+/**
+ * Outcome code: the outcome says nothing about the service (e.g. a client
+ * error): the slot is released, no sample is taken.
+ */
+#define RSL_ADAPTIVE_IGNORED 2
+
+/**
+ * `rtt_ns` value for rsl_adaptive_record: measure the round trip as
+ * CLOCK_MONOTONIC now minus the token's `start_ns`.
+ */
+#define RSL_ADAPTIVE_RTT_MEASURE UINT64_MAX
+
+/**
+ * Largest limit accepted in a config.
+ */
+#define RSL_ADAPTIVE_MAX_LIMIT (uint64_t)UINT32_MAX
+
+/**
  * State code: calls pass and are recorded in the sliding window.
  */
 #define RSL_BREAKER_CLOSED 0
@@ -117,6 +155,12 @@
 #define RSL_BREAKER_CAUSE_MANUAL 5
 
 /**
+ * Largest `max_concurrent` / `max_waiters` accepted (the counts share one
+ * 64-bit word).
+ */
+#define RSL_BULKHEAD_MAX (uint64_t)UINT32_MAX
+
+/**
  * `ttl_ns` value for "the cache's default TTL" (none if it has none).
  */
 #define RSL_CACHE_TTL_DEFAULT 0
@@ -154,6 +198,77 @@
  * part of the work.
  */
 #define RSL_IDEM_STARTED_TAKEOVER 3
+
+/**
+ * Full policy: a new key arriving when the table is full of live keys is
+ * denied (RSL_REASON_TABLE_FULL): no key escapes its limit.
+ */
+#define RSL_FULL_POLICY_DENY 0
+
+/**
+ * Full policy: a new key arriving when the table is full of live keys is
+ * allowed as if its bucket were full, and not tracked
+ * (RSL_REASON_UNTRACKED).
+ */
+#define RSL_FULL_POLICY_ALLOW_UNTRACKED 1
+
+/**
+ * Most shards a keyed limiter accepts.
+ */
+#define RSL_KEYED_LIMITER_MAX_SHARDS 65536
+
+/**
+ * `rsl_decision.retry_after_ns` when there is no retry time: the request
+ * was allowed, or no wait can help (reason RSL_REASON_EXCEEDS_LIMIT or
+ * RSL_REASON_TABLE_FULL). redis-cell answers -1 in these cases.
+ */
+#define RSL_RETRY_AFTER_NONE UINT64_MAX
+
+/**
+ * Reason code: allowed, the tokens were taken (none for quantity 0).
+ */
+#define RSL_REASON_ALLOWED 0
+
+/**
+ * Reason code: allowed without any state (a keyed limiter full of live
+ * keys, with RSL_FULL_POLICY_ALLOW_UNTRACKED).
+ */
+#define RSL_REASON_UNTRACKED 1
+
+/**
+ * Reason code: denied, not enough tokens now; `retry_after_ns` says when.
+ */
+#define RSL_REASON_LIMITED 2
+
+/**
+ * Reason code: denied, the quantity exceeds the bucket's `limit` and can
+ * never be granted.
+ */
+#define RSL_REASON_EXCEEDS_LIMIT 3
+
+/**
+ * Reason code: denied, a keyed limiter was full of live keys and its
+ * policy is RSL_FULL_POLICY_DENY.
+ */
+#define RSL_REASON_TABLE_FULL 4
+
+/**
+ * Clock code: the coarse monotonic clock (about 5 ns, 4 ms steps) when the
+ * bucket's burst window is at least 64 of its steps, the precise one
+ * otherwise. Both read CLOCK_MONOTONIC's timeline.
+ */
+#define RSL_LIMITER_CLOCK_AUTO 0
+
+/**
+ * Clock code: always the precise CLOCK_MONOTONIC (about 20 ns a read).
+ */
+#define RSL_LIMITER_CLOCK_PRECISE 1
+
+/**
+ * Clock code: always CLOCK_MONOTONIC_COARSE (fast, moves in kernel ticks;
+ * a lagging clock only ever denies a little longer, never grants more).
+ */
+#define RSL_LIMITER_CLOCK_COARSE 2
 
 /**
  * Largest capacity accepted by the queue constructors (2^30 slots).
@@ -286,6 +401,11 @@ typedef int32_t rsl_status;
 #endif // __cplusplus
 
 /**
+ * An adaptive concurrency limit; every function on it is thread-safe.
+ */
+typedef struct rsl_adaptive rsl_adaptive;
+
+/**
  * A circuit breaker (shared, reference-counted). Every function on it is
  * thread-safe.
  */
@@ -298,6 +418,11 @@ typedef struct rsl_breaker rsl_breaker;
 typedef struct rsl_breaker_registry rsl_breaker_registry;
 
 /**
+ * A concurrency limit; every function on it is thread-safe.
+ */
+typedef struct rsl_bulkhead rsl_bulkhead;
+
+/**
  * A cache of byte keys to byte values; every function on it is
  * thread-safe.
  */
@@ -307,6 +432,16 @@ typedef struct rsl_cache rsl_cache;
  * An idempotency store; every function on it is thread-safe.
  */
 typedef struct rsl_idem rsl_idem;
+
+/**
+ * Token buckets by byte key; every function on it is thread-safe.
+ */
+typedef struct rsl_keyed_limiter rsl_keyed_limiter;
+
+/**
+ * A token bucket; every function on it is thread-safe and lock-free.
+ */
+typedef struct rsl_limiter rsl_limiter;
 
 /**
  * A multi-producer multi-consumer queue; every function on it is
@@ -325,6 +460,103 @@ typedef struct rsl_spsc_consumer rsl_spsc_consumer;
  * from one thread at a time (it may move between threads).
  */
 typedef struct rsl_spsc_producer rsl_spsc_producer;
+
+/**
+ * An adaptive limiter's settings. Start from `rsl_adaptive_config_default()`
+ * (AIMD); the fields of the other algorithm are ignored. The `_reserved`
+ * tail must stay zero (nonzero is refused with RSL_ERR_INVALID_ARG).
+ */
+typedef struct rsl_adaptive_config {
+  /**
+   * RSL_ADAPTIVE_AIMD (default) or RSL_ADAPTIVE_GRADIENT.
+   */
+  int32_t algorithm;
+  /**
+   * Gradient: samples between probes of the no-load RTT (0: never).
+   * Default 20000.
+   */
+  uint32_t gradient_probe_interval;
+  /**
+   * Starting limit, in [min_limit, max_limit]. Default 20.
+   */
+  uint64_t initial_limit;
+  /**
+   * Lowest limit, >= 1. Default 20.
+   */
+  uint64_t min_limit;
+  /**
+   * Highest limit, >= min_limit, <= RSL_ADAPTIVE_MAX_LIMIT. Default 200.
+   */
+  uint64_t max_limit;
+  /**
+   * AIMD: factor applied on a drop, in (0, 1). Default 0.9.
+   */
+  double aimd_backoff;
+  /**
+   * AIMD: a sample slower than this counts as a drop, > 0. Default 5 s.
+   */
+  uint64_t aimd_timeout_ns;
+  /**
+   * Gradient: weight of the new estimate per round trip, in (0, 1].
+   * Default 0.2.
+   */
+  double gradient_smoothing;
+  /**
+   * Gradient: how much slower than the no-load RTT a sample may be before
+   * the limit shrinks, finite and >= 1. Default 1.5.
+   */
+  double gradient_tolerance;
+  /**
+   * Gradient: headroom added to each estimate, <= RSL_ADAPTIVE_MAX_LIMIT.
+   * Default 4.
+   */
+  uint64_t gradient_queue_size;
+  /**
+   * Gradient: factor applied on a drop, in (0, 1]. Default 0.9.
+   */
+  double gradient_drop_backoff;
+  /**
+   * Reserved for future fields, must be zero.
+   */
+  uint64_t _reserved[6];
+} rsl_adaptive_config;
+
+/**
+ * Permission for one call: plain data, give it back exactly once with
+ * rsl_adaptive_record.
+ */
+typedef struct rsl_adaptive_token {
+  /**
+   * When the call was admitted (CLOCK_MONOTONIC ns).
+   */
+  uint64_t start_ns;
+  /**
+   * Calls in flight when it was admitted, itself included (>= 1).
+   */
+  uint64_t inflight;
+} rsl_adaptive_token;
+
+/**
+ * Counters of an adaptive limiter.
+ */
+typedef struct rsl_adaptive_stats {
+  /**
+   * The current limit.
+   */
+  uint64_t limit;
+  /**
+   * Calls in flight now.
+   */
+  uint64_t in_flight;
+  /**
+   * rsl_adaptive_try_acquire calls refused so far.
+   */
+  uint64_t rejected;
+  /**
+   * Reserved for future fields, zero.
+   */
+  uint64_t _reserved[5];
+} rsl_adaptive_stats;
 
 /**
  * A breaker's settings (Resilience4j's `CircuitBreakerConfig`; durations in
@@ -493,6 +725,48 @@ typedef void (*rsl_breaker_callback)(void *user, const struct rsl_breaker_transi
  * Releases a callback's `user` pointer when the breaker is destroyed.
  */
 typedef void (*rsl_user_free)(void *user);
+
+/**
+ * Counters and gauges of a bulkhead.
+ */
+typedef struct rsl_bulkhead_stats {
+  /**
+   * The permit count (`max_concurrent`).
+   */
+  uint64_t max_concurrent;
+  /**
+   * Permits held now.
+   */
+  uint64_t in_flight;
+  /**
+   * Callers waiting now (in rsl_bulkhead_acquire_timeout).
+   */
+  uint64_t waiting;
+  /**
+   * rsl_bulkhead_try_acquire calls refused (RSL_ERR_REJECTED).
+   */
+  uint64_t rejected;
+  /**
+   * rsl_bulkhead_acquire_timeout calls refused at once (RSL_ERR_FULL).
+   */
+  uint64_t rejected_full;
+  /**
+   * rsl_bulkhead_acquire_timeout calls that waited and got a permit.
+   */
+  uint64_t waited;
+  /**
+   * rsl_bulkhead_acquire_timeout calls that timed out.
+   */
+  uint64_t timed_out;
+  /**
+   * rsl_bulkhead_release calls with no permit held (refused).
+   */
+  uint64_t invalid_releases;
+  /**
+   * Reserved for future fields, zero.
+   */
+  uint64_t _reserved[4];
+} rsl_bulkhead_stats;
 
 /**
  * A cache's settings. Start from `rsl_cache_config_default()`; the
@@ -677,9 +951,256 @@ typedef struct rsl_idem_stats {
   uint64_t _reserved[8];
 } rsl_idem_stats;
 
+/**
+ * A rate, as redis-cell's `CL.THROTTLE key max_burst count period`: `count`
+ * tokens per `period_ns`, in a bucket holding `max_burst + 1` tokens (the
+ * decision's `limit`). Refused with RSL_ERR_INVALID_ARG: `count` 0,
+ * `period_ns` 0, `period_ns / count` below 1 ns, or a burst window
+ * `period_ns / count * (max_burst + 1)` above 2^62 ns.
+ */
+typedef struct rsl_quota {
+  /**
+   * Extra tokens beyond one the bucket holds when full.
+   */
+  uint64_t max_burst;
+  /**
+   * Tokens added per period, >= 1.
+   */
+  uint64_t count;
+  /**
+   * The period in nanoseconds, >= count.
+   */
+  uint64_t period_ns;
+} rsl_quota;
+
+/**
+ * A keyed limiter's settings. Start from
+ * `rsl_keyed_limiter_config_default()`; the `_reserved` tail must stay zero
+ * (nonzero is refused with RSL_ERR_INVALID_ARG).
+ */
+typedef struct rsl_keyed_limiter_config {
+  /**
+   * The rate every key gets. Default 100 per second, holding 100.
+   */
+  struct rsl_quota quota;
+  /**
+   * Most keys tracked at once, >= 1. Memory grows with the keys (at most
+   * 64 bytes per key plus the key bytes). Default 100000.
+   */
+  uint64_t max_keys;
+  /**
+   * Number of shards (rounded up to a power of two, at most
+   * RSL_KEYED_LIMITER_MAX_SHARDS and at most `max_keys`); 0: 16 per CPU.
+   * Default 0.
+   */
+  uint64_t shards;
+  /**
+   * RSL_FULL_POLICY_DENY (default) or RSL_FULL_POLICY_ALLOW_UNTRACKED.
+   */
+  int32_t full_policy;
+  /**
+   * RSL_LIMITER_CLOCK_AUTO (default), _PRECISE or _COARSE.
+   */
+  int32_t clock;
+  /**
+   * Reserved for future fields, must be zero.
+   */
+  uint64_t _reserved[6];
+} rsl_keyed_limiter_config;
+
+/**
+ * The answer to an acquire: redis-cell's five facts (`CL.THROTTLE`'s
+ * reply, in nanoseconds) and a reason. Written by the library only.
+ */
+typedef struct rsl_decision {
+  /**
+   * Tokens in a full bucket (`max_burst + 1`).
+   */
+  uint64_t limit;
+  /**
+   * Tokens left after this decision (rounded down).
+   */
+  uint64_t remaining;
+  /**
+   * When denied with RSL_REASON_LIMITED: nanoseconds until the same
+   * request would be allowed. RSL_RETRY_AFTER_NONE (UINT64_MAX) when
+   * allowed and when no wait can help.
+   */
+  uint64_t retry_after_ns;
+  /**
+   * Nanoseconds until the bucket is full again.
+   */
+  uint64_t reset_after_ns;
+  /**
+   * Why (RSL_REASON_...).
+   */
+  int32_t reason;
+  /**
+   * Whether the tokens were granted.
+   */
+  bool allowed;
+  /**
+   * Reserved, zero.
+   */
+  uint8_t _reserved[3];
+} rsl_decision;
+
+/**
+ * Counters of a keyed limiter.
+ */
+typedef struct rsl_keyed_limiter_stats {
+  /**
+   * Keys tracked now.
+   */
+  uint64_t keys;
+  /**
+   * The bound on tracked keys (`max_keys`).
+   */
+  uint64_t capacity;
+  /**
+   * Keys dropped because their bucket had refilled.
+   */
+  uint64_t reclaimed;
+  /**
+   * Sweeps of a shard for refilled buckets.
+   */
+  uint64_t sweeps;
+  /**
+   * New keys denied because the table was full (RSL_FULL_POLICY_DENY).
+   */
+  uint64_t denied_full;
+  /**
+   * New keys allowed untracked (RSL_FULL_POLICY_ALLOW_UNTRACKED).
+   */
+  uint64_t allowed_untracked;
+  /**
+   * Bytes held by the tables (not counting the keys' own bytes).
+   */
+  uint64_t memory_bytes;
+  /**
+   * Reserved for future fields, zero.
+   */
+  uint64_t _reserved[5];
+} rsl_keyed_limiter_stats;
+
+/**
+ * A token bucket's settings. Start from `rsl_limiter_config_default()`;
+ * the `_reserved` tail keeps the size fixed when fields are added and must
+ * stay zero (nonzero is refused with RSL_ERR_INVALID_ARG).
+ */
+typedef struct rsl_limiter_config {
+  /**
+   * The rate. Default 100 per second, holding 100.
+   */
+  struct rsl_quota quota;
+  /**
+   * RSL_LIMITER_CLOCK_AUTO (default), _PRECISE or _COARSE: the clock read
+   * by the calls without `_at`.
+   */
+  int32_t clock;
+  /**
+   * Reserved, must be zero.
+   */
+  uint32_t _reserved0;
+  /**
+   * Reserved for future fields, must be zero.
+   */
+  uint64_t _reserved[6];
+} rsl_limiter_config;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Returns the default settings: AIMD with Netflix's defaults (20 in
+ * [20, 200], backoff 0.9, timeout 5 s); gradient fields at their defaults
+ * (smoothing 0.2, tolerance 1.5, queue size 4, a probe every 20000
+ * samples, drop backoff 0.9); reserved fields zero. Thread-safe. Never
+ * fails.
+ */
+struct rsl_adaptive_config rsl_adaptive_config_default(void);
+
+/**
+ * Creates an adaptive limiter with `config` (NULL: the defaults), timing
+ * calls with CLOCK_MONOTONIC.
+ *
+ * Ownership: the caller owns `*adaptive_out` and frees it with
+ * rsl_adaptive_free. Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `adaptive_out` is NULL; RSL_ERR_INVALID_ARG
+ * for an unknown algorithm, a field of the chosen algorithm out of range
+ * (NaN included), a nonzero reserved field or a misaligned `config`
+ * (rsl_last_error says which); RSL_ERR_PANIC.
+ */
+rsl_status rsl_adaptive_new(const struct rsl_adaptive_config *config,
+                            struct rsl_adaptive **adaptive_out);
+
+/**
+ * Frees the limiter. NULL is a no-op. Tokens still out become meaningless.
+ * No other call on it may run concurrently or afterwards.
+ */
+void rsl_adaptive_free(struct rsl_adaptive *adaptive);
+
+/**
+ * Admits one call if fewer than the current limit are in flight (one
+ * compare-exchange), and writes its token to `*token_out` (start time: now).
+ * Give the token back exactly once with rsl_adaptive_record.
+ *
+ * Thread-safe. Returns RSL_OK, RSL_ERR_REJECTED (at the limit; an answer,
+ * `rsl_last_error` is not set), RSL_ERR_NULL_ARG (`adaptive` or
+ * `token_out` NULL), RSL_ERR_PANIC.
+ */
+rsl_status rsl_adaptive_try_acquire(const struct rsl_adaptive *adaptive,
+                                    struct rsl_adaptive_token *token_out);
+
+/**
+ * rsl_adaptive_try_acquire with the call's start time `now_ns`
+ * (CLOCK_MONOTONIC ns). Thread-safe. Returns as rsl_adaptive_try_acquire.
+ */
+rsl_status rsl_adaptive_try_acquire_at(const struct rsl_adaptive *adaptive,
+                                       uint64_t now_ns,
+                                       struct rsl_adaptive_token *token_out);
+
+/**
+ * Gives back `token` and reports the call: `outcome` is
+ * RSL_ADAPTIVE_SUCCESS, RSL_ADAPTIVE_DROPPED or RSL_ADAPTIVE_IGNORED, and
+ * `rtt_ns` how long it took (RSL_ADAPTIVE_RTT_MEASURE: now minus
+ * `token.start_ns`). Success and drop samples move the limit (under a
+ * short lock). Give each token back once: a second record while other
+ * calls are in flight releases one of their slots (it cannot be told
+ * apart); with none in flight it is refused.
+ *
+ * Thread-safe. Returns RSL_OK; RSL_ERR_INVALID_ARG for an unknown
+ * `outcome`, a token with `inflight` 0 (never issued), or when no call is
+ * in flight (nothing changed); RSL_ERR_NULL_ARG if `adaptive` is NULL;
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_adaptive_record(const struct rsl_adaptive *adaptive,
+                               struct rsl_adaptive_token token,
+                               int32_t outcome,
+                               uint64_t rtt_ns);
+
+/**
+ * Writes the current limit to `*limit_out`. Thread-safe. Returns
+ * RSL_ERR_NULL_ARG if `adaptive` or `limit_out` is NULL, RSL_ERR_PANIC.
+ */
+rsl_status rsl_adaptive_limit(const struct rsl_adaptive *adaptive, size_t *limit_out);
+
+/**
+ * Writes the number of calls in flight to `*in_flight_out`. Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `adaptive` or `in_flight_out` is NULL,
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_adaptive_in_flight(const struct rsl_adaptive *adaptive, size_t *in_flight_out);
+
+/**
+ * Writes the limiter's counters to `*stats_out` (reserved fields zeroed;
+ * read one after another, not as one snapshot). Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `adaptive` or `stats_out` is NULL,
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_adaptive_get_stats(const struct rsl_adaptive *adaptive,
+                                  struct rsl_adaptive_stats *stats_out);
 
 /**
  * Returns this thread's last error message: detail for the most recent
@@ -964,6 +1485,69 @@ rsl_status rsl_breaker_registry_remove(const struct rsl_breaker_registry *regist
  * RSL_ERR_PANIC.
  */
 rsl_status rsl_breaker_registry_len(const struct rsl_breaker_registry *registry, size_t *len_out);
+
+/**
+ * Creates a bulkhead of `max_concurrent` permits (1..=RSL_BULKHEAD_MAX)
+ * with room for `max_waiters` callers waiting in
+ * rsl_bulkhead_acquire_timeout (0..=RSL_BULKHEAD_MAX; 0: never wait).
+ *
+ * Ownership: the caller owns `*bulkhead_out` and frees it with
+ * rsl_bulkhead_free. Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `bulkhead_out` is NULL, RSL_ERR_INVALID_ARG
+ * if `max_concurrent` is 0 or either count exceeds RSL_BULKHEAD_MAX,
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_bulkhead_new(uint64_t max_concurrent,
+                            uint64_t max_waiters,
+                            struct rsl_bulkhead **bulkhead_out);
+
+/**
+ * Frees the bulkhead. NULL is a no-op. No other call on it may run
+ * concurrently (no caller may be waiting in it) or afterwards.
+ */
+void rsl_bulkhead_free(struct rsl_bulkhead *bulkhead);
+
+/**
+ * Takes a permit if one is free now; never waits (one compare-exchange).
+ * Pair each RSL_OK with one rsl_bulkhead_release.
+ *
+ * Thread-safe. Returns RSL_OK (a permit is held), RSL_ERR_REJECTED (every
+ * permit is taken; an answer, `rsl_last_error` is not set),
+ * RSL_ERR_NULL_ARG if `bulkhead` is NULL, RSL_ERR_PANIC.
+ */
+rsl_status rsl_bulkhead_try_acquire(const struct rsl_bulkhead *bulkhead);
+
+/**
+ * Takes a permit, blocking the calling thread up to `timeout_ns`
+ * nanoseconds for one to come free (UINT64_MAX: no deadline; 0: no wait
+ * beyond the first try). Pair each RSL_OK with one rsl_bulkhead_release.
+ *
+ * Thread-safe. Returns RSL_OK (a permit is held), RSL_ERR_FULL (no permit
+ * free and `max_waiters` callers already waiting: refused at once),
+ * RSL_ERR_TIMEOUT (no permit came free in time), RSL_ERR_NULL_ARG if
+ * `bulkhead` is NULL, RSL_ERR_PANIC. `rsl_last_error` is not set for
+ * RSL_ERR_FULL or RSL_ERR_TIMEOUT (answers, not failures).
+ */
+rsl_status rsl_bulkhead_acquire_timeout(const struct rsl_bulkhead *bulkhead, uint64_t timeout_ns);
+
+/**
+ * Returns one permit taken with rsl_bulkhead_try_acquire or
+ * rsl_bulkhead_acquire_timeout, waking one waiter if any.
+ *
+ * Thread-safe. Returns RSL_OK, RSL_ERR_INVALID_ARG if no permit is held
+ * (an unmatched release: refused, counted in `invalid_releases`, the count
+ * stays at zero), RSL_ERR_NULL_ARG if `bulkhead` is NULL, RSL_ERR_PANIC.
+ */
+rsl_status rsl_bulkhead_release(const struct rsl_bulkhead *bulkhead);
+
+/**
+ * Writes the bulkhead's counters and gauges to `*stats_out` (reserved
+ * fields zeroed; gauges read one after another, not as one snapshot).
+ * Thread-safe. Returns RSL_ERR_NULL_ARG if `bulkhead` or `stats_out` is
+ * NULL, RSL_ERR_PANIC.
+ */
+rsl_status rsl_bulkhead_get_stats(const struct rsl_bulkhead *bulkhead,
+                                  struct rsl_bulkhead_stats *stats_out);
 
 /**
  * Returns the default settings: a 64 MiB weight budget, no count limit, no
@@ -1327,6 +1911,215 @@ rsl_status rsl_idem_sweep_at(const struct rsl_idem *store,
  * Thread-safe. Returns RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
  */
 rsl_status rsl_idem_get_stats(const struct rsl_idem *store, struct rsl_idem_stats *stats_out);
+
+/**
+ * Returns the default settings: 100 tokens per second per key in a bucket
+ * of 100, 100000 keys, automatic shards, RSL_FULL_POLICY_DENY,
+ * RSL_LIMITER_CLOCK_AUTO, reserved fields zero. Thread-safe. Never fails.
+ */
+struct rsl_keyed_limiter_config rsl_keyed_limiter_config_default(void);
+
+/**
+ * Creates an empty keyed limiter with `config` (NULL: the defaults).
+ * Memory grows with the keys tracked, up to `max_keys`.
+ *
+ * Ownership: the caller owns `*limiter_out` and frees it with
+ * rsl_keyed_limiter_free. Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `limiter_out` is NULL; RSL_ERR_INVALID_ARG
+ * for a bad quota, `max_keys` 0 (or absurd), too many shards, an unknown
+ * full policy or clock code, a nonzero reserved field or a misaligned
+ * `config` (rsl_last_error says which); RSL_ERR_PANIC.
+ */
+rsl_status rsl_keyed_limiter_new(const struct rsl_keyed_limiter_config *config,
+                                 struct rsl_keyed_limiter **limiter_out);
+
+/**
+ * Frees the limiter and every key. NULL is a no-op. No other call on the
+ * limiter may run concurrently or afterwards.
+ */
+void rsl_keyed_limiter_free(struct rsl_keyed_limiter *limiter);
+
+/**
+ * Takes `quantity` tokens now from the bucket of `key` (the `key_len`
+ * bytes at `key`, any bytes; NULL allowed when `key_len` is 0) and writes
+ * the decision to `*decision_out`. Same answers as rsl_limiter_acquire on
+ * a bucket per key; a denial is an answer (RSL_OK, `allowed` false), and
+ * so is a full table (RSL_REASON_TABLE_FULL or RSL_REASON_UNTRACKED, by
+ * the full policy). The key is copied when it is first tracked.
+ *
+ * Thread-safe. Returns RSL_OK, RSL_ERR_NULL_ARG (`limiter` or
+ * `decision_out` NULL, or `key` NULL with a nonzero length),
+ * RSL_ERR_TOO_LARGE (`key_len` above 1 GiB), RSL_ERR_PANIC.
+ */
+rsl_status rsl_keyed_limiter_acquire(const struct rsl_keyed_limiter *limiter,
+                                     const uint8_t *key,
+                                     size_t key_len,
+                                     uint64_t quantity,
+                                     struct rsl_decision *decision_out);
+
+/**
+ * rsl_keyed_limiter_acquire at time `now_ns` (CLOCK_MONOTONIC ns).
+ * Thread-safe. Returns as rsl_keyed_limiter_acquire.
+ */
+rsl_status rsl_keyed_limiter_acquire_at(const struct rsl_keyed_limiter *limiter,
+                                        const uint8_t *key,
+                                        size_t key_len,
+                                        uint64_t quantity,
+                                        uint64_t now_ns,
+                                        struct rsl_decision *decision_out);
+
+/**
+ * Takes `quantity` tokens from the bucket of each of `count` keys at once
+ * (one call instead of `count`, reading the clock once): key `i` is the
+ * `key_lens[i]` bytes at `keys[i]` (NULL allowed when its length is 0),
+ * and its decision is written to `decisions_out[i]` (an array of `count`).
+ * A key that appears twice is charged twice, in order.
+ *
+ * Every key pointer and length is checked before any token is taken: on
+ * an error nothing was acquired and no decision written.
+ * Thread-safe (each key is decided atomically; the batch is not one
+ * snapshot). Returns RSL_OK (whatever the decisions), RSL_ERR_NULL_ARG
+ * (`limiter` NULL, an array NULL with a nonzero `count`, or a key NULL
+ * with a nonzero length; rsl_last_error says which), RSL_ERR_TOO_LARGE
+ * (`count` or a key length absurd), RSL_ERR_INVALID_ARG (a misaligned
+ * array), RSL_ERR_PANIC.
+ */
+rsl_status rsl_keyed_limiter_acquire_many(const struct rsl_keyed_limiter *limiter,
+                                          const uint8_t *const *keys,
+                                          const size_t *key_lens,
+                                          size_t count,
+                                          uint64_t quantity,
+                                          struct rsl_decision *decisions_out);
+
+/**
+ * rsl_keyed_limiter_acquire_many at time `now_ns` for every key.
+ * Thread-safe. Returns as rsl_keyed_limiter_acquire_many.
+ */
+rsl_status rsl_keyed_limiter_acquire_many_at(const struct rsl_keyed_limiter *limiter,
+                                             const uint8_t *const *keys,
+                                             const size_t *key_lens,
+                                             size_t count,
+                                             uint64_t quantity,
+                                             uint64_t now_ns,
+                                             struct rsl_decision *decisions_out);
+
+/**
+ * Drops every key whose bucket has refilled now (which changes no answer),
+ * in every shard, and writes how many to `*removed_out` if it is not NULL.
+ * A full table does this by itself; a host with idle time may call it to
+ * free memory early. Takes each shard's lock in turn.
+ * Thread-safe. Returns RSL_ERR_NULL_ARG if `limiter` is NULL,
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_keyed_limiter_reclaim(const struct rsl_keyed_limiter *limiter, size_t *removed_out);
+
+/**
+ * rsl_keyed_limiter_reclaim at time `now_ns`. Thread-safe. Returns as
+ * rsl_keyed_limiter_reclaim.
+ */
+rsl_status rsl_keyed_limiter_reclaim_at(const struct rsl_keyed_limiter *limiter,
+                                        uint64_t now_ns,
+                                        size_t *removed_out);
+
+/**
+ * Writes the number of keys tracked to `*len_out`. Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `limiter` or `len_out` is NULL,
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_keyed_limiter_len(const struct rsl_keyed_limiter *limiter, size_t *len_out);
+
+/**
+ * Writes the limiter's counters to `*stats_out` (reserved fields zeroed).
+ * Takes each shard's lock in turn. Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `limiter` or `stats_out` is NULL,
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_keyed_limiter_get_stats(const struct rsl_keyed_limiter *limiter,
+                                       struct rsl_keyed_limiter_stats *stats_out);
+
+/**
+ * Returns the default settings: 100 tokens per second in a bucket of 100,
+ * RSL_LIMITER_CLOCK_AUTO, reserved fields zero. Thread-safe. Never fails.
+ */
+struct rsl_limiter_config rsl_limiter_config_default(void);
+
+/**
+ * Creates a full token bucket with `config` (NULL: the defaults).
+ *
+ * Ownership: the caller owns `*limiter_out` and frees it with
+ * rsl_limiter_free. Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `limiter_out` is NULL; RSL_ERR_INVALID_ARG
+ * for a bad quota (see rsl_quota), an unknown clock code, a nonzero
+ * reserved field or a misaligned `config` (rsl_last_error says which);
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_limiter_new(const struct rsl_limiter_config *config,
+                           struct rsl_limiter **limiter_out);
+
+/**
+ * Frees the bucket. NULL is a no-op. No other call on the bucket may run
+ * concurrently or afterwards.
+ */
+void rsl_limiter_free(struct rsl_limiter *limiter);
+
+/**
+ * Takes `quantity` tokens now if they are there, and writes the decision
+ * to `*decision_out`. A denial is an answer: RSL_OK is returned and
+ * `decision_out->allowed` is false (reason RSL_REASON_LIMITED with a
+ * retry time, or RSL_REASON_EXCEEDS_LIMIT when `quantity` exceeds the
+ * bucket's limit: never grantable). Quantity 0 takes nothing and reports
+ * the bucket. A load, arithmetic and (when tokens are taken) one
+ * compare-exchange; no lock, no allocation.
+ *
+ * Thread-safe. Returns RSL_OK, RSL_ERR_NULL_ARG (`limiter` or
+ * `decision_out` NULL), RSL_ERR_PANIC.
+ */
+rsl_status rsl_limiter_acquire(const struct rsl_limiter *limiter,
+                               uint64_t quantity,
+                               struct rsl_decision *decision_out);
+
+/**
+ * rsl_limiter_acquire at time `now_ns` (CLOCK_MONOTONIC ns), for hosts that
+ * read the clock once per batch and for deterministic tests. An earlier
+ * `now_ns` than one already seen never grants extra tokens; times above
+ * 2^62 are taken as 2^62. Thread-safe. Returns as rsl_limiter_acquire.
+ */
+rsl_status rsl_limiter_acquire_at(const struct rsl_limiter *limiter,
+                                  uint64_t quantity,
+                                  uint64_t now_ns,
+                                  struct rsl_decision *decision_out);
+
+/**
+ * Writes to `*decision_out` what rsl_limiter_acquire would answer for
+ * `quantity` now, without taking anything. Thread-safe. Returns as
+ * rsl_limiter_acquire.
+ */
+rsl_status rsl_limiter_peek(const struct rsl_limiter *limiter,
+                            uint64_t quantity,
+                            struct rsl_decision *decision_out);
+
+/**
+ * rsl_limiter_peek at time `now_ns`. Thread-safe. Returns as
+ * rsl_limiter_acquire.
+ */
+rsl_status rsl_limiter_peek_at(const struct rsl_limiter *limiter,
+                               uint64_t quantity,
+                               uint64_t now_ns,
+                               struct rsl_decision *decision_out);
+
+/**
+ * Refills the bucket completely. Thread-safe (an acquire racing with it
+ * sees the bucket before or after). Returns RSL_ERR_NULL_ARG if `limiter`
+ * is NULL, RSL_ERR_PANIC.
+ */
+rsl_status rsl_limiter_reset(const struct rsl_limiter *limiter);
+
+/**
+ * Writes the bucket's quota to `*quota_out` (as given at creation).
+ * Thread-safe. Returns RSL_ERR_NULL_ARG if `limiter` or `quota_out` is
+ * NULL, RSL_ERR_PANIC.
+ */
+rsl_status rsl_limiter_get_quota(const struct rsl_limiter *limiter, struct rsl_quota *quota_out);
 
 /**
  * Creates a wait-free SPSC queue holding at least `capacity` payloads

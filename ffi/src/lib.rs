@@ -13,11 +13,15 @@
 
 #![allow(clippy::missing_safety_doc)]
 
+pub mod adaptive;
 mod boundary;
 pub mod breaker;
+pub mod bulkhead;
 pub mod cache;
 mod handle;
 pub mod idempotency;
+pub mod keyed_limiter;
+pub mod limiter;
 pub mod queue;
 pub mod status;
 pub mod version;

@@ -301,6 +301,17 @@ impl<C: Clock> Drop for Token<'_, C> {
     }
 }
 
+/// A [`Token`] as plain data (no borrow of the limiter), for the C ABI:
+/// from [`AdaptiveLimiter::try_acquire_raw_at`], given back with
+/// [`AdaptiveLimiter::release_raw`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawToken {
+    /// When the call was admitted.
+    pub start: Nanos,
+    /// Calls in flight when it was admitted, itself included.
+    pub inflight: usize,
+}
+
 impl AdaptiveLimiter {
     /// A limiter running `algorithm`, timing calls with the monotonic clock.
     pub fn new(algorithm: Algorithm) -> Self {
@@ -341,6 +352,14 @@ impl<C: Clock> AdaptiveLimiter<C> {
 
     /// A token if fewer than [`limit`](Self::limit) calls are in flight.
     pub fn try_acquire(&self) -> Option<Token<'_, C>> {
+        let inflight = self.admit()?;
+        Some(Token { limiter: self, start: self.clock.now(), inflight, done: false })
+    }
+
+    /// Takes an in-flight slot if one is free; returns the count in flight
+    /// with this call.
+    #[inline]
+    fn admit(&self) -> Option<usize> {
         let mut cur = self.in_flight.load(Ordering::Relaxed);
         loop {
             if cur >= self.limit.load(Ordering::Relaxed) {
@@ -348,17 +367,43 @@ impl<C: Clock> AdaptiveLimiter<C> {
                 return None;
             }
             match self.in_flight.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => {
-                    return Some(Token {
-                        limiter: self,
-                        start: self.clock.now(),
-                        inflight: cur + 1,
-                        done: false,
-                    })
-                }
+                Ok(_) => return Some(cur + 1),
                 Err(seen) => cur = seen,
             }
         }
+    }
+
+    /// [`try_acquire`](Self::try_acquire) without a borrow, for hosts that
+    /// cannot hold one (the C ABI): the call is taken to start at `now`.
+    /// Give every token back exactly once with
+    /// [`release_raw`](Self::release_raw).
+    #[inline]
+    pub fn try_acquire_raw_at(&self, now: Nanos) -> Option<RawToken> {
+        let inflight = self.admit()?;
+        Some(RawToken { start: now, inflight })
+    }
+
+    /// Gives back a token from [`try_acquire_raw_at`](Self::try_acquire_raw_at):
+    /// `dropped` is `Some(false)` for a success, `Some(true)` for a drop,
+    /// `None` for an outcome that says nothing about the service (release
+    /// only); `rtt` is how long the call took. Returns false, and changes
+    /// nothing, when no call is in flight (a token given back twice can
+    /// never take the count below zero).
+    pub fn release_raw(&self, token: RawToken, dropped: Option<bool>, rtt: Nanos) -> bool {
+        let mut cur = self.in_flight.load(Ordering::Relaxed);
+        loop {
+            if cur == 0 {
+                return false;
+            }
+            match self.in_flight.compare_exchange_weak(cur, cur - 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(seen) => cur = seen,
+            }
+        }
+        if let Some(dropped) = dropped {
+            self.sample(token.start, rtt, token.inflight, dropped);
+        }
+        true
     }
 
     /// Feeds one sample: a call that took `rtt`, admitted with `inflight`
@@ -433,6 +478,25 @@ mod tests {
         drop(c);
         l.try_acquire().unwrap().ignore();
         assert_eq!(l.in_flight(), 0);
+    }
+
+    #[test]
+    fn raw_tokens_match_tokens_and_never_underflow() {
+        let cfg = AimdConfig { initial: 2, min: 1, max: 2, ..AimdConfig::default() };
+        let l = AdaptiveLimiter::with_clock(Algorithm::Aimd(cfg), ManualClock::default());
+        let a = l.try_acquire_raw_at(5).unwrap();
+        let b = l.try_acquire_raw_at(6).unwrap();
+        assert_eq!((a, b.inflight), (RawToken { start: 5, inflight: 1 }, 2));
+        assert!(l.try_acquire_raw_at(7).is_none());
+        assert_eq!((l.in_flight(), l.rejected()), (2, 1));
+        assert!(l.release_raw(a, Some(false), MILLISECOND));
+        assert!(l.release_raw(b, Some(true), MILLISECOND));
+        assert_eq!((l.in_flight(), l.limit()), (0, 1), "the drop backed off");
+        assert!(!l.release_raw(b, None, 0), "a second release changes nothing");
+        assert_eq!(l.in_flight(), 0);
+        let c = l.try_acquire_raw_at(8).unwrap();
+        assert!(l.release_raw(c, None, 0));
+        assert_eq!((l.in_flight(), l.limit()), (0, 1));
     }
 
     #[test]

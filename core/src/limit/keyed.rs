@@ -392,7 +392,9 @@ impl<K: Hash + Eq, S: BuildHasher, C: Clock> KeyedLimiter<K, S, C> {
         self.acquire_hashed(hash, key, quantity, now)
     }
 
-    #[inline]
+    // Always inlined: with several callers (the C ABI has three) LLVM keeps
+    // it out of line, which cost 7 ns of a 26 ns acquire through the C ABI.
+    #[inline(always)]
     fn acquire_hashed<Q>(&self, hash: u64, key: &Q, quantity: u64, now: Nanos) -> Decision
     where
         K: Borrow<Q>,

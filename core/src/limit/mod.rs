@@ -50,7 +50,7 @@ mod bucket;
 mod bulkhead;
 mod keyed;
 
-pub use adaptive::{AdaptiveLimiter, AimdConfig, Algorithm, GradientConfig, Token};
+pub use adaptive::{AdaptiveLimiter, AimdConfig, Algorithm, GradientConfig, RawToken, Token};
 pub use bucket::TokenBucket;
 pub use bulkhead::{Bulkhead, BulkheadError, BulkheadStats, Permit};
 pub use keyed::{FullPolicy, KeyedLimiter, KeyedStats};
