@@ -53,6 +53,9 @@ def test_abi_mode_through_environment_variable(shared_lib: Path) -> None:
         "c = r.Cache(max_entries=8); c['k'] = b'v'; assert c.get_many(['k', 'x']) == [b'v', None]\n"
         "b = r.CircuitBreaker(); b.record(b.try_acquire())\n"
         "f = b(lambda x: x + 1); assert f(1) == 2 and b.metrics().calls == 2\n"
+        "t = r.TokenBucket(1, per=3600, burst=1); assert t.try_acquire() and not t.try_acquire()\n"
+        "k = r.KeyedLimiter(1, per=3600, burst=1)\n"
+        "assert k.try_acquire_many(['a', 'a', 'b']) == [True, False, True] and not k.try_acquire('b')\n"
         "q = r.MpmcQueue(4); q.push_many([1, 2]); assert q.pop_many(4) == [1, 2]\n"
         "print('ok')\n",
         env={"RESILIENCE_LIBRARY": str(shared_lib)})
