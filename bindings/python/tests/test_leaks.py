@@ -82,3 +82,22 @@ def test_many_cycles_of_every_class() -> None:
         assert growth < 8 << 20, f"{make.__name__}: RSS grew {growth >> 10} KiB over {n} cycles"
     assert len(_callbacks) == callbacks_before  # every callback's user_free ran
     assert resilience.MpmcQueue  # keep the import used
+
+
+def test_limiter_cycles() -> None:
+    if not hasattr(resilience, "TokenBucket"):
+        return
+
+    def limiters() -> None:
+        t = resilience.TokenBucket(10)
+        t.try_acquire()
+        k = resilience.KeyedLimiter(10, max_keys=16)
+        k.acquire_many(["a", "b"])
+        with resilience.Bulkhead(2):
+            pass
+        a = resilience.AdaptiveLimiter()
+        with a.guard():
+            pass
+
+    growth = grows(limiters, 30_000, 2_000)
+    assert growth < 8 << 20, f"RSS grew {growth >> 10} KiB over 30000 cycles"
