@@ -89,6 +89,7 @@ def bench_limiter(n: int, r: int) -> List[Row]:
         t_keyed = case(lambda: keyed.try_acquire("user-1"), n)
         keys = [f"user-{i}" for i in range(100)]
         t_many = case(lambda: keyed.acquire_many(keys), max(n // 100, 10), 100)
+        t_many_b = case(lambda: keyed.try_acquire_many(keys), max(n // 100, 10), 100)
         rows += [
             ("limiter acquire (1 key)", "TokenBucket.try_acquire", t_bucket,
              "limits moving window hit", t_moving),
@@ -97,6 +98,7 @@ def bench_limiter(n: int, r: int) -> List[Row]:
              "limits moving window hit", t_moving),
             ("", "KeyedLimiter.try_acquire", t_keyed, "limits fixed window hit", t_fixed),
             ("", "acquire_many (100 keys) / key", t_many, "limits fixed window hit", t_fixed),
+            ("", "try_acquire_many (100) / key", t_many_b, "limits fixed window hit", t_fixed),
         ]
     else:
         rows += [("limiter acquire", "(not in this build)", None, "limits moving window hit", t_moving),

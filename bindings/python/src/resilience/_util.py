@@ -133,3 +133,19 @@ class Scratch(threading.local):
 
 
 scratch = Scratch()
+
+
+def pack_keys(keys: Any) -> "tuple[bytes, list]":
+    """Keys packed one after another, and their byte lengths, for the batch
+    calls. Lists of ASCII str keys take a fast path (one join, one encode)."""
+    ks = keys if isinstance(keys, list) else list(keys)
+    try:
+        joined = "".join(ks)
+    except TypeError:
+        pass
+    else:
+        blob = joined.encode("utf-8")
+        if len(blob) == len(joined):  # all ASCII: byte lengths are str lengths
+            return blob, list(map(len, ks))
+    bs = [k.encode("utf-8") if type(k) is str else to_key(k) for k in ks]
+    return b"".join(bs), list(map(len, bs))

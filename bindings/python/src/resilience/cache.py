@@ -15,7 +15,7 @@ from typing import Any, Iterable, List, Optional, TypeVar, Union
 
 from . import _fast
 from ._native import ffi, lib
-from ._util import U64_MAX, Duration, Key, scratch, to_bytes, to_int, to_key, to_ns
+from ._util import U64_MAX, Duration, Key, pack_keys, scratch, to_bytes, to_int, to_key, to_ns
 from .errors import BufferTooSmall, InvalidArgument, NotFound, error_for
 from .serializers import Serializer
 
@@ -151,18 +151,17 @@ class Cache:
     def get_many(self, keys: Iterable[Key], default: Any = None) -> List[Any]:
         """Looks up every key in one C call; returns the values in key order
         (``default`` for the absent ones)."""
-        ks = [k.encode() if type(k) is str else to_key(k) for k in keys]
-        count = len(ks)
+        blob, key_lens = pack_keys(keys)
+        count = len(key_lens)
         if count == 0:
             return []
-        lens = ffi.new("size_t[]", [len(k) for k in ks])
+        lens = ffi.new("size_t[]", key_lens)
         offs = ffi.new("size_t[]", count)
         vlens = ffi.new("size_t[]", count)
         sts = ffi.new("int32_t[]", count)
         s = scratch
         s.ensure(min(count * 256, 1 << 20))
-        st = _fast.cache_get_many_packed(self._ptr, b"".join(ks), lens, count, s.buf, s.cap, offs, vlens,
-                                         sts)
+        st = _fast.cache_get_many_packed(self._ptr, blob, lens, count, s.buf, s.cap, offs, vlens, sts)
         if st:
             raise self._error(st)
         statuses = ffi.unpack(sts, count)
@@ -178,7 +177,8 @@ class Cache:
                 out.append(default)
                 continue
             elif code == 3:
-                big = self._get_big(ks[i], n)
+                start = sum(key_lens[:i])
+                big = self._get_big(blob[start:start + key_lens[i]], n)
                 if big is None:
                     out.append(default)
                     continue

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, List, NamedTuple, Optional, Tuple, T
 
 from . import _fast
 from ._native import ffi, lib
-from ._util import U64_MAX, Duration, Key, from_ns, scratch, to_float, to_int, to_key, to_ns
+from ._util import U64_MAX, Duration, Key, from_ns, pack_keys, scratch, to_float, to_int, to_key, to_ns
 from .errors import BulkheadFull, InvalidArgument, RateLimited, Timeout, error_for
 
 __all__ = ["Reason", "Decision", "TokenBucket", "KeyedLimiter", "KeyedLimiterStats", "Bulkhead",
@@ -93,8 +93,8 @@ _PACKED_OK = (ffi.sizeof("rsl_decision") == _DECISION.size == 40
 def _decisions(ds: Any, count: int) -> List[Decision]:
     if not _PACKED_OK:  # pragma: no cover - another layout: field by field
         return [_decision(ds[i]) for i in range(count)]
-    reasons, none = _REASONS, _NONE
-    return [Decision(allowed, limit, remaining, None if ra == none else ra / 1e9, reset / 1e9, reasons[reason])
+    reasons, none, new, cls = _REASONS, _NONE, tuple.__new__, Decision
+    return [new(cls, (allowed, limit, remaining, None if ra == none else ra / 1e9, reset / 1e9, reasons[reason]))
             for limit, remaining, ra, reset, reason, allowed in _DECISION.iter_unpack(ffi.buffer(ds))]
 
 
@@ -389,32 +389,32 @@ class KeyedLimiter(_Handle):
     def acquire_many(self, keys: Iterable[Key], quantity: int = 1) -> List[Decision]:
         """Takes ``quantity`` tokens from each key's bucket in one C call
         (a repeated key is charged twice, in order); returns the decisions."""
-        ks = [k.encode() if type(k) is str else to_key(k) for k in keys]
-        count = len(ks)
+        blob, key_lens = pack_keys(keys)
+        count = len(key_lens)
         if count == 0:
             return []
         to_int(quantity, "quantity", 0, U64_MAX)
-        lens = ffi.new("size_t[]", [len(k) for k in ks])
+        lens = ffi.new("size_t[]", key_lens)
         ds = ffi.new("rsl_decision[]", count)
-        st = _fast.keyed_acquire_many_packed(self._ptr, b"".join(ks), lens, count, quantity, ds)
+        st = _fast.keyed_acquire_many_packed(self._ptr, blob, lens, count, quantity, ds)
         if st:
             raise self._error(st)
         return _decisions(ds, count)
 
     def try_acquire_many(self, keys: Iterable[Key], quantity: int = 1) -> List[bool]:
         """:meth:`acquire_many`, answering only whether each was allowed."""
-        ks = [k.encode() if type(k) is str else to_key(k) for k in keys]
-        count = len(ks)
+        blob, key_lens = pack_keys(keys)
+        count = len(key_lens)
         if count == 0:
             return []
         to_int(quantity, "quantity", 0, U64_MAX)
-        lens = ffi.new("size_t[]", [len(k) for k in ks])
+        lens = ffi.new("size_t[]", key_lens)
         ds = ffi.new("rsl_decision[]", count)
-        st = _fast.keyed_acquire_many_packed(self._ptr, b"".join(ks), lens, count, quantity, ds)
+        st = _fast.keyed_acquire_many_packed(self._ptr, blob, lens, count, quantity, ds)
         if st:
             raise self._error(st)
-        if _PACKED_OK:
-            return [t[5] for t in _DECISION.iter_unpack(ffi.buffer(ds))]
+        if _PACKED_OK:  # the `allowed` byte of each 40-byte decision
+            return list(map(bool, ffi.buffer(ds)[:][36::40]))
         return [bool(ds[i].allowed) for i in range(count)]  # pragma: no cover
 
     def reclaim(self) -> int:
