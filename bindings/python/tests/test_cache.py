@@ -175,3 +175,13 @@ def test_threads_hammering_one_cache_exact_accounting() -> None:
 
 def test_module_reexports() -> None:
     assert resilience.Cache is Cache
+
+
+def test_get_many_key_packing_paths() -> None:
+    c = Cache(max_entries=100)
+    c["\u00e9"] = b"accent"
+    c["e"] = b"plain"
+    c[b"\xff"] = b"raw"
+    assert c.get_many(["e", "\u00e9"]) == [b"plain", b"accent"]  # non-ASCII: per-key encode
+    assert c.get_many(["e", b"\xff", bytearray(b"e")]) == [b"plain", b"raw", b"plain"]  # mixed types
+    assert c.get_many(k for k in ["e", "x"]) == [b"plain", None]  # any iterable
