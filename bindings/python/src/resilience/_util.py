@@ -1,0 +1,151 @@
+"""Conversions shared by every wrapper: durations, keys, values, per-thread
+scratch buffers. Private: the public API documents what each accepts."""
+
+from __future__ import annotations
+
+import math
+import threading
+from datetime import timedelta
+from typing import Any, Union
+
+from ._native import ffi
+from .errors import InvalidArgument
+
+#: A duration: float or int seconds, or a ``datetime.timedelta``.
+Duration = Union[float, int, timedelta]
+#: A key: ``bytes`` (or another bytes-like object) or ``str`` (encoded as UTF-8).
+Key = Union[bytes, bytearray, memoryview, str]
+
+U64_MAX = 2**64 - 1
+_NS_PER_S = 1_000_000_000
+_US = timedelta(microseconds=1)
+
+
+def to_ns(d: Duration, name: str, *, allow_zero: bool = True, allow_inf: bool = False) -> int:
+    """Seconds (float/int) or a timedelta to integer nanoseconds.
+
+    ``math.inf`` maps to UINT64_MAX where ``allow_inf``; negative, NaN and
+    out-of-range values raise InvalidArgument, other types TypeError.
+    """
+    t = type(d)
+    d_: Any = d
+    if t is int:
+        ns = d_ * _NS_PER_S
+    elif t is float:
+        if d_ != d_:  # NaN
+            raise InvalidArgument(f"{name} must be a number of seconds, not NaN")
+        if d_ == math.inf and allow_inf:
+            return U64_MAX
+        if d_ > U64_MAX / _NS_PER_S:
+            raise InvalidArgument(f"{name}={d!r} s is too long (at most ~584 years)")
+        ns = round(d_ * _NS_PER_S)
+    elif isinstance(d, timedelta):
+        ns = (d // _US) * 1000
+    elif isinstance(d, bool) or not isinstance(d, (int, float)):
+        raise TypeError(f"{name} must be seconds (float or int) or a datetime.timedelta, "
+                        f"not {type(d).__name__}")
+    else:  # int/float subclasses
+        return to_ns(float(d) if isinstance(d, float) else int(d), name,
+                     allow_zero=allow_zero, allow_inf=allow_inf)
+    if ns < 0:
+        raise InvalidArgument(f"{name} must not be negative (got {d!r})")
+    if ns == 0 and not allow_zero:
+        raise InvalidArgument(f"{name} must be greater than zero (got {d!r})")
+    if ns > U64_MAX:
+        raise InvalidArgument(f"{name}={d!r} is too long")
+    return ns
+
+
+def from_ns(ns: int) -> float:
+    """Integer nanoseconds to float seconds (UINT64_MAX is ``math.inf``)."""
+    return math.inf if ns >= U64_MAX else ns / _NS_PER_S
+
+
+def to_key(key: Any, name: str = "key") -> bytes:
+    """bytes as is, str as UTF-8, other bytes-like objects copied to bytes."""
+    t = type(key)
+    if t is bytes:
+        return key
+    if t is str:
+        return key.encode("utf-8")
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    if isinstance(key, str):
+        return str(key).encode("utf-8")
+    raise TypeError(f"{name} must be bytes or str, not {type(key).__name__}")
+
+
+def to_bytes(value: Any, name: str = "value") -> bytes:
+    """bytes-like values to bytes (str is refused: pass a serializer)."""
+    if type(value) is bytes:
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{name} must be bytes-like, not {type(value).__name__} "
+                    "(give the object a serializer, e.g. serializer=resilience.PICKLE)")
+
+
+def to_int(value: Any, name: str, lo: int, hi: int) -> int:
+    """An int in [lo, hi], else InvalidArgument (TypeError for non-integers)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise InvalidArgument(f"{name} must be in [{lo}, {hi}] (got {value})")
+    return value
+
+
+def to_float(value: Any, name: str, lo: float, hi: float, *, lo_open: bool = False) -> float:
+    """A number in [lo, hi] (or (lo, hi] with lo_open), else InvalidArgument."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    v = float(value)
+    if not (v > lo if lo_open else v >= lo) or not v <= hi:
+        raise InvalidArgument(f"{name} must be in {'(' if lo_open else '['}{lo}, {hi}] (got {value})")
+    return v
+
+
+class Scratch(threading.local):
+    """Per-thread out-parameters and a growable byte buffer. The GIL is
+    released during C calls, so these must never be shared between threads."""
+
+    def __init__(self) -> None:
+        self.size = ffi.new("size_t *")
+        self.size2 = ffi.new("size_t *")
+        self.u64 = ffi.new("uint64_t *")
+        self.u64b = ffi.new("uint64_t *")
+        self.i32 = ffi.new("int32_t *")
+        self.boolp = ffi.new("bool *")
+        self.permit = ffi.new("rsl_permit *")
+        self._grow(4096)
+
+    def _grow(self, cap: int) -> None:
+        self.cap = cap
+        self.ba = bytearray(cap)
+        self.mv = memoryview(self.ba)
+        self.buf = ffi.from_buffer("uint8_t[]", self.ba)
+        #: (buf, cap, size_t *, memoryview): one thread-local lookup for hot paths.
+        self.get = (self.buf, cap, self.size, self.mv)
+
+    def ensure(self, cap: int) -> None:
+        """Makes the buffer hold at least ``cap`` bytes."""
+        if cap > self.cap:
+            self._grow(max(cap, 2 * self.cap))
+
+
+scratch = Scratch()
+
+
+def pack_keys(keys: Any) -> "tuple[bytes, list]":
+    """Keys packed one after another, and their byte lengths, for the batch
+    calls. Lists of ASCII str keys take a fast path (one join, one encode)."""
+    ks = keys if isinstance(keys, list) else list(keys)
+    try:
+        joined = "".join(ks)
+    except TypeError:
+        pass
+    else:
+        blob = joined.encode("utf-8")
+        if len(blob) == len(joined):  # all ASCII: byte lengths are str lengths
+            return blob, list(map(len, ks))
+    bs = [k.encode("utf-8") if type(k) is str else to_key(k) for k in ks]
+    return b"".join(bs), list(map(len, bs))
