@@ -2,6 +2,7 @@
  * threads moving payloads (exactly once, in order per producer). */
 #include "check.h"
 #include <pthread.h>
+#include <sched.h>
 
 #define N_ITEMS 200000u
 
@@ -14,6 +15,7 @@ static void *spsc_producer_thread(void *arg) {
         while (n < 17 && next + n < N_ITEMS) { batch[n] = next + n; n++; }
         size_t pushed = 0;
         if (rsl_spsc_push_many(p, batch, n, &pushed) != RSL_OK) return (void *)1;
+        if (pushed == 0) sched_yield(); /* full: let the consumer run (valgrind serialises threads) */
         next += pushed;
     }
     return NULL;
@@ -88,6 +90,7 @@ static void test_spsc(void) {
     while (expect < N_ITEMS) {
         uint64_t buf[32];
         CHECK_OK(rsl_spsc_pop_many(c, buf, 32, &n));
+        if (n == 0) sched_yield();
         for (size_t i = 0; i < n; i++) {
             if (buf[i] != expect) { CHECK(buf[i] == expect); expect = N_ITEMS; break; }
             expect++;
@@ -105,7 +108,7 @@ struct mpmc_arg { rsl_mpmc *q; uint64_t id; };
 static void *mpmc_producer_thread(void *arg) {
     struct mpmc_arg *a = arg;
     for (uint64_t i = 0; i < N_ITEMS / 2; i++) {
-        while (rsl_mpmc_push(a->q, (a->id << 32) | i) == RSL_ERR_FULL) {}
+        while (rsl_mpmc_push(a->q, (a->id << 32) | i) == RSL_ERR_FULL) sched_yield();
     }
     return NULL;
 }
@@ -149,7 +152,7 @@ static void test_mpmc(void) {
     uint64_t next[2] = {0, 0};
     uint64_t got = 0;
     while (got < N_ITEMS) {
-        if (rsl_mpmc_pop(q, &v) != RSL_OK) continue;
+        if (rsl_mpmc_pop(q, &v) != RSL_OK) { sched_yield(); continue; }
         uint64_t id = v >> 32, seq = v & 0xffffffffu;
         if (id > 1 || seq != next[id]) { CHECK(id <= 1 && seq == next[id]); break; }
         next[id]++;
