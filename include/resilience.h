@@ -171,6 +171,11 @@
 #define RSL_CACHE_TTL_NEVER UINT64_MAX
 
 /**
+ * Size of `rsl_engine_config.bind`, including the terminating NUL.
+ */
+#define RSL_ENGINE_BIND_LEN 64
+
+/**
  * Largest byte buffer accepted from C (keys, values, elements): 1 GiB.
  */
 #define RSL_MAX_BYTES (1 << 30)
@@ -427,6 +432,12 @@ typedef struct rsl_bulkhead rsl_bulkhead;
  * thread-safe.
  */
 typedef struct rsl_cache rsl_cache;
+
+/**
+ * A running (or stopped) embedded engine. Every function on it is
+ * thread-safe, except that rsl_engine_free must be the last call.
+ */
+typedef struct rsl_engine rsl_engine;
 
 /**
  * An idempotency store; every function on it is thread-safe.
@@ -846,6 +857,102 @@ typedef struct rsl_cache_stats {
    */
   uint64_t _reserved[7];
 } rsl_cache_stats;
+
+/**
+ * An embedded engine's settings. Start from `rsl_engine_config_default()`;
+ * the `_reserved` tail must stay zero (nonzero is refused with
+ * RSL_ERR_INVALID_ARG).
+ */
+typedef struct rsl_engine_config {
+  /**
+   * Listen address, a NUL-terminated IPv4 or IPv6 literal inside the
+   * array (no host names). Default "127.0.0.1".
+   */
+  char bind[RSL_ENGINE_BIND_LEN];
+  /**
+   * TCP port; 0: any free port (read it with rsl_engine_port). Default 6390.
+   */
+  uint16_t port;
+  /**
+   * Nonzero: pin each shard thread to a CPU. Default 1.
+   */
+  uint8_t pin;
+  /**
+   * Reserved padding, must be zero.
+   */
+  uint8_t _pad[5];
+  /**
+   * Shard threads; 0: one per CPU. Default 0.
+   */
+  uint64_t shards;
+  /**
+   * Most client connections at once; must be at least 1. Default 10000.
+   */
+  uint64_t max_clients;
+  /**
+   * Cache memory budget in bytes; must be at least 1. Default 1 GiB.
+   */
+  uint64_t max_memory;
+  /**
+   * Reserved for future fields, must be zero.
+   */
+  uint64_t _reserved[8];
+} rsl_engine_config;
+
+/**
+ * Counters of a running engine (monotonic unless noted), summed over its
+ * shards.
+ */
+typedef struct rsl_engine_stats {
+  /**
+   * Number of shard threads.
+   */
+  uint64_t shards;
+  /**
+   * Clients connected now (not monotonic).
+   */
+  uint64_t clients_connected;
+  /**
+   * Connections accepted since start.
+   */
+  uint64_t clients_accepted;
+  /**
+   * Connections refused because max_clients were connected.
+   */
+  uint64_t clients_rejected;
+  /**
+   * Turns of the shards' loops.
+   */
+  uint64_t loop_turns;
+  /**
+   * Task polls.
+   */
+  uint64_t task_polls;
+  /**
+   * io_uring completions reaped.
+   */
+  uint64_t io_completions;
+  /**
+   * Times a shard slept waiting for I/O.
+   */
+  uint64_t parks;
+  /**
+   * Messages passed between shards.
+   */
+  uint64_t mesh_messages;
+  /**
+   * Wake-ups sent to sleeping shards.
+   */
+  uint64_t wakeups;
+  /**
+   * Tasks alive now (not monotonic).
+   */
+  uint64_t tasks;
+  /**
+   * Reserved for future counters; written as zero.
+   */
+  uint64_t _reserved[5];
+} rsl_engine_stats;
 
 /**
  * An idempotency store's settings. Start from `rsl_idem_config_default()`;
@@ -1747,6 +1854,61 @@ rsl_status rsl_cache_sweep_at(const struct rsl_cache *cache,
                               uint64_t now_ns,
                               size_t max,
                               size_t *removed_out);
+
+/**
+ * The defaults: bind "127.0.0.1", port 6390, one shard per CPU, pinned,
+ * 10000 clients, 1 GiB of cache; reserved fields zero. Thread-safe. Never
+ * fails.
+ */
+struct rsl_engine_config rsl_engine_config_default(void);
+
+/**
+ * Starts the engine with `config` (NULL: the defaults) and returns once it
+ * listens: its shard threads serve RESP clients until rsl_engine_stop.
+ *
+ * Ownership: the caller owns `*engine_out` and frees it with
+ * rsl_engine_free (which stops the engine if it still runs).
+ * Thread-safe. Returns RSL_ERR_NULL_ARG if `engine_out` is NULL,
+ * RSL_ERR_INVALID_ARG for bad settings (rsl_last_error says which),
+ * RSL_ERR_IO_URING_UNAVAILABLE when the kernel, a sysctl or seccomp refuses
+ * io_uring, RSL_ERR_IO when the address cannot be bound (port in use, no
+ * such address) or a thread cannot start, RSL_ERR_PANIC.
+ */
+rsl_status rsl_engine_start(const struct rsl_engine_config *config, struct rsl_engine **engine_out);
+
+/**
+ * Writes the TCP port the engine listens on (the bound one when the
+ * config asked for port 0) to `port_out`; still answers after a stop.
+ *
+ * Thread-safe. Returns RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
+ */
+rsl_status rsl_engine_port(const struct rsl_engine *engine, uint16_t *port_out);
+
+/**
+ * Writes a snapshot of the engine's counters to `stats_out`.
+ *
+ * Thread-safe. Returns RSL_ERR_NULL_ARG, RSL_ERR_ENGINE_STATE if the
+ * engine was stopped, RSL_ERR_PANIC.
+ */
+rsl_status rsl_engine_get_stats(const struct rsl_engine *engine,
+                                struct rsl_engine_stats *stats_out);
+
+/**
+ * Stops the engine: stops accepting, lets connections finish (up to the
+ * shutdown grace of 5 s) and waits until every shard thread has exited.
+ *
+ * Thread-safety: thread-safe; do not call it from a callback running on a
+ * shard. Returns RSL_ERR_NULL_ARG, RSL_ERR_ENGINE_STATE if the engine was
+ * already stopped (nothing is done), RSL_ERR_PANIC.
+ */
+rsl_status rsl_engine_stop(struct rsl_engine *engine);
+
+/**
+ * Stops the engine if it still runs (as rsl_engine_stop) and frees it.
+ * NULL is a no-op. Not thread-safe with other calls on the same engine:
+ * it must be the last one.
+ */
+void rsl_engine_free(struct rsl_engine *engine);
 
 /**
  * Returns the default settings: 16 shards, 64 MiB, 24 h retention, keys up

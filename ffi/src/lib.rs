@@ -18,6 +18,7 @@ mod boundary;
 pub mod breaker;
 pub mod bulkhead;
 pub mod cache;
+pub mod engine;
 mod handle;
 pub mod idempotency;
 pub mod keyed_limiter;

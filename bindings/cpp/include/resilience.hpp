@@ -1373,6 +1373,55 @@ class adaptive_limiter {
   detail::handle<rsl_adaptive, rsl_adaptive_free> h_;
 };
 
+/// The embedded engine (resilienced's RESP server on io_uring) running in
+/// this process. Move-only; destroying it stops it and waits for its threads.
+class engine {
+ public:
+  /// The defaults: 127.0.0.1:6390, one shard per CPU, pinned.
+  static rsl_engine_config default_config() noexcept { return rsl_engine_config_default(); }
+
+  /// An empty handle (every call returns RSL_ERR_NULL_ARG).
+  engine() noexcept = default;
+  /// Starts with `config`; throws rsl::error (RSL_ERR_INVALID_ARG,
+  /// RSL_ERR_IO, RSL_ERR_IO_URING_UNAVAILABLE).
+  explicit engine(const rsl_engine_config& config) {
+    rsl_engine* e = nullptr;
+    check(rsl_engine_start(&config, &e));
+    h_ = decltype(h_)(e);
+  }
+  /// The error-code alternative to the constructor.
+  static result<engine> start(const rsl_engine_config& config) noexcept {
+    rsl_engine* e = nullptr;
+    rsl_status s = rsl_engine_start(&config, &e);
+    if (s != RSL_OK) return s;
+    return engine(e);
+  }
+  /// Adopts a C handle.
+  explicit engine(rsl_engine* adopt) noexcept : h_(adopt) {}
+
+  /// The bound TCP port.
+  result<std::uint16_t> port() const noexcept {
+    std::uint16_t p = 0;
+    rsl_status s = rsl_engine_port(h_.get(), &p);
+    if (s != RSL_OK) return s;
+    return p;
+  }
+  /// Counters summed over shards; RSL_ERR_ENGINE_STATE once stopped.
+  result<rsl_engine_stats> stats() const noexcept {
+    rsl_engine_stats st{};
+    rsl_status s = rsl_engine_get_stats(h_.get(), &st);
+    if (s != RSL_OK) return s;
+    return st;
+  }
+  /// Stops and waits for the shards; RSL_ERR_ENGINE_STATE if already stopped.
+  result<void> stop() noexcept { return rsl_engine_stop(h_.get()); }
+  rsl_engine* get() const noexcept { return h_.get(); }
+  explicit operator bool() const noexcept { return static_cast<bool>(h_); }
+
+ private:
+  detail::handle<rsl_engine, rsl_engine_free> h_;
+};
+
 }  // namespace rsl
 
 #endif  // RESILIENCE_HPP

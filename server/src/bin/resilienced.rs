@@ -2,6 +2,7 @@
 
 use resilience_server::{Config, Engine};
 
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
