@@ -161,6 +161,11 @@
 #define RSL_BULKHEAD_MAX (uint64_t)UINT32_MAX
 
 /**
+ * Largest `max_len` accepted by rsl_bytes_queue_new (16 MiB).
+ */
+#define RSL_BYTES_QUEUE_MAX_LEN (1 << 24)
+
+/**
  * `ttl_ns` value for "the cache's default TTL" (none if it has none).
  */
 #define RSL_CACHE_TTL_DEFAULT 0
@@ -426,6 +431,12 @@ typedef struct rsl_breaker_registry rsl_breaker_registry;
  * A concurrency limit; every function on it is thread-safe.
  */
 typedef struct rsl_bulkhead rsl_bulkhead;
+
+/**
+ * A multi-producer multi-consumer queue of byte messages; every function
+ * on it is thread-safe.
+ */
+typedef struct rsl_bytes_queue rsl_bytes_queue;
 
 /**
  * A cache of byte keys to byte values; every function on it is
@@ -1655,6 +1666,109 @@ rsl_status rsl_bulkhead_release(const struct rsl_bulkhead *bulkhead);
  */
 rsl_status rsl_bulkhead_get_stats(const struct rsl_bulkhead *bulkhead,
                                   struct rsl_bulkhead_stats *stats_out);
+
+/**
+ * Creates a queue of at least `capacity` messages (rounded up to a power
+ * of two) of at most `max_len` bytes each. All memory is allocated here.
+ *
+ * Ownership: the caller owns the queue and frees it with
+ * rsl_bytes_queue_free.
+ * Thread-safety: thread-safe (creates a new object).
+ * Returns RSL_ERR_NULL_ARG if `queue_out` is NULL, RSL_ERR_INVALID_ARG if
+ * `capacity` is 0 or above RSL_QUEUE_MAX_CAPACITY or `max_len` is above
+ * RSL_BYTES_QUEUE_MAX_LEN, RSL_ERR_ALLOC if the memory cannot be allocated,
+ * RSL_ERR_PANIC.
+ */
+rsl_status rsl_bytes_queue_new(size_t capacity, size_t max_len, struct rsl_bytes_queue **queue_out);
+
+/**
+ * Frees the queue and any messages still in it. NULL is a no-op. No other
+ * call on the queue may run concurrently or afterwards.
+ */
+void rsl_bytes_queue_free(struct rsl_bytes_queue *queue);
+
+/**
+ * Copies the `len` bytes at `data` into the queue as one message (`data`
+ * may be NULL when `len` is 0). Lock-free; never blocks or allocates.
+ *
+ * Thread-safety: thread-safe.
+ * Returns RSL_ERR_FULL (nothing added) when the queue is full,
+ * RSL_ERR_TOO_LARGE when `len` exceeds the queue's max_len,
+ * RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
+ */
+rsl_status rsl_bytes_queue_push(const struct rsl_bytes_queue *queue,
+                                const uint8_t *data,
+                                size_t len);
+
+/**
+ * Pops the oldest message into `buf` (capacity `buf_len`) and writes its
+ * length to `len_out`. A buffer of the queue's max_len always fits.
+ *
+ * Thread-safety: thread-safe.
+ * Returns RSL_ERR_EMPTY (nothing written) when the queue is empty;
+ * RSL_ERR_BUFFER_TOO_SMALL when the oldest message is longer than
+ * `buf_len`: then its length is written to `len_out` and nothing is
+ * consumed; RSL_ERR_NULL_ARG (`queue` or `len_out` NULL, or `buf` NULL with
+ * `buf_len` > 0), RSL_ERR_PANIC.
+ */
+rsl_status rsl_bytes_queue_pop(const struct rsl_bytes_queue *queue,
+                               uint8_t *buf,
+                               size_t buf_len,
+                               size_t *len_out);
+
+/**
+ * Pushes up to `count` messages in order: message `i` is the next
+ * `lens[i]` bytes of the packed buffer `data` (of `data_len` bytes).
+ * Writes how many were pushed to `pushed_out`; fewer than `count` when
+ * the queue fills up (still RSL_OK). One call for many messages, for hosts
+ * whose per-call cost dominates.
+ *
+ * Thread-safety: thread-safe; other pushes may interleave with the batch.
+ * Returns RSL_ERR_INVALID_ARG (nothing pushed) if the lengths add up to
+ * more than `data_len`; RSL_ERR_TOO_LARGE if a message exceeds max_len
+ * (the ones before it are pushed, `pushed_out` is not written);
+ * RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
+ */
+rsl_status rsl_bytes_queue_push_many(const struct rsl_bytes_queue *queue,
+                                     const uint8_t *data,
+                                     size_t data_len,
+                                     const size_t *lens,
+                                     size_t count,
+                                     size_t *pushed_out);
+
+/**
+ * Pops up to `max_count` messages, packing them one after another into
+ * `buf` (capacity `buf_len`) and writing message `i`'s length to
+ * `lens_out[i]`; writes how many were popped to `count_out` (0 when empty;
+ * that is still RSL_OK). Stops early at a message that does not fit in
+ * what is left of `buf` (that message stays queued).
+ *
+ * Thread-safety: thread-safe; other pops may interleave with the batch.
+ * Returns RSL_ERR_BUFFER_TOO_SMALL (nothing consumed, `count_out` not
+ * written) when the oldest message alone does not fit in `buf`;
+ * RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
+ */
+rsl_status rsl_bytes_queue_pop_many(const struct rsl_bytes_queue *queue,
+                                    uint8_t *buf,
+                                    size_t buf_len,
+                                    size_t *lens_out,
+                                    size_t max_count,
+                                    size_t *count_out);
+
+/**
+ * Writes the approximate number of queued messages to `len_out` and the
+ * capacity to `capacity_out` (either may be NULL). Thread-safe.
+ * Returns RSL_ERR_NULL_ARG if `queue` is NULL, RSL_ERR_PANIC.
+ */
+rsl_status rsl_bytes_queue_len(const struct rsl_bytes_queue *queue,
+                               size_t *len_out,
+                               size_t *capacity_out);
+
+/**
+ * The queue's max_len (longest message, in bytes), or 0 if `queue` is
+ * NULL. Thread-safe.
+ */
+size_t rsl_bytes_queue_max_len(const struct rsl_bytes_queue *queue);
 
 /**
  * Returns the default settings: a 64 MiB weight budget, no count limit, no

@@ -25,6 +25,7 @@ struct rsl_breaker_registry { uint8_t opaque_; };
 struct rsl_cache { uint8_t opaque_; };
 struct rsl_idem { uint8_t opaque_; };
 struct rsl_mpmc { uint8_t opaque_; };
+struct rsl_bytes_queue { uint8_t opaque_; };
 struct rsl_spsc_producer { uint8_t opaque_; };
 struct rsl_spsc_consumer { uint8_t opaque_; };
 struct rsl_limiter { uint8_t opaque_; };

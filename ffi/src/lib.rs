@@ -17,6 +17,7 @@ pub mod adaptive;
 mod boundary;
 pub mod breaker;
 pub mod bulkhead;
+pub mod bytes_queue;
 pub mod cache;
 pub mod engine;
 mod handle;

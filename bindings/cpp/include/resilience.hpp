@@ -326,6 +326,62 @@ class mpmc_queue {
   detail::handle<rsl_mpmc, rsl_mpmc_free> h_;
 };
 
+/// A lock-free MPMC queue of byte messages of at most `max_len` bytes,
+/// copied in and out; thread-safe.
+class bytes_queue {
+ public:
+  /// Creates a queue of at least `capacity` messages; throws rsl::error.
+  bytes_queue(std::size_t capacity, std::size_t max_len) : max_len_(max_len) {
+    rsl_bytes_queue* q = nullptr;
+    check(rsl_bytes_queue_new(capacity, max_len, &q));
+    h_ = decltype(h_)(q);
+  }
+  /// Pushes a copy of `msg`: RSL_ERR_FULL when full, RSL_ERR_TOO_LARGE when
+  /// longer than max_len().
+  result<void> push(std::string_view msg) noexcept {
+    return rsl_bytes_queue_push(h_.get(), reinterpret_cast<const std::uint8_t*>(msg.data()), msg.size());
+  }
+  /// True if pushed, false if full; throws on any other error.
+  bool try_push(std::string_view msg) {
+    rsl_status s = push(msg).status();
+    if (s == RSL_ERR_FULL) return false;
+    check(s);
+    return true;
+  }
+  /// Pops the oldest message into `buf`, returning its length:
+  /// RSL_ERR_EMPTY when empty, RSL_ERR_BUFFER_TOO_SMALL (nothing consumed)
+  /// when it does not fit.
+  result<std::size_t> pop_into(void* buf, std::size_t cap) noexcept {
+    std::size_t n = 0;
+    rsl_status s = rsl_bytes_queue_pop(h_.get(), static_cast<std::uint8_t*>(buf), cap, &n);
+    if (s != RSL_OK) return s;
+    return n;
+  }
+  /// The oldest message, or nullopt when empty; throws on any other error.
+  std::optional<std::string> try_pop() {
+    std::string out(max_len_, '\0');
+    std::size_t n = 0;
+    rsl_status s = rsl_bytes_queue_pop(h_.get(), reinterpret_cast<std::uint8_t*>(out.data()), out.size(), &n);
+    if (s == RSL_ERR_EMPTY) return std::nullopt;
+    check(s);
+    out.resize(n);
+    return out;
+  }
+  /// Approximate number of queued messages.
+  result<std::size_t> size() const noexcept {
+    std::size_t n = 0;
+    rsl_status s = rsl_bytes_queue_len(h_.get(), &n, nullptr);
+    if (s != RSL_OK) return s;
+    return n;
+  }
+  std::size_t max_len() const noexcept { return max_len_; }
+  rsl_bytes_queue* get() const noexcept { return h_.get(); }
+
+ private:
+  detail::handle<rsl_bytes_queue, rsl_bytes_queue_free> h_;
+  std::size_t max_len_ = 0;
+};
+
 // ---------------------------------------------------------------- breaker
 
 /// A breaker's state (the RSL_BREAKER_* codes).

@@ -86,3 +86,36 @@ TEST(Mpmc, ManyThreadsExactlyOnce) {
   for (auto& t : producers) t.join();
   EXPECT_EQ(q.size().value(), 0u);
 }
+
+TEST(BytesQueue, PushPopSizes) {
+  rsl::bytes_queue q(2, 8);
+  EXPECT_EQ(q.max_len(), 8u);
+  EXPECT_TRUE(q.try_push("hello"));
+  EXPECT_TRUE(q.push("").ok());
+  EXPECT_FALSE(q.try_push("x"));
+  EXPECT_EQ(q.push("123456789").status(), RSL_ERR_TOO_LARGE);
+  EXPECT_EQ(q.size().value(), 2u);
+  char small[2];
+  EXPECT_EQ(q.pop_into(small, sizeof small).status(), RSL_ERR_BUFFER_TOO_SMALL);
+  EXPECT_EQ(q.try_pop(), std::optional<std::string>("hello"));
+  EXPECT_EQ(q.try_pop(), std::optional<std::string>(""));
+  EXPECT_EQ(q.try_pop(), std::nullopt);
+}
+
+TEST(BytesQueue, Threads) {
+  rsl::bytes_queue q(16, 16);
+  constexpr int n = 5000;
+  std::thread t([&] {
+    for (int i = 0; i < n; i++) {
+      std::string m = std::to_string(i);
+      while (!q.try_push(m)) std::this_thread::yield();
+    }
+  });
+  for (int i = 0; i < n;) {
+    auto m = q.try_pop();
+    if (!m) { std::this_thread::yield(); continue; }
+    ASSERT_EQ(*m, std::to_string(i));
+    i++;
+  }
+  t.join();
+}

@@ -21,6 +21,7 @@
 
 use std::fmt;
 
+pub mod bytes;
 pub mod mpmc;
 pub mod spsc;
 mod watermark;

@@ -20,7 +20,7 @@ from .errors import (AllocError, BufferTooSmall, BulkheadFull, CircuitOpen, Clos
                      Mismatch, NotFound, NotOwner, NullArgument, Panic, RateLimited, Rejected,
                      ResilienceError, Stale, Timeout, TooLarge, check)
 from .idempotency import Begin, BeginState, IdempotencyStats, IdempotencyStore, idempotent
-from .queues import MpmcQueue, SpscConsumer, SpscProducer, spsc_queue
+from .queues import BytesQueue, MpmcQueue, SpscConsumer, SpscProducer, spsc_queue
 from .serializers import JSON, PICKLE, RAW, Serializer
 
 if hasattr(_lib, "rsl_limiter_new"):  # the limiter ABI
@@ -47,7 +47,7 @@ __all__ = [
     # idempotency
     "IdempotencyStore", "idempotent", "Begin", "BeginState", "IdempotencyStats",
     # queues
-    "MpmcQueue", "SpscProducer", "SpscConsumer", "spsc_queue",
+    "BytesQueue", "MpmcQueue", "SpscProducer", "SpscConsumer", "spsc_queue",
     # serializers
     "Serializer", "PICKLE", "JSON", "RAW",
     # errors

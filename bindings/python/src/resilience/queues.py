@@ -15,7 +15,7 @@ from ._native import ffi, lib
 from ._util import U64_MAX, scratch, to_int
 from .errors import Closed, Empty, Full, InvalidArgument, error_for
 
-__all__ = ["MpmcQueue", "SpscProducer", "SpscConsumer", "spsc_queue"]
+__all__ = ["BytesQueue", "MpmcQueue", "SpscProducer", "SpscConsumer", "spsc_queue"]
 
 _T = TypeVar("_T")
 _MAX_CAP = 1 << 30
@@ -334,3 +334,138 @@ def spsc_queue(capacity: int) -> Tuple[SpscProducer, SpscConsumer]:
 
 # Closed is raised through error_for(RSL_ERR_CLOSED); Full/Empty likewise.
 _ = (Closed, Empty, Full)
+
+
+_MAX_LEN = 1 << 24
+
+
+class BytesQueue:
+    """A bounded multi-producer multi-consumer queue of ``bytes`` messages of
+    at most ``max_len`` bytes each; every method is thread-safe and lock-free
+    (the GIL is released inside the C calls). Messages are copied in and out.
+
+    Args:
+        capacity: at least this many messages (rounded up to a power of two,
+            at most 2**30).
+        max_len: the longest message accepted, in bytes (at most 2**24).
+    """
+
+    __slots__ = ("_ptr", "_max_len", "__weakref__")
+
+    def __init__(self, capacity: int, max_len: int) -> None:
+        to_int(capacity, "capacity", 1, _MAX_CAP)
+        to_int(max_len, "max_len", 0, _MAX_LEN)
+        out = ffi.new("rsl_bytes_queue **")
+        st = lib.rsl_bytes_queue_new(capacity, max_len, out)
+        if st:
+            raise error_for(st, "BytesQueue")
+        self._ptr = ffi.gc(out[0], lib.rsl_bytes_queue_free)
+        self._max_len = max_len
+
+    def push(self, data: bytes) -> None:
+        """Appends a copy of ``data``; raises :class:`Full` (nothing added)
+        when full, :class:`TooLarge` when longer than ``max_len``."""
+        st = lib.rsl_bytes_queue_push(self._ptr, ffi.from_buffer(data), len(data))
+        if st:
+            raise self._error(st)
+
+    def try_push(self, data: bytes) -> bool:
+        """Appends a copy of ``data`` and returns True, or returns False when
+        full (:class:`TooLarge` is still raised)."""
+        st = lib.rsl_bytes_queue_push(self._ptr, ffi.from_buffer(data), len(data))
+        if st == 0:
+            return True
+        if st == 100:
+            return False
+        raise self._error(st)
+
+    def pop(self) -> bytes:
+        """Removes and returns the oldest message; raises :class:`Empty` when empty."""
+        buf = ffi.new("uint8_t[]", self._max_len or 1)
+        n = ffi.new("size_t *")
+        st = lib.rsl_bytes_queue_pop(self._ptr, buf, self._max_len, n)
+        if st:
+            raise self._error(st)
+        return bytes(ffi.buffer(buf, n[0]))
+
+    def try_pop(self, default: Optional[_T] = None) -> Union[bytes, _T, None]:
+        """Removes and returns the oldest message, or ``default`` when empty."""
+        buf = ffi.new("uint8_t[]", self._max_len or 1)
+        n = ffi.new("size_t *")
+        st = lib.rsl_bytes_queue_pop(self._ptr, buf, self._max_len, n)
+        if st == 0:
+            return bytes(ffi.buffer(buf, n[0]))
+        if st == 101:
+            return default
+        raise self._error(st)
+
+    def push_many(self, messages: Iterable[bytes]) -> int:
+        """Appends messages in order until one does not fit; returns how many
+        were appended (one C call for the whole batch). Raises
+        :class:`TooLarge` at a message longer than ``max_len``."""
+        msgs = [bytes(m) for m in messages]
+        data = b"".join(msgs)
+        lens = ffi.new("size_t[]", [len(m) for m in msgs] or [0])
+        n = ffi.new("size_t *")
+        st = lib.rsl_bytes_queue_push_many(self._ptr, ffi.from_buffer(data), len(data), lens, len(msgs), n)
+        if st:
+            raise self._error(st)
+        return n[0]
+
+    def pop_many(self, max_items: int) -> List[bytes]:
+        """Removes up to ``max_items`` messages (oldest first) in one C call;
+        an empty list when the queue is empty."""
+        to_int(max_items, "max_items", 0, _MAX_CAP)
+        size = max(1, max_items * self._max_len)
+        buf = ffi.new("uint8_t[]", size)
+        lens = ffi.new("size_t[]", max_items or 1)
+        n = ffi.new("size_t *")
+        st = lib.rsl_bytes_queue_pop_many(self._ptr, buf, max_items * self._max_len, lens, max_items, n)
+        if st:
+            raise self._error(st)
+        raw = ffi.buffer(buf, size)
+        out, at = [], 0
+        for i in range(n[0]):
+            out.append(bytes(raw[at:at + lens[i]]))
+            at += lens[i]
+        return out
+
+    def __len__(self) -> int:
+        """Approximate number of queued messages."""
+        n = ffi.new("size_t *")
+        st = lib.rsl_bytes_queue_len(self._ptr, n, ffi.NULL)
+        if st:
+            raise self._error(st)
+        return n[0]
+
+    @property
+    def capacity(self) -> int:
+        """The capacity (a power of two)."""
+        c = ffi.new("size_t *")
+        st = lib.rsl_bytes_queue_len(self._ptr, ffi.NULL, c)
+        if st:
+            raise self._error(st)
+        return c[0]
+
+    @property
+    def max_len(self) -> int:
+        """The longest message accepted, in bytes."""
+        return self._max_len
+
+    def close(self) -> None:
+        """Frees the queue now (else it is freed when garbage-collected).
+        No call on it may run concurrently or afterwards (they raise)."""
+        p, self._ptr = self._ptr, ffi.NULL
+        if p != ffi.NULL:
+            ffi.release(p)
+
+    def __enter__(self) -> "BytesQueue":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _error(self, st: int) -> Exception:
+        if st == 1 and self._ptr == ffi.NULL:
+            return InvalidArgument("the queue is closed")
+        return error_for(st, "BytesQueue")
