@@ -160,11 +160,9 @@ impl BytesQueue {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
-                        // SAFETY: the slot's number was `2 * pos` (free for
-                        // position `pos`; the Acquire load ordered the last
-                        // consumer's read before this write) and our CAS made us
-                        // the only producer of `pos`; no consumer touches the
-                        // bytes until the Release store below.
+                        // SAFETY: number `2 * pos` (Acquire) = free and the last read
+                        // is done; our CAS made us the only producer of `pos`; no
+                        // consumer reads the bytes before the Release store below.
                         slot.data.with_mut(|p| unsafe { (&mut (*p))[..msg.len()].copy_from_slice(msg) });
                         slot.len.store(msg.len(), Ordering::Relaxed);
                         slot.seq.store((pos << 1) | 1, Ordering::Release);
@@ -234,11 +232,9 @@ impl BytesQueue {
                 ) {
                     Ok(_) => {
                         debug_assert!(len <= self.max_len && out.len() == len);
-                        // SAFETY: the slot's number was `2 * pos + 1` (holds the
-                        // message of `pos`; the Acquire load ordered the
-                        // producer's writes before this read) and our CAS made
-                        // us the only consumer of `pos`; no producer touches the
-                        // slot until the Release store below marks it free.
+                        // SAFETY: number `2 * pos + 1` (Acquire) = the message of `pos`
+                        // is written; our CAS made us its only consumer; no producer
+                        // writes the slot before the Release store below frees it.
                         slot.data.with(|p| out.copy_from_slice(unsafe { &(&(*p))[..len] }));
                         slot.seq.store(pos.wrapping_add(self.mask + 1) << 1, Ordering::Release);
                         return Ok(len);
