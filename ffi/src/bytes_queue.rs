@@ -4,7 +4,7 @@
 
 use crate::boundary::{boundary, fail};
 use crate::handle::{self, opaque};
-use crate::queue::RSL_QUEUE_MAX_CAPACITY;
+use crate::queue::{check_capacity, write_len};
 use crate::status::{
     rsl_status, RSL_ERR_ALLOC, RSL_ERR_BUFFER_TOO_SMALL, RSL_ERR_EMPTY, RSL_ERR_FULL, RSL_ERR_INVALID_ARG,
     RSL_ERR_TOO_LARGE,
@@ -48,12 +48,7 @@ pub extern "C" fn rsl_bytes_queue_new(
 ) -> rsl_status {
     boundary(|| {
         handle::require_out(queue_out, "queue_out")?;
-        if capacity == 0 || capacity > RSL_QUEUE_MAX_CAPACITY {
-            return Err(fail(
-                RSL_ERR_INVALID_ARG,
-                format!("capacity {capacity} is outside 1..={RSL_QUEUE_MAX_CAPACITY}"),
-            ));
-        }
+        check_capacity(capacity)?;
         if max_len > RSL_BYTES_QUEUE_MAX_LEN {
             return Err(fail(
                 RSL_ERR_INVALID_ARG,
@@ -227,13 +222,7 @@ pub extern "C" fn rsl_bytes_queue_len(
 ) -> rsl_status {
     boundary(|| {
         let q = handle::borrow(queue)?;
-        if !len_out.is_null() {
-            handle::write(len_out, q.len(), "len_out")?;
-        }
-        if !capacity_out.is_null() {
-            handle::write(capacity_out, q.capacity(), "capacity_out")?;
-        }
-        Ok(())
+        write_len(len_out, q.len(), capacity_out, q.capacity())
     })
 }
 

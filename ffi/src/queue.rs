@@ -38,12 +38,31 @@ pub struct rsl_mpmc {
 }
 opaque!(rsl_mpmc => mpmc::Ring<u64>);
 
-fn check_capacity(capacity: usize) -> Result {
+/// Refuses a capacity of 0 or above [`RSL_QUEUE_MAX_CAPACITY`] with
+/// `RSL_ERR_INVALID_ARG` (shared by every queue constructor).
+pub(crate) fn check_capacity(capacity: usize) -> Result {
     if capacity == 0 || capacity > RSL_QUEUE_MAX_CAPACITY {
         return Err(fail(
             RSL_ERR_INVALID_ARG,
             format!("capacity {capacity} is outside 1..={RSL_QUEUE_MAX_CAPACITY}"),
         ));
+    }
+    Ok(())
+}
+
+/// Writes `len` to `len_out` and `capacity` to `capacity_out`, skipping
+/// either when NULL (the `*_len` functions of every queue).
+pub(crate) fn write_len(
+    len_out: *mut usize,
+    len: usize,
+    capacity_out: *mut usize,
+    capacity: usize,
+) -> Result {
+    if !len_out.is_null() {
+        handle::write(len_out, len, "len_out")?;
+    }
+    if !capacity_out.is_null() {
+        handle::write(capacity_out, capacity, "capacity_out")?;
     }
     Ok(())
 }
@@ -187,13 +206,7 @@ pub extern "C" fn rsl_spsc_producer_len(
 ) -> rsl_status {
     boundary(|| {
         let p = handle::borrow_mut(producer)?;
-        if !len_out.is_null() {
-            handle::write(len_out, p.len(), "len_out")?;
-        }
-        if !capacity_out.is_null() {
-            handle::write(capacity_out, p.capacity(), "capacity_out")?;
-        }
-        Ok(())
+        write_len(len_out, p.len(), capacity_out, p.capacity())
     })
 }
 
@@ -314,12 +327,6 @@ pub extern "C" fn rsl_mpmc_len(
 ) -> rsl_status {
     boundary(|| {
         let q = handle::borrow(queue)?;
-        if !len_out.is_null() {
-            handle::write(len_out, q.len(), "len_out")?;
-        }
-        if !capacity_out.is_null() {
-            handle::write(capacity_out, q.capacity(), "capacity_out")?;
-        }
-        Ok(())
+        write_len(len_out, q.len(), capacity_out, q.capacity())
     })
 }
