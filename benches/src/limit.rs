@@ -75,6 +75,11 @@ fn bucket_one_thread(c: &mut Criterion) {
     let auto = TokenBucket::new(wide_quota());
     assert!(auto.clock().is_coarse());
     g.bench_function("resilience acquire (AutoClock: coarse)", |b| b.iter(|| black_box(auto.acquire(1))));
+    // `check` answers yes/no as governor's `check()` does (same grants).
+    let checked = TokenBucket::new(wide_quota());
+    g.bench_function("resilience check (AutoClock: coarse)", |b| {
+        b.iter(|| black_box(checked.check(1).is_ok()))
+    });
     let precise = TokenBucket::with_clock(wide_quota(), AutoClock::precise());
     g.bench_function("resilience acquire (precise clock)", |b| b.iter(|| black_box(precise.acquire(1))));
     let at = TokenBucket::new(wide_quota());

@@ -37,8 +37,10 @@ fn read_u32(b: &[u8], at: usize) -> u64 {
     u32::from_le_bytes(buf) as u64
 }
 
-/// Mixes `bytes` into the accumulator `acc` under `seed`.
-#[inline]
+/// Mixes `bytes` into the accumulator `acc` under `seed`. Keys of up to 16
+/// bytes (the common case) stay inline at the call site; longer ones take
+/// the loop out of line.
+#[inline(always)]
 fn mix_bytes(acc: u64, seed: u64, bytes: &[u8]) -> u64 {
     let len = bytes.len();
     let acc = acc.wrapping_add(len as u64).rotate_left(23);
@@ -55,6 +57,12 @@ fn mix_bytes(acc: u64, seed: u64, bytes: &[u8]) -> u64 {
         };
         return folded_multiply(a ^ acc ^ K0, b ^ seed ^ K1);
     }
+    mix_long(acc, seed, bytes)
+}
+
+#[inline(never)]
+fn mix_long(acc: u64, seed: u64, bytes: &[u8]) -> u64 {
+    let len = bytes.len();
     let mut acc = acc;
     let mut i = 0;
     while i + 16 < len {

@@ -37,6 +37,25 @@ fn three_threads_share_two_tokens() {
     });
 }
 
+/// `check` and `acquire` race on one bucket holding two: two of the three
+/// calls are granted whichever path they take, and the state is exact.
+#[test]
+fn check_and_acquire_share_two_tokens() {
+    loom::model(|| {
+        let b = bucket(1);
+        let checkers: Vec<_> = (0..2)
+            .map(|_| {
+                let b = Arc::clone(&b);
+                thread::spawn(move || b.check_at(1, NOW).is_ok())
+            })
+            .collect();
+        let mut granted = usize::from(b.acquire_at(1, NOW).allowed);
+        granted += checkers.into_iter().map(|h| usize::from(h.join().unwrap())).sum::<usize>();
+        assert_eq!(granted, 2);
+        assert_eq!(b.tat(), NOW + 2 * SECOND);
+    });
+}
+
 /// Different quantities and times race: the outcome is linearizable — the
 /// decisions and the final state are exactly those of the three calls run
 /// one after another in some order — so the sum granted never exceeds what

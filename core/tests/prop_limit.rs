@@ -10,9 +10,22 @@ use common::{check, Rng};
 use resilience::clock::{ManualClock, Nanos, SECOND};
 use resilience::hash::SeededState;
 use resilience::limit::{
-    Decision, FullPolicy, KeyedLimiter, Quota, QuotaError, Reason, TokenBucket, MAX_NOW,
+    Decision, Denied, FullPolicy, KeyedLimiter, Quota, QuotaError, Reason, TokenBucket, MAX_NOW,
 };
 use std::collections::HashMap;
+
+/// What `check` must answer for a step whose full decision is `d`.
+fn check_answer(d: &Decision) -> Result<(), (Option<Nanos>, Reason)> {
+    if d.allowed {
+        Ok(())
+    } else {
+        Err((d.retry_after, d.reason))
+    }
+}
+
+fn seen_by_check(r: Result<(), Denied>) -> Result<(), (Option<Nanos>, Reason)> {
+    r.map_err(|d| (d.retry_after(), d.reason()))
+}
 
 /// The reference: redis-cell's `rate_limit`, step by step, on one key.
 #[derive(Debug, Clone, Copy)]
@@ -166,9 +179,19 @@ fn bucket_matches_the_reference() {
         for step in 0..200 {
             let q = random_quantity(rng, quota.limit());
             let now = clock.now_for_test();
-            let ours = if rng.chance(0.5) { bucket.acquire(q) } else { bucket.acquire_at(q, now) };
             let (expect, next) = reference.decide(tat, now, q);
+            let ours = match rng.below(4) {
+                // `check` takes the same tokens and answers the yes/no part.
+                0 | 1 => {
+                    let r = if rng.chance(0.5) { bucket.check(q) } else { bucket.check_at(q, now) };
+                    assert_eq!(seen_by_check(r), check_answer(&expect), "step {step}: check, q {q}");
+                    expect
+                }
+                2 => bucket.acquire(q),
+                _ => bucket.acquire_at(q, now),
+            };
             assert_eq!(ours, expect, "step {step}: quota {quota:?}, tat {tat:?}, now {now}, q {q}");
+            assert_eq!(bucket.tat() as i128, next.or(tat).unwrap_or(0), "step {step}: state");
             *seen.entry(format!("{:?}/q0={}", ours.reason, q == 0)).or_insert(0u64) += 1;
             if let Some(n) = next {
                 tat = Some(n);

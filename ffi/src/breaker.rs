@@ -285,11 +285,15 @@ fn state_arg(code: i32) -> Result<State> {
         .ok_or_else(|| fail(RSL_ERR_INVALID_ARG, format!("state {code} is not an RSL_BREAKER_* state")))
 }
 
+#[inline]
 fn outcome_arg(code: i32) -> Result<Outcome> {
-    u8::try_from(code)
-        .ok()
-        .and_then(Outcome::from_u8)
-        .ok_or_else(|| fail(RSL_ERR_INVALID_ARG, format!("outcome {code} is not an RSL_OUTCOME_* code")))
+    u8::try_from(code).ok().and_then(Outcome::from_u8).ok_or_else(|| bad_outcome(code))
+}
+
+#[cold]
+#[inline(never)]
+fn bad_outcome(code: i32) -> rsl_status {
+    fail(RSL_ERR_INVALID_ARG, format!("outcome {code} is not an RSL_OUTCOME_* code"))
 }
 
 /// A circuit breaker (shared, reference-counted). Every function on it is
@@ -366,6 +370,7 @@ pub extern "C" fn rsl_breaker_free(breaker: *mut rsl_breaker) {
     boundary_or((), || handle::free_arc(breaker))
 }
 
+#[inline(always)]
 fn acquire(
     breaker: *const rsl_breaker,
     now: Option<u64>,
@@ -422,6 +427,7 @@ pub extern "C" fn rsl_breaker_try_acquire_at(
     boundary(|| acquire(breaker, Some(now_ns), permit_out, retry_after_ns_out))
 }
 
+#[inline(always)]
 fn record(
     breaker: *const rsl_breaker,
     permit: rsl_permit,

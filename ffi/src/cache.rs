@@ -166,6 +166,7 @@ pub extern "C" fn rsl_cache_free(cache: *mut rsl_cache) {
 
 /// Looks `key` up and copies its value into `dst`: `Ok(len)`, `Err(None)`
 /// when absent, `Err(Some(needed))` when `dst` is too small.
+#[inline(always)]
 fn lookup(
     c: &CacheHandle,
     key: &[u8],
@@ -188,6 +189,7 @@ fn lookup(
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn get(
     cache: *const rsl_cache,
     key: *const u8,
@@ -206,7 +208,7 @@ fn get(
         Err(None) => Err(RSL_ERR_NOT_FOUND),
         Err(Some(needed)) => {
             handle::write(len_out, needed, "len_out")?;
-            Err(fail(RSL_ERR_BUFFER_TOO_SMALL, format!("buffer holds {cap} bytes, {needed} needed")))
+            Err(handle::buffer_too_small(cap, needed))
         }
     }
 }

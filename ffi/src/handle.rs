@@ -75,7 +75,7 @@ pub fn into_raw_arc<H: SharedOpaque>(value: Arc<H::Target>) -> *mut H {
 /// Borrows the value behind a shared handle; `RSL_ERR_NULL_ARG` if NULL.
 pub fn borrow_arc<'a, H: SharedOpaque>(handle: *const H) -> Result<&'a H::Target> {
     if handle.is_null() {
-        return Err(fail(RSL_ERR_NULL_ARG, format!("{} handle is NULL", H::NAME)));
+        return Err(null_handle(H::NAME));
     }
     // SAFETY: non-NULL, and by the C contract it came from `into_raw_arc` /
     // `clone_arc` and was not freed, so it owns a strong reference that keeps
@@ -114,7 +114,7 @@ pub fn into_raw<H: Opaque>(value: H::Target) -> *mut H {
 /// from the matching `_new` and has not been freed; that cannot be checked.
 pub fn borrow<'a, H: Opaque>(handle: *const H) -> Result<&'a H::Target> {
     if handle.is_null() {
-        return Err(fail(RSL_ERR_NULL_ARG, format!("{} handle is NULL", H::NAME)));
+        return Err(null_handle(H::NAME));
     }
     // SAFETY: non-NULL, and by the C contract it points to a live
     // `Box<H::Target>` made by `into_raw`; shared access is all we hand out.
@@ -125,7 +125,7 @@ pub fn borrow<'a, H: Opaque>(handle: *const H) -> Result<&'a H::Target> {
 /// SPSC queue ends, whose functions are documented as not thread-safe).
 pub fn borrow_mut<'a, H: Opaque>(handle: *mut H) -> Result<&'a mut H::Target> {
     if handle.is_null() {
-        return Err(fail(RSL_ERR_NULL_ARG, format!("{} handle is NULL", H::NAME)));
+        return Err(null_handle(H::NAME));
     }
     // SAFETY: non-NULL and live by the C contract; the function using this
     // is documented as requiring exclusive use of the handle by one thread.
@@ -145,7 +145,7 @@ pub fn free<H: Opaque>(handle: *mut H) {
 /// Writes `value` through an out-pointer; `RSL_ERR_NULL_ARG` if NULL.
 pub fn write<T>(out: *mut T, value: T, name: &str) -> Result {
     if out.is_null() {
-        return Err(fail(RSL_ERR_NULL_ARG, format!("{name} is NULL")));
+        return Err(null_arg(name));
     }
     // SAFETY: non-NULL; the C contract is that it points to writable,
     // properly aligned memory for a `T`. `write` does not drop the old bytes.
@@ -168,7 +168,7 @@ pub fn read_plain<T: Plain>(ptr: *const T, name: &str) -> Result<Option<T>> {
         return Ok(None);
     }
     if !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
-        return Err(fail(crate::status::RSL_ERR_INVALID_ARG, format!("{name} is misaligned")));
+        return Err(misaligned(name));
     }
     // SAFETY: non-NULL and aligned; by the C contract it points to a readable,
     // initialised `T`, and `T: Plain` makes any bit pattern of its fields a
@@ -180,7 +180,7 @@ pub fn read_plain<T: Plain>(ptr: *const T, name: &str) -> Result<Option<T>> {
 /// be written only on success.
 pub fn require_out<T>(out: *mut T, name: &str) -> Result {
     if out.is_null() {
-        return Err(fail(RSL_ERR_NULL_ARG, format!("{name} is NULL")));
+        return Err(null_arg(name));
     }
     Ok(())
 }
@@ -194,10 +194,10 @@ pub fn bytes<'a>(ptr: *const u8, len: usize, name: &str) -> Result<&'a [u8]> {
         return Ok(&[]);
     }
     if ptr.is_null() {
-        return Err(fail(RSL_ERR_NULL_ARG, format!("{name} is NULL with length {len}")));
+        return Err(null_with_len(name, len));
     }
     if len > RSL_MAX_BYTES {
-        return Err(fail(RSL_ERR_TOO_LARGE, format!("{name} length {len} exceeds {RSL_MAX_BYTES}")));
+        return Err(too_many_bytes(name, len));
     }
     // SAFETY: non-NULL, `len` <= 1 GiB (< isize::MAX), and by the C contract
     // `ptr` points to `len` readable bytes that stay unchanged during the call.
@@ -210,13 +210,13 @@ pub fn slice<'a, T>(ptr: *const T, len: usize, name: &str) -> Result<&'a [T]> {
         return Ok(&[]);
     }
     if ptr.is_null() {
-        return Err(fail(RSL_ERR_NULL_ARG, format!("{name} is NULL with length {len}")));
+        return Err(null_with_len(name, len));
     }
     if len > RSL_MAX_BYTES / std::mem::size_of::<T>().max(1) {
-        return Err(fail(RSL_ERR_TOO_LARGE, format!("{name} count {len} is too large")));
+        return Err(too_many_items(name, len));
     }
     if !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
-        return Err(fail(crate::status::RSL_ERR_INVALID_ARG, format!("{name} is misaligned")));
+        return Err(misaligned(name));
     }
     // SAFETY: non-NULL, aligned, bounded size; by the C contract it points to
     // `len` initialised `T`s that stay unchanged during the call.
@@ -229,13 +229,13 @@ pub fn slice_mut<'a, T>(ptr: *mut T, len: usize, name: &str) -> Result<&'a mut [
         return Ok(&mut []);
     }
     if ptr.is_null() {
-        return Err(fail(RSL_ERR_NULL_ARG, format!("{name} is NULL with length {len}")));
+        return Err(null_with_len(name, len));
     }
     if len > RSL_MAX_BYTES / std::mem::size_of::<T>().max(1) {
-        return Err(fail(RSL_ERR_TOO_LARGE, format!("{name} count {len} is too large")));
+        return Err(too_many_items(name, len));
     }
     if !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
-        return Err(fail(crate::status::RSL_ERR_INVALID_ARG, format!("{name} is misaligned")));
+        return Err(misaligned(name));
     }
     // SAFETY: non-NULL, aligned, bounded; by the C contract it points to `len`
     // writable `T`s not accessed by anyone else during the call. Callers only
@@ -250,10 +250,7 @@ pub fn copy_out(src: &[u8], dst: *mut u8, cap: usize, len_out: *mut usize) -> Re
     require_out(len_out, "len_out")?;
     if cap < src.len() {
         write(len_out, src.len(), "len_out")?;
-        return Err(fail(
-            crate::status::RSL_ERR_BUFFER_TOO_SMALL,
-            format!("buffer holds {cap} bytes, {} needed", src.len()),
-        ));
+        return Err(buffer_too_small(cap, src.len()));
     }
     if !src.is_empty() {
         let out = slice_mut(dst, src.len(), "buffer")?;
@@ -265,4 +262,52 @@ pub fn copy_out(src: &[u8], dst: *mut u8, cap: usize, len_out: *mut usize) -> Re
 /// Maps a status to itself with a message (helper for `?` chains).
 pub fn status_with(status: rsl_status, msg: impl Into<String>) -> rsl_status {
     fail(status, msg)
+}
+
+// The failure paths below are out of line and cold: formatting a message
+// in the body of a hot call (a breaker acquire, a cache get) makes its
+// prologue save registers and reserve stack for a path that is never taken.
+
+#[cold]
+#[inline(never)]
+fn null_handle(name: &'static str) -> rsl_status {
+    fail(RSL_ERR_NULL_ARG, format!("{name} handle is NULL"))
+}
+
+/// `RSL_ERR_NULL_ARG`: "`name` is NULL".
+#[cold]
+#[inline(never)]
+pub fn null_arg(name: &str) -> rsl_status {
+    fail(RSL_ERR_NULL_ARG, format!("{name} is NULL"))
+}
+
+#[cold]
+#[inline(never)]
+fn misaligned(name: &str) -> rsl_status {
+    fail(crate::status::RSL_ERR_INVALID_ARG, format!("{name} is misaligned"))
+}
+
+#[cold]
+#[inline(never)]
+fn null_with_len(name: &str, len: usize) -> rsl_status {
+    fail(RSL_ERR_NULL_ARG, format!("{name} is NULL with length {len}"))
+}
+
+#[cold]
+#[inline(never)]
+fn too_many_bytes(name: &str, len: usize) -> rsl_status {
+    fail(RSL_ERR_TOO_LARGE, format!("{name} length {len} exceeds {RSL_MAX_BYTES}"))
+}
+
+#[cold]
+#[inline(never)]
+fn too_many_items(name: &str, len: usize) -> rsl_status {
+    fail(RSL_ERR_TOO_LARGE, format!("{name} count {len} is too large"))
+}
+
+/// `RSL_ERR_BUFFER_TOO_SMALL`: "buffer holds `cap` bytes, `needed` needed".
+#[cold]
+#[inline(never)]
+pub fn buffer_too_small(cap: usize, needed: usize) -> rsl_status {
+    fail(crate::status::RSL_ERR_BUFFER_TOO_SMALL, format!("buffer holds {cap} bytes, {needed} needed"))
 }

@@ -126,9 +126,17 @@ fuzz_target!(|input: Input| {
         };
         let q = if op.small_quantity { op.quantity % (quota.limit().saturating_add(2)) } else { op.quantity };
         let (want, next) = reference.decide(tat, now, q);
-        let got = bucket.acquire_at(q, now);
-        assert_eq!(got, want, "bucket: quota {quota:?} tat {tat:?} now {now} q {q}");
-        let _ = got.throttle_reply();
+        // Odd quantities go through `check`, which must take the same tokens
+        // and give the yes/no part of the same answer.
+        if q % 2 == 1 {
+            let got = bucket.check_at(q, now).map_err(|d| (d.retry_after(), d.reason()));
+            let expect = if want.allowed { Ok(()) } else { Err((want.retry_after, want.reason)) };
+            assert_eq!(got, expect, "bucket check: quota {quota:?} tat {tat:?} now {now} q {q}");
+        } else {
+            let got = bucket.acquire_at(q, now);
+            assert_eq!(got, want, "bucket: quota {quota:?} tat {tat:?} now {now} q {q}");
+            let _ = got.throttle_reply();
+        }
         if let Some(n) = next {
             tat = Some(n);
         }

@@ -364,8 +364,15 @@ impl<C: Clock> CircuitBreaker<C> {
         if state_of(word).passes() {
             return Ok(RawPermit { generation: generation_of(word) });
         }
-        let generation = self.acquire_slow(word, self.clock.now())?;
+        let generation = self.acquire_slow_now(word)?;
         Ok(RawPermit { generation })
+    }
+
+    /// The clock read of the slow path stays out of the fast path's body.
+    #[cold]
+    #[inline(never)]
+    fn acquire_slow_now(&self, word: u64) -> Result<u64, Rejected> {
+        self.acquire_slow(word, self.clock.now())
     }
 
     /// [`try_acquire_raw`](Self::try_acquire_raw) at time `now`.

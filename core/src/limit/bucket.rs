@@ -1,6 +1,6 @@
 //! One token bucket on one atomic word.
 
-use super::{AutoClock, Decision, Gcra, Quota};
+use super::{AutoClock, Decision, Denied, Gcra, Quota};
 use crate::clock::{Clock, Nanos};
 use crate::sync::{AtomicU64, Ordering};
 
@@ -77,6 +77,27 @@ impl<C: Clock> TokenBucket<C> {
             let Some(next) = next else { return decision };
             match self.tat.compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return decision,
+                Err(seen) => tat = seen,
+            }
+        }
+    }
+
+    /// Takes `quantity` tokens now if they are there, answering only yes
+    /// or no (see [`Denied`]): the grants and the state are exactly those of
+    /// [`acquire`](Self::acquire).
+    #[inline]
+    pub fn check(&self, quantity: u64) -> Result<(), Denied> {
+        self.check_at(quantity, self.clock.now())
+    }
+
+    /// [`check`](Self::check) at time `now`.
+    #[inline]
+    pub fn check_at(&self, quantity: u64, now: Nanos) -> Result<(), Denied> {
+        let mut tat = self.tat.load(Ordering::Relaxed);
+        loop {
+            let Some(next) = self.gcra.check(tat, now, quantity)? else { return Ok(()) };
+            match self.tat.compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Ok(()),
                 Err(seen) => tat = seen,
             }
         }
