@@ -126,14 +126,23 @@ type Decision struct {
 	ResetAfter time.Duration // until the bucket is full again
 }
 
-func decision(d *C.rsl_decision) Decision {
-	out := Decision{
-		Allowed: bool(d.allowed), Reason: Reason(d.reason), Limit: uint64(d.limit),
-		Remaining: uint64(d.remaining), ResetAfter: duration(d.reset_after_ns),
-	}
+// setDecision fills *out from *d field by field, in place (the batch
+// calls' loop: no 48-byte temporary per key).
+func setDecision(out *Decision, d *C.rsl_decision) {
+	out.Allowed = bool(d.allowed)
+	out.Reason = Reason(d.reason)
+	out.Limit = uint64(d.limit)
+	out.Remaining = uint64(d.remaining)
+	out.ResetAfter = duration(d.reset_after_ns)
+	out.RetryAfter = 0
 	if d.retry_after_ns != C.RSL_RETRY_AFTER_NONE {
 		out.RetryAfter = duration(d.retry_after_ns)
 	}
+}
+
+func decision(d *C.rsl_decision) Decision {
+	var out Decision
+	setDecision(&out, d)
 	return out
 }
 
@@ -454,8 +463,12 @@ func (l *KeyedLimiter) AcquireMany(batch *Batch, n uint64, dst []Decision) ([]De
 	if st != 0 {
 		return dst, fail(st, "KeyedLimiter.AcquireMany")
 	}
+	if cap(dst) < count {
+		dst = make([]Decision, count)
+	}
+	dst = dst[:count]
 	for i := range decs {
-		dst = append(dst, decision(&decs[i]))
+		setDecision(&dst[i], &decs[i])
 	}
 	return dst, nil
 }
