@@ -153,6 +153,65 @@ fn two_producers_wrap_and_keep_their_order() {
     });
 }
 
+/// Batch calls race: two producers each push a run of two with
+/// `push_slice` into a ring of four while a consumer takes runs with
+/// `pop_slice`. Every item comes out exactly once, each producer's items in
+/// order, and nothing is read before it was written (loom checks the
+/// Acquire/Release pairs on every slot of a claimed run).
+#[test]
+fn batch_runs_race_and_keep_order() {
+    loom::model(|| {
+        let q = Arc::new(Ring::<u32>::new(4));
+        let producers: Vec<_> = [10u32, 20]
+            .into_iter()
+            .map(|base| {
+                let q = q.clone();
+                thread::spawn(move || q.push_slice(&[base, base + 1]))
+            })
+            .collect();
+        let mut got = Vec::new();
+        let mut buf = [0u32; 3];
+        let n = q.pop_slice(&mut buf);
+        got.extend_from_slice(&buf[..n]);
+        let pushed: Vec<usize> = producers.into_iter().map(|p| p.join().unwrap()).collect();
+        assert_eq!(pushed, [2, 2], "four slots hold both runs");
+        loop {
+            let n = q.pop_slice(&mut buf);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got.len(), 4, "{got:?}");
+        for base in [10u32, 20] {
+            let seen: Vec<u32> = got.iter().copied().filter(|v| v / 10 * 10 == base).collect();
+            assert_eq!(seen, [base, base + 1], "{got:?}");
+        }
+    });
+}
+
+/// A run stops at a slot that is not free yet: with a ring of two holding
+/// one item, a batch of three pushes exactly one while a consumer races.
+#[test]
+fn batch_push_stops_at_a_full_slot() {
+    loom::model(|| {
+        let q = Arc::new(Ring::<u32>::new(2));
+        assert_eq!(q.push_slice(&[1]), 1);
+        let consumer = {
+            let q = q.clone();
+            thread::spawn(move || q.try_pop())
+        };
+        let pushed = q.push_slice(&[2, 3, 4]);
+        let popped = consumer.join().unwrap();
+        assert_eq!(popped, Some(1));
+        // Before the pop: one free slot; after it: two.
+        assert!(pushed == 1 || pushed == 2, "pushed {pushed}");
+        let mut rest = [0u32; 4];
+        let n = q.pop_slice(&mut rest);
+        assert_eq!(&rest[..n], &[2, 3][..pushed]);
+    });
+}
+
 #[test]
 fn watermark_says_resume_to_exactly_one_of_two_producers() {
     use resilience::queue::{Pressure, Watermark};

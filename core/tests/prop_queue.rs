@@ -106,17 +106,34 @@ fn mpmc_matches_vecdeque() {
         let mut next = 0u64;
         for _ in 0..rng.range(1, 300) {
             // Bias towards pushes or pops in phases so the ring fills and drains.
-            if rng.chance(0.5) {
-                let r = q.try_push(next);
-                if model.len() < cap {
-                    assert_eq!(r, Ok(()));
-                    model.push_back(next);
-                } else {
-                    assert_eq!(r, Err(next));
+            match rng.below(6) {
+                0..=1 => {
+                    let r = q.try_push(next);
+                    if model.len() < cap {
+                        assert_eq!(r, Ok(()));
+                        model.push_back(next);
+                    } else {
+                        assert_eq!(r, Err(next));
+                    }
+                    next += 1;
                 }
-                next += 1;
-            } else {
-                assert_eq!(q.try_pop(), model.pop_front());
+                2..=3 => assert_eq!(q.try_pop(), model.pop_front()),
+                // Batches: a prefix that fits goes in, in order.
+                4 => {
+                    let batch: Vec<u64> = (next..next + rng.below(2 * cap as u64 + 2)).collect();
+                    let pushed = q.push_slice(&batch);
+                    assert_eq!(pushed, batch.len().min(cap - model.len()));
+                    model.extend(&batch[..pushed]);
+                    next += batch.len() as u64;
+                }
+                _ => {
+                    let mut out = vec![u64::MAX; rng.below(2 * cap as u64 + 2) as usize];
+                    let popped = q.pop_slice(&mut out);
+                    assert_eq!(popped, out.len().min(model.len()));
+                    let want: Vec<u64> = model.drain(..popped).collect();
+                    assert_eq!(&out[..popped], &want[..]);
+                    assert!(out[popped..].iter().all(|&v| v == u64::MAX), "wrote past the count");
+                }
             }
             assert_eq!(q.len(), model.len());
             assert_eq!(q.is_empty(), model.is_empty());

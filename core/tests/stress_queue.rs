@@ -114,6 +114,16 @@ fn spsc_consumer_leaving_early_leaks_nothing() {
 
 #[test]
 fn mpmc_two_producers_two_consumers() {
+    mpmc_2x2(false);
+}
+
+/// The same with `push_slice` runs of up to 7 and `pop_slice` runs of up to 5.
+#[test]
+fn mpmc_two_producers_two_consumers_in_batches() {
+    mpmc_2x2(true);
+}
+
+fn mpmc_2x2(batch: bool) {
     const PRODUCERS: u64 = 2;
     let q = Arc::new(mpmc::Ring::<(u64, u64)>::new(32));
     let done = Arc::new(AtomicUsize::new(0));
@@ -122,11 +132,22 @@ fn mpmc_two_producers_two_consumers() {
             let q = q.clone();
             let done = done.clone();
             thread::spawn(move || {
-                for i in 0..N {
-                    let mut item = (p, i);
-                    while let Err(back) = q.try_push(item) {
-                        item = back;
-                        thread::yield_now();
+                let mut i = 0;
+                while i < N {
+                    if batch {
+                        let run: Vec<(u64, u64)> = (i..(i + 1 + i % 7).min(N)).map(|i| (p, i)).collect();
+                        let n = q.push_slice(&run);
+                        i += n as u64;
+                        if n == 0 {
+                            thread::yield_now();
+                        }
+                    } else {
+                        let mut item = (p, i);
+                        while let Err(back) = q.try_push(item) {
+                            item = back;
+                            thread::yield_now();
+                        }
+                        i += 1;
                     }
                 }
                 done.fetch_add(1, Ordering::Release);
@@ -139,7 +160,15 @@ fn mpmc_two_producers_two_consumers() {
             let done = done.clone();
             thread::spawn(move || {
                 let mut got = Vec::new();
+                let mut buf = [(0u64, 0u64); 5];
                 loop {
+                    if batch {
+                        let n = q.pop_slice(&mut buf);
+                        got.extend_from_slice(&buf[..n]);
+                        if n > 0 {
+                            continue;
+                        }
+                    }
                     if let Some(item) = q.try_pop() {
                         got.push(item);
                     } else if done.load(Ordering::Acquire) == PRODUCERS as usize {

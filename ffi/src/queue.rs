@@ -283,8 +283,7 @@ pub extern "C" fn rsl_mpmc_push_many(
         let q = handle::borrow(queue)?;
         handle::require_out(pushed_out, "pushed_out")?;
         let values = handle::slice(values, len, "values")?;
-        let n = values.iter().take_while(|&&v| q.try_push(v).is_ok()).count();
-        handle::write(pushed_out, n, "pushed_out")
+        handle::write(pushed_out, q.push_slice(values), "pushed_out")
     })
 }
 
@@ -302,17 +301,7 @@ pub extern "C" fn rsl_mpmc_pop_many(
         let q = handle::borrow(queue)?;
         handle::require_out(popped_out, "popped_out")?;
         let out = handle::slice_mut(values_out, cap, "values_out")?;
-        let mut n = 0;
-        while n < out.len() {
-            match q.try_pop() {
-                Some(v) => {
-                    out[n] = v;
-                    n += 1;
-                }
-                None => break,
-            }
-        }
-        handle::write(popped_out, n, "popped_out")
+        handle::write(popped_out, q.pop_slice(out), "popped_out")
     })
 }
 

@@ -194,6 +194,153 @@ impl<T> Ring<T> {
         }
     }
 
+    /// Pushes copies of `values` in order, as many as fit, and returns how
+    /// many. Each run of consecutive free slots is claimed with one
+    /// compare-exchange (instead of one per item), so a batch costs about
+    /// one contended atomic, not one per item. Items of concurrent producers
+    /// may interleave between runs, never inside one.
+    pub fn push_slice(&self, values: &[T]) -> usize
+    where
+        T: Copy,
+    {
+        let mut done = 0;
+        while done < values.len() {
+            let n = self.push_run(&values[done..]);
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        done
+    }
+
+    /// Claims up to `values.len()` consecutive free slots at the tail with
+    /// one compare-exchange and fills them; 0 when full.
+    fn push_run(&self, values: &[T]) -> usize
+    where
+        T: Copy,
+    {
+        let want = values.len().min(self.mask + 1);
+        let mut pos = self.tail.load(Ordering::Relaxed);
+        loop {
+            let seq = self.slot(pos).seq.load(Ordering::Acquire);
+            let diff = seq.wrapping_sub(pos << 1) as isize;
+            if diff < 0 {
+                return 0; // full
+            }
+            if diff > 0 {
+                pos = self.tail.load(Ordering::Relaxed); // another producer took `pos`
+                continue;
+            }
+            // Slot `pos` is free; count how many after it are free too (each
+            // number is exactly `2 * position`: free for this lap).
+            let mut k = 1;
+            while k < want {
+                let at = pos.wrapping_add(k);
+                if self.slot(at).seq.load(Ordering::Acquire) != at << 1 {
+                    break;
+                }
+                k += 1;
+            }
+            match self.tail.compare_exchange_weak(
+                pos,
+                pos.wrapping_add(k),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    for (i, &value) in values[..k].iter().enumerate() {
+                        let at = pos.wrapping_add(i);
+                        let slot = self.slot(at);
+                        // SAFETY: the slot's number was `2 * at` (free for
+                        // position `at`; the Acquire load ordered the last
+                        // consumer's read before this write). The tail was
+                        // still `pos` at our CAS, so no other producer has
+                        // claimed any position in `pos..pos + k` (positions
+                        // are claimed only by moving the tail past them) and
+                        // now none can; no consumer touches a slot until the
+                        // Release store below.
+                        slot.value.with_mut(|p| unsafe { p.cast::<T>().write(value) });
+                        slot.seq.store((at << 1) | 1, Ordering::Release);
+                    }
+                    return k;
+                }
+                Err(current) => pos = current,
+            }
+        }
+    }
+
+    /// Pops items in order into `out`, as many as are available (up to
+    /// `out.len()`), and returns how many. Each run of consecutive published
+    /// items is claimed with one compare-exchange.
+    pub fn pop_slice(&self, out: &mut [T]) -> usize
+    where
+        T: Copy,
+    {
+        let mut done = 0;
+        while done < out.len() {
+            let n = self.pop_run(&mut out[done..]);
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        done
+    }
+
+    /// Claims up to `out.len()` consecutive published items at the head with
+    /// one compare-exchange and reads them; 0 when empty.
+    fn pop_run(&self, out: &mut [T]) -> usize
+    where
+        T: Copy,
+    {
+        let want = out.len().min(self.mask + 1);
+        let mut pos = self.head.load(Ordering::Relaxed);
+        loop {
+            let seq = self.slot(pos).seq.load(Ordering::Acquire);
+            let diff = seq.wrapping_sub((pos << 1) | 1) as isize;
+            if diff < 0 {
+                return 0; // empty
+            }
+            if diff > 0 {
+                pos = self.head.load(Ordering::Relaxed); // another consumer took `pos`
+                continue;
+            }
+            let mut k = 1;
+            while k < want {
+                let at = pos.wrapping_add(k);
+                if self.slot(at).seq.load(Ordering::Acquire) != (at << 1) | 1 {
+                    break;
+                }
+                k += 1;
+            }
+            match self.head.compare_exchange_weak(
+                pos,
+                pos.wrapping_add(k),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    for (i, o) in out[..k].iter_mut().enumerate() {
+                        let at = pos.wrapping_add(i);
+                        let slot = self.slot(at);
+                        // SAFETY: the slot's number was `2 * at + 1` (holds
+                        // the item of `at`; the Acquire load ordered the
+                        // producer's write before this read). The head was
+                        // still `pos` at our CAS, so no other consumer has
+                        // claimed any position in `pos..pos + k`, and now
+                        // none can; no producer touches a slot until the
+                        // Release store below marks it free.
+                        *o = slot.value.with(|p| unsafe { p.cast::<T>().read() });
+                        slot.seq.store(at.wrapping_add(self.mask + 1) << 1, Ordering::Release);
+                    }
+                    return k;
+                }
+                Err(current) => pos = current,
+            }
+        }
+    }
+
     /// The number of queued items (pushes and pops in progress included),
     /// from a consistent snapshot of both positions.
     pub fn len(&self) -> usize {
