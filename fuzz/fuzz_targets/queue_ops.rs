@@ -20,6 +20,8 @@ enum Op {
     Peek,
     MpmcPush(u16),
     MpmcPop,
+    MpmcPushSlice(Vec<u16>),
+    MpmcPopSlice(u8),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -95,6 +97,18 @@ fuzz_target!(|input: Input| {
                 }
             }
             Op::MpmcPop => assert_eq!(q.try_pop(), mmodel.pop_front()),
+            Op::MpmcPushSlice(items) => {
+                let n = q.push_slice(&items);
+                assert_eq!(n, items.len().min(cap - mmodel.len()));
+                mmodel.extend(&items[..n]);
+            }
+            Op::MpmcPopSlice(max) => {
+                let mut out = vec![0u16; max as usize];
+                let n = q.pop_slice(&mut out);
+                assert_eq!(n, out.len().min(mmodel.len()));
+                let want: Vec<u16> = mmodel.drain(..n).collect();
+                assert_eq!(&out[..n], &want[..]);
+            }
         }
         assert_eq!(tx.len(), model.len());
         assert_eq!(rx.len(), model.len());
