@@ -210,6 +210,9 @@ fn keyed(c: &mut Criterion) {
         let expect: u64 = per_key.values().map(|&n| n.min(1000)).sum();
         let got = keys.iter().filter(|k| ours.acquire_at(*k, 1, now).allowed).count() as u64;
         assert_eq!(got, expect, "{name}: grants at one instant");
+        let fresh: KeyedLimiter<u64> = KeyedLimiter::new(quota, 2 * KEYS as usize, FullPolicy::Deny);
+        let got = keys.iter().filter(|k| fresh.check_at(*k, 1, now).is_ok()).count() as u64;
+        assert_eq!(got, expect, "{name}: check grants at one instant");
         assert_eq!(ours.len(), per_key.len());
         // Warm both tables with every key.
         for k in 0..KEYS {
@@ -225,6 +228,13 @@ fn keyed(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) & (keys.len() - 1);
                 black_box(ours.acquire(&keys[i], 1))
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("resilience check", name), &keys, |b, keys| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & (keys.len() - 1);
+                black_box(ours.check(&keys[i], 1).is_ok())
             })
         });
         let mut out = vec![resilience::limit::Decision::EMPTY; 64];

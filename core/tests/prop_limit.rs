@@ -256,7 +256,12 @@ fn keyed_matches_the_reference() {
                 1 => quota.limit() + 1,
                 _ => rng.range(1, quota.limit()),
             };
-            let ours = limiter.acquire_at(&key, q, now);
+            let use_check = rng.chance(0.3);
+            let (ours, checked) = if use_check {
+                (None, Some(limiter.check_at(&key, q, now)))
+            } else {
+                (Some(limiter.acquire_at(&key, q, now)), None)
+            };
             let tat = model.get(&key).copied();
             let (mut expect, next) = reference.decide(tat, now, q);
             if let Some(n) = next {
@@ -278,7 +283,12 @@ fn keyed_matches_the_reference() {
                     model.insert(key, n);
                 }
             }
-            assert_eq!(ours, expect, "step {step}: key {key} q {q} now {now} cap {cap} {policy:?}");
+            let msg = format!("step {step}: key {key} q {q} now {now} cap {cap} {policy:?}");
+            match (ours, checked) {
+                (Some(ours), _) => assert_eq!(ours, expect, "{msg}"),
+                (None, Some(r)) => assert_eq!(seen_by_check(r), check_answer(&expect), "{msg} (check)"),
+                (None, None) => unreachable!(),
+            }
             // Reclaimed (refilled) keys are as good as absent in the model.
             model.retain(|_, t| *t > now as i128 || backwards);
             assert!(limiter.len() <= cap);

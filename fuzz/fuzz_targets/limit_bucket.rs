@@ -142,7 +142,13 @@ fuzz_target!(|input: Input| {
         }
         let key: &[u8] = &op.key[..op.key.len().min(64)];
         let (want, next) = reference.decide(tats.get(key).copied(), now, q);
-        assert_eq!(keyed.acquire_at(key, q, now), want, "keyed: key {key:?} now {now} q {q}");
+        if q % 2 == 1 {
+            let got = keyed.check_at(key, q, now).map_err(|d| (d.retry_after(), d.reason()));
+            let expect = if want.allowed { Ok(()) } else { Err((want.retry_after, want.reason)) };
+            assert_eq!(got, expect, "keyed check: key {key:?} now {now} q {q}");
+        } else {
+            assert_eq!(keyed.acquire_at(key, q, now), want, "keyed: key {key:?} now {now} q {q}");
+        }
         if let Some(n) = next {
             tats.insert(key.to_vec(), n);
         }

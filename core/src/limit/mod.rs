@@ -268,17 +268,20 @@ pub struct Denied {
 
 impl Denied {
     /// How long until the same request would be allowed; `None` when no
-    /// wait can help ([`Reason::ExceedsLimit`]).
+    /// wait can help ([`Reason::ExceedsLimit`], [`Reason::TableFull`]).
     #[inline]
     pub fn retry_after(&self) -> Option<Nanos> {
         self.retry_after.map(std::num::NonZeroU64::get)
     }
 
-    /// Why: [`Reason::Limited`] or [`Reason::ExceedsLimit`].
+    /// Why: [`Reason::Limited`], [`Reason::ExceedsLimit`] or
+    /// [`Reason::TableFull`] (a keyed limiter full of live keys).
     #[inline]
     pub fn reason(&self) -> Reason {
         self.reason
     }
+
+    pub(crate) const TABLE_FULL: Denied = Denied { retry_after: None, reason: Reason::TableFull };
 }
 
 impl fmt::Display for Denied {
@@ -286,6 +289,7 @@ impl fmt::Display for Denied {
         match (self.reason, self.retry_after()) {
             (Reason::Limited, Some(ns)) => write!(f, "rate limited: retry after {ns} ns"),
             (Reason::ExceedsLimit, _) => f.write_str("rate limited: the quantity exceeds the bucket's limit"),
+            (Reason::TableFull, _) => f.write_str("rate limited: the keyed limiter is full of live keys"),
             _ => f.write_str("rate limited"),
         }
     }
