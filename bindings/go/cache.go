@@ -49,6 +49,7 @@ import "C"
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -86,6 +87,9 @@ type CacheStats struct {
 // other calls.
 type Cache struct {
 	h *C.rsl_cache
+	// The length of the last value Get returned: the size Get allocates
+	// before its one cgo call (a longer value costs a second call).
+	sizeHint int32
 }
 
 // NewCache creates a cache. ErrInvalidArg for inconsistent settings (the
@@ -145,23 +149,26 @@ func (c *Cache) GetString(key string) ([]byte, error) {
 }
 
 func (c *Cache) getNew(kp *C.uint8_t, klen int, op string) ([]byte, error) {
-	sp := scratchPool.Get().(*[]byte)
-	v, ok, err := c.appendGet((*sp)[:0], kp, klen, op)
-	var out []byte
-	if ok {
-		out = make([]byte, len(v))
-		copy(out, v)
+	// Allocate the result up front, sized like the last value, and let C
+	// copy straight into it: one allocation, no scratch buffer, no copy.
+	hint := int(atomic.LoadInt32(&c.sizeHint))
+	if hint < 16 {
+		hint = 16
 	}
-	if cap(v) == cap(*sp) { // not regrown: the scratch buffer goes back
-		scratchPool.Put(sp)
-	}
+	v, ok, err := c.appendGet(make([]byte, 0, hint), kp, klen, op)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
 		return nil, ErrNotFound
 	}
-	return out, nil
+	if n := len(v); n > hint || n < hint/2 {
+		if n > 1<<20 {
+			n = 1 << 20
+		}
+		atomic.StoreInt32(&c.sizeHint, int32(n))
+	}
+	return v, nil
 }
 
 // AppendGet appends key's value to dst and returns the extended slice;

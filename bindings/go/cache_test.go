@@ -99,6 +99,38 @@ func TestCacheAppendGetGrowsAndReusesBuffer(t *testing.T) {
 	}
 }
 
+// Get sizes its one allocation from the last value it returned: values that
+// grow, shrink and vary must still come back whole and exact, and results
+// must not share memory.
+func TestCacheGetAcrossValueSizes(t *testing.T) {
+	c := newCache(t, CacheConfig{})
+	sizes := []int{0, 1, 15, 16, 17, 100, 5000, 3, 70000, 2, 2, 64, 1 << 20, 9}
+	for i, n := range sizes {
+		key := []byte(fmt.Sprintf("k%d", i))
+		val := bytes.Repeat([]byte{byte('a' + i)}, n)
+		if err := c.Set(key, val); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var prev []byte
+	for round := 0; round < 3; round++ {
+		for i, n := range sizes {
+			v, err := c.Get([]byte(fmt.Sprintf("k%d", i)))
+			want := bytes.Repeat([]byte{byte('a' + i)}, n)
+			if err != nil || !bytes.Equal(v, want) {
+				t.Fatalf("round %d, size %d: got %d bytes, %v", round, n, len(v), err)
+			}
+			if len(prev) > 0 && len(v) > 0 && &prev[0] == &v[0] {
+				t.Fatal("two Get results share memory")
+			}
+			prev = v
+		}
+	}
+	if _, err := c.Get([]byte("absent")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("absent: %v", err)
+	}
+}
+
 func TestCacheTTL(t *testing.T) {
 	c := newCache(t, CacheConfig{DefaultTTL: 20 * time.Millisecond})
 	_ = c.Set([]byte("default"), []byte("1"))
