@@ -135,11 +135,9 @@ impl<T> Ring<T> {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
-                        // SAFETY: the slot's number was `2 * pos` (free for
-                        // position `pos`; the Acquire load ordered the last
-                        // consumer's read before this write) and our CAS made us
-                        // the only producer of `pos`; no consumer touches the
-                        // slot until the Release store below.
+                        // SAFETY: number `2 * pos` (Acquire) = free and the last read
+                        // is done; our CAS made us the only producer of `pos`; no
+                        // consumer touches the slot before the Release store below.
                         slot.value.with_mut(|p| unsafe { p.cast::<T>().write(value) });
                         slot.seq.store((pos << 1) | 1, Ordering::Release);
                         return Ok(());
@@ -173,11 +171,9 @@ impl<T> Ring<T> {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
-                        // SAFETY: the slot's number was `2 * pos + 1` (holds the
-                        // item of `pos`; the Acquire load ordered the producer's
-                        // write before this read) and our CAS made us the only
-                        // consumer of `pos`; no producer touches the slot until
-                        // the Release store below marks it free.
+                        // SAFETY: number `2 * pos + 1` (Acquire) = the item of `pos` is
+                        // written; our CAS made us its only consumer; no producer
+                        // touches the slot before the Release store below frees it.
                         let value = slot.value.with(|p| unsafe { p.cast::<T>().read() });
                         slot.seq.store(pos.wrapping_add(self.mask + 1) << 1, Ordering::Release);
                         return Some(value);
@@ -233,7 +229,10 @@ impl<T> Ring<T> {
                 continue;
             }
             // Slot `pos` is free; count how many after it are free too (each
-            // number is exactly `2 * position`: free for this lap).
+            // number is exactly `2 * position`: free for this lap). Positions
+            // are claimed only by moving the tail past them, so if the tail is
+            // still `pos` at the CAS below, no producer has taken any of
+            // `pos..pos + k`, and after it none can.
             let mut k = 1;
             while k < want {
                 let at = pos.wrapping_add(k);
@@ -252,14 +251,9 @@ impl<T> Ring<T> {
                     for (i, &value) in values[..k].iter().enumerate() {
                         let at = pos.wrapping_add(i);
                         let slot = self.slot(at);
-                        // SAFETY: the slot's number was `2 * at` (free for
-                        // position `at`; the Acquire load ordered the last
-                        // consumer's read before this write). The tail was
-                        // still `pos` at our CAS, so no other producer has
-                        // claimed any position in `pos..pos + k` (positions
-                        // are claimed only by moving the tail past them) and
-                        // now none can; no consumer touches a slot until the
-                        // Release store below.
+                        // SAFETY: number `2 * at` (Acquire, in the scan) = free; the tail
+                        // was `pos` at our CAS, so `pos..pos + k` is ours alone; no
+                        // consumer touches the slot before the Release store below.
                         slot.value.with_mut(|p| unsafe { p.cast::<T>().write(value) });
                         slot.seq.store((at << 1) | 1, Ordering::Release);
                     }
@@ -324,13 +318,9 @@ impl<T> Ring<T> {
                     for (i, o) in out[..k].iter_mut().enumerate() {
                         let at = pos.wrapping_add(i);
                         let slot = self.slot(at);
-                        // SAFETY: the slot's number was `2 * at + 1` (holds
-                        // the item of `at`; the Acquire load ordered the
-                        // producer's write before this read). The head was
-                        // still `pos` at our CAS, so no other consumer has
-                        // claimed any position in `pos..pos + k`, and now
-                        // none can; no producer touches a slot until the
-                        // Release store below marks it free.
+                        // SAFETY: number `2 * at + 1` (Acquire, in the scan) = written;
+                        // the head was `pos` at our CAS, so `pos..pos + k` is ours
+                        // alone; no producer writes the slot before the Release below.
                         *o = slot.value.with(|p| unsafe { p.cast::<T>().read() });
                         slot.seq.store(at.wrapping_add(self.mask + 1) << 1, Ordering::Release);
                     }
