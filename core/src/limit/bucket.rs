@@ -1,6 +1,6 @@
 //! One token bucket on one atomic word.
 
-use super::{AutoClock, Decision, Denied, Gcra, Quota};
+use super::{Answer, AutoClock, Decision, Denied, Gcra, Quota};
 use crate::clock::{Clock, Nanos};
 use crate::sync::{AtomicU64, Ordering};
 
@@ -71,15 +71,7 @@ impl<C: Clock> TokenBucket<C> {
     /// [`Quota::limit`] is denied with [`Reason::ExceedsLimit`](super::Reason::ExceedsLimit).
     #[inline]
     pub fn acquire_at(&self, quantity: u64, now: Nanos) -> Decision {
-        let mut tat = self.tat.load(Ordering::Relaxed);
-        loop {
-            let (decision, next) = self.gcra.decide(tat, now, quantity);
-            let Some(next) = next else { return decision };
-            match self.tat.compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return decision,
-                Err(seen) => tat = seen,
-            }
-        }
+        self.step_at(quantity, now)
     }
 
     /// Takes `quantity` tokens now if they are there, answering only yes
@@ -93,11 +85,19 @@ impl<C: Clock> TokenBucket<C> {
     /// [`check`](Self::check) at time `now`.
     #[inline]
     pub fn check_at(&self, quantity: u64, now: Nanos) -> Result<(), Denied> {
+        self.step_at(quantity, now)
+    }
+
+    /// One GCRA step on the word: a load and, when tokens are taken, a
+    /// compare-exchange (retried only if another thread moved the word).
+    #[inline(always)]
+    fn step_at<A: Answer>(&self, quantity: u64, now: Nanos) -> A {
         let mut tat = self.tat.load(Ordering::Relaxed);
         loop {
-            let Some(next) = self.gcra.check(tat, now, quantity)? else { return Ok(()) };
+            let (answer, next) = A::step(&self.gcra, tat, now, quantity);
+            let Some(next) = next else { return answer };
             match self.tat.compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return Ok(()),
+                Ok(_) => return answer,
                 Err(seen) => tat = seen,
             }
         }

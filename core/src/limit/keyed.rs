@@ -1,6 +1,6 @@
 //! Many token buckets by key, in a bounded, sharded table.
 
-use super::{AutoClock, Decision, Denied, Gcra, Quota, Reason};
+use super::{Answer, AutoClock, Decision, Denied, Gcra, Quota};
 use crate::clock::{Clock, Nanos};
 use crate::hash::SeededState;
 use crate::sync::{spin_loop, thread, AtomicBool, AtomicU64, AtomicUsize, CachePadded, Ordering, UnsafeCell};
@@ -401,17 +401,15 @@ impl<K: Hash + Eq, S: BuildHasher, C: Clock> KeyedLimiter<K, S, C> {
         Q: Hash + Eq + ToOwned + ?Sized,
         Q::Owned: Into<K>,
     {
+        let full = |d: A| d.when_full(self.policy, &self.denied_full, &self.allowed_untracked);
         match self.try_acquire_hashed::<Q, A>(hash, key, quantity, now) {
             Ok(d) => d,
             // Full of live keys here and in total: refilled keys may wait in
             // other shards; sweep those that are due and try once more.
             Err(_) if self.sweep_due(now) > 0 => {
-                match self.try_acquire_hashed::<Q, A>(hash, key, quantity, now) {
-                    Ok(d) => d,
-                    Err(d) => d.when_full(self.policy, &self.denied_full, &self.allowed_untracked),
-                }
+                self.try_acquire_hashed::<Q, A>(hash, key, quantity, now).unwrap_or_else(full)
             }
-            Err(d) => d.when_full(self.policy, &self.denied_full, &self.allowed_untracked),
+            Err(d) => full(d),
         }
     }
 
@@ -583,73 +581,11 @@ impl<K: Hash + Eq, S: BuildHasher, C: Clock> KeyedLimiter<K, S, C> {
     }
 }
 
-/// What a keyed step answers: the full [`Decision`] of `acquire`, or the
-/// yes/no of `check`. One probe-and-update path serves both.
-trait Answer: Sized {
-    /// One GCRA step from state `tat`: the answer and the new state, if any.
-    fn step(gcra: &Gcra, tat: Nanos, now: Nanos, quantity: u64) -> (Self, Option<Nanos>);
-
-    /// The answer when the table is full of live keys (`self` is what it
-    /// would have been), by `policy`; counts it.
-    fn when_full(self, policy: FullPolicy, denied: &AtomicU64, untracked: &AtomicU64) -> Self;
-}
-
-impl Answer for Decision {
-    #[inline(always)]
-    fn step(gcra: &Gcra, tat: Nanos, now: Nanos, quantity: u64) -> (Self, Option<Nanos>) {
-        gcra.decide(tat, now, quantity)
-    }
-
-    #[cold]
-    fn when_full(self, policy: FullPolicy, denied: &AtomicU64, untracked: &AtomicU64) -> Self {
-        match policy {
-            FullPolicy::Deny => {
-                denied.fetch_add(1, Ordering::Relaxed);
-                Decision {
-                    allowed: false,
-                    limit: self.limit,
-                    remaining: 0,
-                    retry_after: None,
-                    reset_after: 0,
-                    reason: Reason::TableFull,
-                }
-            }
-            FullPolicy::AllowUntracked => {
-                untracked.fetch_add(1, Ordering::Relaxed);
-                Decision { reason: Reason::Untracked, ..self }
-            }
-        }
-    }
-}
-
-impl Answer for Result<(), Denied> {
-    #[inline(always)]
-    fn step(gcra: &Gcra, tat: Nanos, now: Nanos, quantity: u64) -> (Self, Option<Nanos>) {
-        match gcra.check(tat, now, quantity) {
-            Ok(next) => (Ok(()), next),
-            Err(d) => (Err(d), None),
-        }
-    }
-
-    #[cold]
-    fn when_full(self, policy: FullPolicy, denied: &AtomicU64, untracked: &AtomicU64) -> Self {
-        match policy {
-            FullPolicy::Deny => {
-                denied.fetch_add(1, Ordering::Relaxed);
-                Err(Denied::TABLE_FULL)
-            }
-            FullPolicy::AllowUntracked => {
-                untracked.fetch_add(1, Ordering::Relaxed);
-                self
-            }
-        }
-    }
-}
-
 #[cfg(all(test, not(resilience_loom)))]
 mod tests {
     use super::*;
     use crate::clock::{ManualClock, SECOND};
+    use crate::limit::Reason;
     use std::collections::HashMap;
     use std::mem::size_of;
 

@@ -56,6 +56,7 @@ pub use bulkhead::{Bulkhead, BulkheadError, BulkheadStats, Permit};
 pub use keyed::{FullPolicy, KeyedLimiter, KeyedStats};
 
 use crate::clock::{self, Clock, Nanos, SECOND};
+use crate::sync::{AtomicU64, Ordering};
 use std::fmt;
 
 /// Times beyond this (2^62 ns, 146 years of uptime) are treated as this, so
@@ -416,6 +417,69 @@ impl Gcra {
             });
         }
         Ok(if quantity == 0 { None } else { Some(base + q.t * quantity) })
+    }
+}
+
+/// What a GCRA step answers: the full [`Decision`] of `acquire`, or the
+/// yes/no of `check`. One update path per limiter serves both.
+pub(crate) trait Answer: Sized {
+    /// One GCRA step from state `tat`: the answer and the new state, if any.
+    fn step(gcra: &Gcra, tat: Nanos, now: Nanos, quantity: u64) -> (Self, Option<Nanos>);
+
+    /// The answer when a keyed limiter's table is full of live keys (`self` is what it
+    /// would have been), by `policy`; counts it.
+    fn when_full(self, policy: FullPolicy, denied: &AtomicU64, untracked: &AtomicU64) -> Self;
+}
+
+impl Answer for Decision {
+    #[inline(always)]
+    fn step(gcra: &Gcra, tat: Nanos, now: Nanos, quantity: u64) -> (Self, Option<Nanos>) {
+        gcra.decide(tat, now, quantity)
+    }
+
+    #[cold]
+    fn when_full(self, policy: FullPolicy, denied: &AtomicU64, untracked: &AtomicU64) -> Self {
+        match policy {
+            FullPolicy::Deny => {
+                denied.fetch_add(1, Ordering::Relaxed);
+                Decision {
+                    allowed: false,
+                    limit: self.limit,
+                    remaining: 0,
+                    retry_after: None,
+                    reset_after: 0,
+                    reason: Reason::TableFull,
+                }
+            }
+            FullPolicy::AllowUntracked => {
+                untracked.fetch_add(1, Ordering::Relaxed);
+                Decision { reason: Reason::Untracked, ..self }
+            }
+        }
+    }
+}
+
+impl Answer for Result<(), Denied> {
+    #[inline(always)]
+    fn step(gcra: &Gcra, tat: Nanos, now: Nanos, quantity: u64) -> (Self, Option<Nanos>) {
+        match gcra.check(tat, now, quantity) {
+            Ok(next) => (Ok(()), next),
+            Err(d) => (Err(d), None),
+        }
+    }
+
+    #[cold]
+    fn when_full(self, policy: FullPolicy, denied: &AtomicU64, untracked: &AtomicU64) -> Self {
+        match policy {
+            FullPolicy::Deny => {
+                denied.fetch_add(1, Ordering::Relaxed);
+                Err(Denied::TABLE_FULL)
+            }
+            FullPolicy::AllowUntracked => {
+                untracked.fetch_add(1, Ordering::Relaxed);
+                self
+            }
+        }
     }
 }
 
