@@ -20,6 +20,7 @@ pub mod cache;
 pub mod clock;
 pub mod hash;
 pub mod idempotency;
+pub mod key;
 pub mod limit;
 pub mod queue;
 pub mod runtime;

@@ -12,6 +12,7 @@ use crate::status::{
 };
 use resilience::cache::Cache;
 use resilience::clock::Nanos;
+use resilience::key::{ByteKey, ByteStr};
 use std::time::Duration;
 
 /// `ttl_ns` value for "the cache's default TTL" (none if it has none).
@@ -71,7 +72,7 @@ pub struct rsl_cache_stats {
     pub _reserved: [u64; 7],
 }
 
-type ByteCache = Cache<Box<[u8]>, Box<[u8]>>;
+type ByteCache = Cache<ByteKey, Box<[u8]>>;
 
 /// The cache and the TTL that RSL_CACHE_TTL_DEFAULT stands for.
 pub struct CacheHandle {
@@ -88,7 +89,7 @@ pub struct rsl_cache {
 opaque!(rsl_cache => CacheHandle);
 
 #[allow(clippy::borrowed_box)] // the weigher's signature is fixed: fn(&K, &V)
-fn weigh(k: &Box<[u8]>, v: &Box<[u8]>) -> u64 {
+fn weigh(k: &ByteKey, v: &Box<[u8]>) -> u64 {
     (k.len() + v.len()) as u64
 }
 
@@ -182,8 +183,8 @@ fn lookup(
         None => Err(Some(v.len())),
     };
     let r = match now {
-        None => c.cache.get_with(key, copy),
-        Some(t) => c.cache.get_with_at(key, t, copy),
+        None => c.cache.get_with(ByteStr::new(key), copy),
+        Some(t) => c.cache.get_with_at(ByteStr::new(key), t, copy),
     };
     r.unwrap_or(Err(None))
 }
@@ -269,22 +270,46 @@ fn get_many(
     let lens = handle::slice_mut(value_lens_out, count, "value_lens_out")?;
     let statuses = handle::slice_mut(statuses_out, count, "statuses_out")?;
     let dst = handle::slice_mut(buf, cap, "buf")?;
+    // Keys go to the core in blocks (one clock read per block); a bad key
+    // gets its status here and the others are looked up in key order.
+    const BLOCK: usize = 64;
+    let mut views: [&ByteStr; BLOCK] = [ByteStr::new(&[]); BLOCK];
+    let mut at = [0usize; BLOCK];
     let mut used = 0;
-    for i in 0..count {
-        let (status, len) = match handle::bytes(keys[i], key_lens[i], "key") {
-            Err(s) => (s, 0),
-            Ok(key) => match lookup(c, key, now, &mut dst[used..]) {
-                Ok(n) => (RSL_OK, n),
-                Err(None) => (RSL_ERR_NOT_FOUND, 0),
-                Err(Some(needed)) => (RSL_ERR_BUFFER_TOO_SMALL, needed),
-            },
-        };
-        offsets[i] = if status == RSL_OK { used } else { 0 };
-        lens[i] = len;
-        statuses[i] = status as i32;
-        if status == RSL_OK {
-            used += len;
+    for start in (0..count).step_by(BLOCK) {
+        let end = count.min(start + BLOCK);
+        let mut n = 0;
+        for i in start..end {
+            match handle::bytes(keys[i], key_lens[i], "key") {
+                Err(s) => {
+                    offsets[i] = 0;
+                    lens[i] = 0;
+                    statuses[i] = s as i32;
+                }
+                Ok(key) => {
+                    views[n] = ByteStr::new(key);
+                    at[n] = i;
+                    n += 1;
+                }
+            }
         }
+        c.cache.get_many_with(&views[..n], now, |j, v: Option<&Box<[u8]>>| {
+            let i = at[j];
+            let (status, off, len) = match v {
+                None => (RSL_ERR_NOT_FOUND, 0, 0),
+                Some(v) => match dst.get_mut(used..used + v.len()) {
+                    Some(d) => {
+                        d.copy_from_slice(v);
+                        used += v.len();
+                        (RSL_OK, used - v.len(), v.len())
+                    }
+                    None => (RSL_ERR_BUFFER_TOO_SMALL, 0, v.len()),
+                },
+            };
+            offsets[i] = off;
+            lens[i] = len;
+            statuses[i] = status as i32;
+        });
     }
     Ok(())
 }
@@ -443,7 +468,7 @@ pub extern "C" fn rsl_cache_remove(cache: *const rsl_cache, key: *const u8, key_
     boundary(|| {
         let c = handle::borrow(cache)?;
         let key = handle::bytes(key, key_len, "key")?;
-        match c.cache.remove(key) {
+        match c.cache.remove(ByteStr::new(key)) {
             Some(v) => {
                 drop(v);
                 Ok(())
@@ -467,7 +492,7 @@ pub extern "C" fn rsl_cache_contains(
         let c = handle::borrow(cache)?;
         handle::require_out(present_out, "present_out")?;
         let key = handle::bytes(key, key_len, "key")?;
-        handle::write(present_out, c.cache.contains(key), "present_out")
+        handle::write(present_out, c.cache.contains(ByteStr::new(key)), "present_out")
     })
 }
 
@@ -485,7 +510,7 @@ pub extern "C" fn rsl_cache_contains_at(
         let c = handle::borrow(cache)?;
         handle::require_out(present_out, "present_out")?;
         let key = handle::bytes(key, key_len, "key")?;
-        handle::write(present_out, c.cache.contains_at(key, now_ns), "present_out")
+        handle::write(present_out, c.cache.contains_at(ByteStr::new(key), now_ns), "present_out")
     })
 }
 

@@ -8,6 +8,7 @@ use crate::limiter::{clock_arg, rsl_decision, rsl_quota, RSL_LIMITER_CLOCK_AUTO}
 use crate::status::{rsl_status, RSL_ERR_INVALID_ARG};
 use resilience::clock::{Clock, Nanos};
 use resilience::hash::SeededState;
+use resilience::key::{ByteKey, ByteStr};
 use resilience::limit::{Decision, FullPolicy, KeyedLimiter};
 
 /// Full policy: a new key arriving when the table is full of live keys is
@@ -21,7 +22,7 @@ pub const RSL_FULL_POLICY_ALLOW_UNTRACKED: i32 = 1;
 /// Most shards a keyed limiter accepts.
 pub const RSL_KEYED_LIMITER_MAX_SHARDS: u64 = 65536;
 
-type ByteLimiter = KeyedLimiter<Box<[u8]>, SeededState, resilience::limit::AutoClock>;
+type ByteLimiter = KeyedLimiter<ByteKey, SeededState, resilience::limit::AutoClock>;
 
 /// A keyed limiter's settings. Start from
 /// `rsl_keyed_limiter_config_default()`; the `_reserved` tail must stay zero
@@ -173,7 +174,7 @@ fn acquire(
     let key = handle::bytes(key, key_len, "key")?;
     // One call site of the core acquire, so that it is inlined here.
     let now = now.unwrap_or_else(|| l.clock().now());
-    handle::write(decision_out, l.acquire_at(key, quantity, now).into(), "decision_out")
+    handle::write(decision_out, l.acquire_at(ByteStr::new(key), quantity, now).into(), "decision_out")
 }
 
 /// Takes `quantity` tokens now from the bucket of `key` (the `key_len`
@@ -232,12 +233,12 @@ fn acquire_many(
         handle::bytes(k, n, "key").map_err(|s| fail(s, format!("keys[{i}]: {}", last_error_text())))?;
     }
     let now = now.unwrap_or_else(|| l.clock().now());
-    let mut views: [&[u8]; BLOCK] = [&[]; BLOCK];
+    let mut views: [&ByteStr; BLOCK] = [ByteStr::new(&[]); BLOCK];
     let mut decisions = [Decision::EMPTY; BLOCK];
     for ((keys, lens), out) in keys.chunks(BLOCK).zip(key_lens.chunks(BLOCK)).zip(out.chunks_mut(BLOCK)) {
         let n = keys.len();
         for ((v, &k), &len) in views.iter_mut().zip(keys).zip(lens) {
-            *v = handle::bytes(k, len, "key")?;
+            *v = ByteStr::new(handle::bytes(k, len, "key")?);
         }
         l.acquire_many(&views[..n], quantity, now, &mut decisions[..n]);
         for (o, d) in out.iter_mut().zip(&decisions[..n]) {

@@ -1,4 +1,5 @@
-//! Fuzzes the cache table with byte keys and values against a model of the
+//! Fuzzes the cache table with byte keys (`ByteKey`, as the C ABI uses:
+//! inline up to 15 bytes, on the heap beyond) and values against a model of the
 //! last value written per key: any limits (bad ones must be refused, not
 //! panic), inserts with TTLs, removes, reads, time moving, sweeps, clears;
 //! both the SIMD and the portable control groups.
@@ -11,6 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use resilience::cache::group::{Generic, Group, GroupOps};
 use resilience::cache::{Inserted, Limits, Table};
 use resilience::hash::SeededState;
+use resilience::key::{ByteKey, ByteStr};
 
 #[derive(Arbitrary, Debug)]
 enum Op {
@@ -31,7 +33,7 @@ struct Input {
     ops: Vec<Op>,
 }
 
-fn weigh(k: &Box<[u8]>, v: &Vec<u8>) -> u64 {
+fn weigh(k: &ByteKey, v: &Vec<u8>) -> u64 {
     (k.len() + v.len()) as u64
 }
 
@@ -40,7 +42,7 @@ fn run<G: GroupOps>(input: &Input) {
         max_entries: input.max_entries.map(usize::from),
         max_weight: input.max_weight.map(u64::from),
     };
-    let Ok(mut t) = Table::<Box<[u8]>, Vec<u8>, SeededState, G>::with_limits(
+    let Ok(mut t) = Table::<ByteKey, Vec<u8>, SeededState, G>::with_limits(
         limits,
         Some(weigh),
         SeededState::with_seed(input.seed),
@@ -54,7 +56,7 @@ fn run<G: GroupOps>(input: &Input) {
     for op in &input.ops {
         match op {
             Op::Get(k) => {
-                let got = t.get(&k[..], now).cloned();
+                let got = t.get(ByteStr::new(k), now).cloned();
                 let want = model.get(k).filter(|(_, d)| *d == 0 || now < *d).map(|(v, _)| v.clone());
                 if let Some(v) = &got {
                     assert_eq!(Some(v), want.as_ref(), "a read returned a value never stored for its key");
@@ -66,7 +68,7 @@ fn run<G: GroupOps>(input: &Input) {
             }
             Op::Insert(k, v, ttl) => {
                 let deadline = ttl.map_or(0, |d| now + u64::from(d));
-                match t.insert(k.clone().into_boxed_slice(), v.clone(), deadline, now) {
+                match t.insert(ByteKey::from(k.clone()), v.clone(), deadline, now) {
                     Inserted::New | Inserted::Replaced(_) => {
                         model.insert(k.clone(), (v.clone(), deadline));
                     }
@@ -80,7 +82,7 @@ fn run<G: GroupOps>(input: &Input) {
                 }
             }
             Op::Remove(k) => {
-                let got = t.remove(&k[..]).map(|(_, v)| v);
+                let got = t.remove(ByteStr::new(k)).map(|(_, v)| v);
                 let want = model.remove(k).map(|(v, _)| v);
                 if got.is_some() {
                     assert_eq!(got, want);

@@ -14,6 +14,7 @@ use std::time::Instant;
 use resilience::breaker::{CircuitBreaker, Config, Outcome};
 use resilience::cache::Cache;
 use resilience::clock::SECOND;
+use resilience::key::{ByteKey, ByteStr};
 use resilience::limit::{FullPolicy, KeyedLimiter, Quota, TokenBucket};
 
 const KEYS: usize = 1024;
@@ -66,7 +67,7 @@ fn bench_bucket_clock(n: u64) {
 }
 
 fn bench_keyed_at(n: u64, keys: &[[u8; KEY_LEN]]) {
-    let l: KeyedLimiter<Box<[u8]>> = KeyedLimiter::new(bucket_quota(), 4 * KEYS, FullPolicy::Deny);
+    let l: KeyedLimiter<ByteKey> = KeyedLimiter::new(bucket_quota(), 4 * KEYS, FullPolicy::Deny);
     let (mut now, mut granted) = (1_000_000_000_000u64, 0u64);
     let mut t0 = Instant::now();
     for pass in 0..2 {
@@ -75,7 +76,7 @@ fn bench_keyed_at(n: u64, keys: &[[u8; KEY_LEN]]) {
         }
         for i in 0..n as usize {
             now += 1000;
-            let key: &[u8] = black_box(&keys[i % KEYS][..]);
+            let key = ByteStr::new(black_box(&keys[i % KEYS][..]));
             granted += u64::from(black_box(l.acquire_at(key, 1, now)).allowed);
         }
     }
@@ -101,16 +102,16 @@ fn bench_breaker(n: u64) {
 }
 
 #[allow(clippy::borrowed_box)] // the weigher's signature is fixed: fn(&K, &V)
-fn weigh(k: &Box<[u8]>, v: &Box<[u8]>) -> u64 {
+fn weigh(k: &ByteKey, v: &Box<[u8]>) -> u64 {
     (k.len() + v.len()) as u64
 }
 
 fn bench_cache(n: u64, keys: &[[u8; KEY_LEN]]) {
     // As rsl_cache_new(NULL): a 64 MiB weight budget, bytes weighed.
     let c =
-        Cache::<Box<[u8]>, Box<[u8]>>::builder().weigher(weigh).max_weight(64 << 20).build().expect("cache");
+        Cache::<ByteKey, Box<[u8]>>::builder().weigher(weigh).max_weight(64 << 20).build().expect("cache");
     for (k, key) in keys.iter().enumerate() {
-        assert!(c.try_insert(Box::from(&key[..]), vec![k as u8; VALUE_LEN].into_boxed_slice(), None));
+        assert!(c.try_insert(ByteKey::from(&key[..]), vec![k as u8; VALUE_LEN].into_boxed_slice(), None));
     }
     let mut buf = [0u8; 256];
     let mut bytes = 0u64;
@@ -120,7 +121,7 @@ fn bench_cache(n: u64, keys: &[[u8; KEY_LEN]]) {
             t0 = Instant::now();
         }
         for i in 0..n as usize {
-            let key: &[u8] = black_box(&keys[i % KEYS][..]);
+            let key = ByteStr::new(black_box(&keys[i % KEYS][..]));
             let dst = black_box(&mut buf[..]);
             #[allow(clippy::borrowed_box)]
             let len = c

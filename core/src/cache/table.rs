@@ -393,7 +393,7 @@ where
     }
 
     /// The bucket holding `key`, if any.
-    #[inline]
+    #[inline(always)]
     fn find<Q>(&self, hash: u64, key: &Q) -> Option<usize>
     where
         K: Borrow<Q>,
