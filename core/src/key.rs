@@ -61,6 +61,53 @@ pub fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
     n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1])
 }
 
+#[inline(always)]
+fn move16(dst: &mut [u8], src: &[u8], at: usize) {
+    let mut w = [0u8; 16];
+    w.copy_from_slice(&src[at..at + 16]);
+    dst[at..at + 16].copy_from_slice(&w);
+}
+
+#[inline(always)]
+fn move8(dst: &mut [u8], src: &[u8], at: usize) {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&src[at..at + 8]);
+    dst[at..at + 8].copy_from_slice(&w);
+}
+
+/// `dst.copy_from_slice(src)` without a call for up to 64 bytes: a cache
+/// value copied out to a caller is usually short, and a libc `memcpy` call
+/// costs more than the copy. Each size class moves the first and the last
+/// words (overlapping), which together cover every byte.
+///
+/// # Panics
+/// If the lengths differ, as `copy_from_slice` does.
+#[inline(always)]
+pub fn copy_bytes(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    assert_eq!(dst.len(), n, "copy_bytes: lengths differ");
+    if n >= 16 {
+        if n <= 32 {
+            move16(dst, src, 0);
+            move16(dst, src, n - 16);
+        } else if n <= 64 {
+            move16(dst, src, 0);
+            move16(dst, src, 16);
+            move16(dst, src, n - 32);
+            move16(dst, src, n - 16);
+        } else {
+            dst.copy_from_slice(src);
+        }
+    } else if n >= 8 {
+        move8(dst, src, 0);
+        move8(dst, src, n - 8);
+    } else {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
+    }
+}
+
 /// A borrowed byte-string key: what lookups in a [`ByteKey`] table take.
 #[repr(transparent)]
 #[derive(Eq)]
@@ -351,6 +398,23 @@ mod tests {
             assert!(ByteKey::from(longer) != k, "len {n} vs {}", n + 1);
         }
         assert_eq!(std::mem::size_of::<ByteKey>(), 16);
+    }
+
+    #[test]
+    fn copy_bytes_copies_every_length() {
+        for n in 0..=130usize {
+            let src: Vec<u8> = (0..n).map(|i| (i as u8).wrapping_mul(13).wrapping_add(7)).collect();
+            let mut dst = vec![0xEEu8; n + 2];
+            copy_bytes(&mut dst[1..n + 1], &src);
+            assert_eq!(&dst[1..n + 1], &src[..], "len {n}");
+            assert_eq!((dst[0], dst[n + 1]), (0xEE, 0xEE), "len {n}: wrote outside");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "lengths differ")]
+    fn copy_bytes_refuses_different_lengths() {
+        copy_bytes(&mut [0u8; 3], &[1, 2]);
     }
 
     #[test]

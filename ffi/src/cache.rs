@@ -12,7 +12,7 @@ use crate::status::{
 };
 use resilience::cache::Cache;
 use resilience::clock::Nanos;
-use resilience::key::{ByteKey, ByteStr};
+use resilience::key::{copy_bytes, ByteKey, ByteStr};
 use std::time::Duration;
 
 /// `ttl_ns` value for "the cache's default TTL" (none if it has none).
@@ -177,7 +177,7 @@ fn lookup(
     #[allow(clippy::borrowed_box)]
     let copy = |v: &Box<[u8]>| match dst.get_mut(..v.len()) {
         Some(d) => {
-            d.copy_from_slice(v);
+            copy_bytes(d, v);
             Ok(v.len())
         }
         None => Err(Some(v.len())),
@@ -299,7 +299,7 @@ fn get_many(
                 None => (RSL_ERR_NOT_FOUND, 0, 0),
                 Some(v) => match dst.get_mut(used..used + v.len()) {
                     Some(d) => {
-                        d.copy_from_slice(v);
+                        copy_bytes(d, v);
                         used += v.len();
                         (RSL_OK, used - v.len(), v.len())
                     }

@@ -14,7 +14,7 @@ use std::time::Instant;
 use resilience::breaker::{CircuitBreaker, Config, Outcome};
 use resilience::cache::Cache;
 use resilience::clock::SECOND;
-use resilience::key::{ByteKey, ByteStr};
+use resilience::key::{copy_bytes, ByteKey, ByteStr};
 use resilience::limit::{FullPolicy, KeyedLimiter, Quota, TokenBucket};
 
 const KEYS: usize = 1024;
@@ -127,7 +127,7 @@ fn bench_cache(n: u64, keys: &[[u8; KEY_LEN]]) {
             let len = c
                 .get_with(key, |v: &Box<[u8]>| match dst.get_mut(..v.len()) {
                     Some(d) => {
-                        d.copy_from_slice(v);
+                        copy_bytes(d, v);
                         Ok(v.len())
                     }
                     None => Err(v.len()),
