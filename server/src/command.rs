@@ -11,6 +11,7 @@ pub enum Op {
     Quit,
     Select,
     Hello,
+    Client,
     Command,
     Config,
     Info,
@@ -87,6 +88,7 @@ pub const TABLE: &[Spec] = &[
     Spec { name: "quit", arity: -1, op: Op::Quit, route: Route::Conn, flags: A },
     Spec { name: "select", arity: 2, op: Op::Select, route: Route::Conn, flags: A },
     Spec { name: "hello", arity: -1, op: Op::Hello, route: Route::Conn, flags: A },
+    Spec { name: "client", arity: -2, op: Op::Client, route: Route::Conn, flags: &[] },
     Spec { name: "command", arity: -1, op: Op::Command, route: Route::Conn, flags: &[] },
     Spec { name: "config", arity: -2, op: Op::Config, route: Route::Conn, flags: &[] },
     Spec { name: "info", arity: -1, op: Op::Info, route: Route::All, flags: &[] },
@@ -128,11 +130,11 @@ pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
     }
     // The hot commands first, without a scan.
     let i = match &lower[..name.len()] {
-        b"get" => 10,
-        b"set" => 11,
-        b"cl.throttle" => 24,
-        b"mget" => 18,
-        b"incr" => 20,
+        b"get" => 11,
+        b"set" => 12,
+        b"cl.throttle" => 25,
+        b"mget" => 19,
+        b"incr" => 21,
         other => return TABLE.iter().find(|s| s.name.as_bytes() == other),
     };
     Some(&TABLE[i])

@@ -154,6 +154,10 @@ struct Conn {
     avg_reply: usize,
     /// Reply bytes already written during this turn.
     streamed: usize,
+    /// `CLIENT SETNAME` / `HELLO ... SETNAME`, and `CLIENT SETINFO`.
+    name: Option<Box<[u8]>>,
+    lib_name: Option<Box<[u8]>>,
+    lib_ver: Option<Box<[u8]>>,
 }
 
 /// Serves one client until it quits, errs, or the server stops.
@@ -179,6 +183,9 @@ pub(crate) async fn serve(stream: TcpStream, srv: Arc<Server>, id: u64) {
         turn_limit: 16,
         avg_reply: 0,
         streamed: 0,
+        name: None,
+        lib_name: None,
+        lib_ver: None,
     };
     let cfg = &srv.config;
     let mut inb: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -539,6 +546,7 @@ impl Conn {
                 }
             },
             Op::Hello => self.hello(buf, args, out),
+            Op::Client => self.client(buf, args, out),
             Op::Command => self.command(buf, args, out),
             Op::Config => self.config(buf, args, out),
             _ => self.reply_here(out, |o| Encoder::error(o, "ERR internal: misrouted command")),
@@ -547,9 +555,9 @@ impl Conn {
 
     fn hello(&mut self, buf: &[u8], args: &[Span], out: &mut Vec<u8>) {
         if args.len() >= 2 {
-            match parse_i64(args[1].of(buf)) {
-                Some(2) => self.proto = Proto::Resp2,
-                Some(3) => self.proto = Proto::Resp3,
+            let proto = match parse_i64(args[1].of(buf)) {
+                Some(2) => Proto::Resp2,
+                Some(3) => Proto::Resp3,
                 Some(_) => {
                     return self
                         .reply_here(out, |o| Encoder::error(o, "NOPROTO unsupported protocol version"))
@@ -559,27 +567,41 @@ impl Conn {
                         Encoder::error(o, "ERR Protocol version is not an integer or out of range")
                     })
                 }
-            }
-            // AUTH <user> <pass> and SETNAME <name> are accepted: there are
-            // no users to check, and names are not kept.
+            };
+            // AUTH <user> <pass> is accepted (there are no users to check);
+            // SETNAME <name> names the connection. Nothing changes unless
+            // every option is valid.
+            let mut name = None;
             let mut i = 2;
             while i < args.len() {
                 let opt = args[i].of(buf).to_ascii_uppercase();
                 let takes = match opt.as_slice() {
                     b"AUTH" => 2,
                     b"SETNAME" => 1,
-                    _ => {
-                        let msg =
-                            format!("ERR Syntax error in HELLO option '{}'", args[i].of(buf).escape_ascii());
-                        return self.reply_here(out, |o| Encoder::error(o, &msg));
-                    }
+                    _ => 0,
                 };
-                if i + takes >= args.len() {
+                if takes == 0 || i + takes >= args.len() {
                     let msg =
                         format!("ERR Syntax error in HELLO option '{}'", args[i].of(buf).escape_ascii());
                     return self.reply_here(out, |o| Encoder::error(o, &msg));
                 }
+                if takes == 1 {
+                    let n = args[i + 1].of(buf);
+                    if n.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+                        return self.reply_here(out, |o| {
+                            Encoder::error(
+                                o,
+                                "ERR Client names cannot contain spaces, newlines or special characters.",
+                            )
+                        });
+                    }
+                    name = Some(n);
+                }
                 i += takes + 1;
+            }
+            self.proto = proto;
+            if let Some(n) = name {
+                self.name = (!n.is_empty()).then(|| n.into());
             }
         }
         let proto = self.proto;
@@ -601,6 +623,95 @@ impl Conn {
             Encoder::bulk(o, b"modules");
             Encoder::array(o, 0);
         });
+    }
+
+    /// `CLIENT SETNAME | GETNAME | ID | SETINFO | INFO | HELP`: what client
+    /// libraries send when they connect. Names and library details are kept
+    /// for the connection and shown by `CLIENT INFO`.
+    fn client(&mut self, buf: &[u8], args: &[Span], out: &mut Vec<u8>) {
+        let sub = args[1].of(buf).to_ascii_uppercase();
+        let n = args.len();
+        let wrong_arity = |o: &mut Vec<u8>, sub: &[u8]| {
+            let msg = format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+                sub.escape_ascii()
+            );
+            Encoder::error(o, &msg)
+        };
+        match sub.as_slice() {
+            b"SETNAME" if n == 3 => {
+                let name = args[2].of(buf);
+                if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+                    return self.reply_here(out, |o| {
+                        Encoder::error(
+                            o,
+                            "ERR Client names cannot contain spaces, newlines or special characters.",
+                        )
+                    });
+                }
+                self.name = (!name.is_empty()).then(|| name.into());
+                self.reply_here(out, Encoder::ok)
+            }
+            b"GETNAME" if n == 2 => {
+                let proto = self.proto;
+                let name = self.name.clone();
+                self.reply_here(out, |o| match &name {
+                    Some(v) => Encoder::bulk(o, v),
+                    None => Encoder::null(o, proto),
+                })
+            }
+            b"ID" if n == 2 => {
+                let id = self.id as i64;
+                self.reply_here(out, |o| Encoder::int(o, id))
+            }
+            b"SETINFO" if n == 4 => {
+                let value = args[3].of(buf);
+                if value.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+                    return self.reply_here(out, |o| {
+                        Encoder::error(
+                            o,
+                            "ERR lib-name and lib-ver cannot contain spaces, newlines or special characters.",
+                        )
+                    });
+                }
+                match args[2].of(buf).to_ascii_uppercase().as_slice() {
+                    b"LIB-NAME" => self.lib_name = Some(value.into()),
+                    b"LIB-VER" => self.lib_ver = Some(value.into()),
+                    _ => {
+                        let msg = format!("ERR Unrecognized option '{}'", args[2].of(buf).escape_ascii());
+                        return self.reply_here(out, |o| Encoder::error(o, &msg));
+                    }
+                }
+                self.reply_here(out, Encoder::ok)
+            }
+            b"INFO" if n == 2 => {
+                let text = format!(
+                    "id={} name={} db=0 resp={} lib-name={} lib-ver={}\n",
+                    self.id,
+                    self.name.as_deref().unwrap_or_default().escape_ascii(),
+                    if self.proto == Proto::Resp3 { 3 } else { 2 },
+                    self.lib_name.as_deref().unwrap_or_default().escape_ascii(),
+                    self.lib_ver.as_deref().unwrap_or_default().escape_ascii(),
+                );
+                let proto = self.proto;
+                self.reply_here(out, |o| Encoder::verbatim(o, text.as_bytes(), proto))
+            }
+            b"HELP" if n == 2 => self.reply_here(out, |o| {
+                let lines: [&[u8]; 6] = [
+                    b"CLIENT <subcommand> [<arg> ...]. Subcommands are:",
+                    b"GETNAME",
+                    b"ID",
+                    b"INFO",
+                    b"SETINFO <LIB-NAME|LIB-VER> <value>",
+                    b"SETNAME <name>",
+                ];
+                Encoder::array(o, lines.len());
+                for l in lines {
+                    Encoder::simple(o, std::str::from_utf8(l).unwrap_or_default());
+                }
+            }),
+            _ => self.reply_here(out, |o| wrong_arity(o, &sub)),
+        }
     }
 
     fn command(&mut self, buf: &[u8], args: &[Span], out: &mut Vec<u8>) {

@@ -59,6 +59,43 @@ fn connection_and_server_commands() {
     assert!(err(&mut con, &["MSET", "a", "1", "b"]).contains("wrong number of arguments"));
 }
 
+/// What client libraries send on connect: CLIENT SETNAME / GETNAME / ID /
+/// SETINFO / INFO, and HELLO with SETNAME (kept only when HELLO succeeds).
+#[test]
+fn client_command() {
+    let Some(engine) = common::start(1, |_| {}) else { return };
+    let mut con = common::client(engine.local_addr());
+    assert_eq!(q::<Option<String>>(&mut con, &["CLIENT", "GETNAME"]).unwrap(), None);
+    ok(&mut con, &["CLIENT", "SETNAME", "worker-1"]);
+    assert_eq!(q::<String>(&mut con, &["client", "getname"]).unwrap(), "worker-1");
+    assert!(err(&mut con, &["CLIENT", "SETNAME", "has space"]).contains("cannot contain spaces"));
+    assert_eq!(
+        q::<String>(&mut con, &["CLIENT", "GETNAME"]).unwrap(),
+        "worker-1",
+        "a refused name changes nothing"
+    );
+    let id: i64 = q(&mut con, &["CLIENT", "ID"]).unwrap();
+    assert!(id > 0);
+    ok(&mut con, &["CLIENT", "SETINFO", "LIB-NAME", "redis-rs"]);
+    ok(&mut con, &["CLIENT", "SETINFO", "lib-ver", "0.27"]);
+    assert!(err(&mut con, &["CLIENT", "SETINFO", "colour", "x"]).contains("Unrecognized option"));
+    let info: String = q(&mut con, &["CLIENT", "INFO"]).unwrap();
+    assert!(info.starts_with(&format!("id={id} name=worker-1 ")), "{info}");
+    assert!(info.contains("lib-name=redis-rs lib-ver=0.27"), "{info}");
+    let help: Vec<String> = q(&mut con, &["CLIENT", "HELP"]).unwrap();
+    assert!(help.len() > 3);
+    assert!(err(&mut con, &["CLIENT", "KILL", "x"]).contains("Try CLIENT HELP"));
+    assert!(err(&mut con, &["CLIENT", "ID", "extra"]).contains("Try CLIENT HELP"));
+    assert!(err(&mut con, &["CLIENT"]).contains("wrong number of arguments"));
+    // HELLO: a bad option changes neither the protocol nor the name.
+    assert!(err(&mut con, &["HELLO", "3", "SETNAME", "other", "BOGUS"]).contains("Syntax error"));
+    assert_eq!(q::<String>(&mut con, &["CLIENT", "GETNAME"]).unwrap(), "worker-1");
+    let hello: Vec<Value> =
+        q(&mut con, &["HELLO", "2", "AUTH", "default", "pw", "SETNAME", "other"]).unwrap();
+    assert_eq!(hello.len(), 14, "still RESP2");
+    assert_eq!(q::<String>(&mut con, &["CLIENT", "GETNAME"]).unwrap(), "other");
+}
+
 #[test]
 fn cache_commands() {
     let Some(engine) = common::start(3, |_| {}) else { return };
