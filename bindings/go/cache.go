@@ -483,14 +483,20 @@ func (c *Cache) GetMany(batch *Batch) error {
 		runtime.KeepAlive(c)
 		return fail(st, "Cache.GetMany")
 	}
-	// The buffer's used part ends after the last value copied.
-	used := 0
-	for i := 0; i < count; i++ {
-		if batch.status[i] == C.RSL_OK {
-			if end := int(batch.offs[i] + batch.lens[i]); end > used {
-				used = end
-			}
+	// The buffer's used part ends after the last value copied (values are
+	// packed in key order); note whether any value did not fit.
+	used, tooSmall := 0, false
+	for i, s := range batch.status {
+		if s == C.RSL_OK {
+			used = int(batch.offs[i] + batch.lens[i])
+		} else if s == C.RSL_ERR_BUFFER_TOO_SMALL {
+			tooSmall = true
 		}
+	}
+	if !tooSmall {
+		batch.n = count
+		runtime.KeepAlive(c)
+		return nil
 	}
 	// Values that did not fit: fetch each on its own, after the others.
 	koff := 0
