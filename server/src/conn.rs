@@ -116,8 +116,9 @@ enum Merge {
     Sum,
     /// `+OK` unless a part is an error (`MSET`, `FLUSHALL`).
     AllOk,
-    /// `INFO`: the server section, then every shard's section.
-    Info,
+    /// `INFO`: the sections of [`crate::engine::InfoSections`] asked for,
+    /// totals over the shards, then every shard's section.
+    Info(u8),
 }
 
 /// A request whose reply waits for other shards.
@@ -380,7 +381,7 @@ impl Conn {
                 let merge = match spec.op {
                     Op::Dbsize => Merge::Sum,
                     Op::Flushall => Merge::AllOk,
-                    _ => Merge::Info,
+                    _ => Merge::Info(crate::engine::info_sections(args[1..].iter().map(|a| a.of(buf)))),
                 };
                 let p = self.parts.len();
                 for s in 0..self.shards {
@@ -513,11 +514,9 @@ impl Conn {
                     _ => Encoder::ok(out),
                 }
             }
-            Merge::Info => {
-                let mut text = self.srv.info_server_section(self.shards);
-                for part in parts {
-                    text.extend_from_slice(bulk_payload(bytes(part)));
-                }
+            Merge::Info(sections) => {
+                let shards: Vec<&[u8]> = parts.iter().map(|part| bulk_payload(bytes(part))).collect();
+                let text = self.srv.info_text(sections, self.shards, &shards);
                 Encoder::verbatim(out, &text, p.proto);
             }
         }

@@ -32,27 +32,95 @@ pub struct Server {
 }
 
 impl Server {
-    /// INFO's first sections, shared by every shard.
-    pub(crate) fn info_server_section(&self, shards: usize) -> Vec<u8> {
+    /// The `INFO` reply: the `sections` asked for (see [`info_sections`]),
+    /// totals summed over the shards' own sections `shard_texts` (`name:value`
+    /// lines), then the shards' sections themselves.
+    pub(crate) fn info_text(&self, sections: u8, shards: usize, shard_texts: &[&[u8]]) -> Vec<u8> {
+        use std::fmt::Write as _;
+        let total = |field: &str| -> u64 {
+            shard_texts
+                .iter()
+                .flat_map(|t| t.split(|&b| b == b'\n'))
+                .filter_map(|line| {
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    let v = line.strip_prefix(field.as_bytes())?.strip_prefix(b":")?;
+                    std::str::from_utf8(v).ok()?.parse::<u64>().ok()
+                })
+                .sum()
+        };
         let c = &self.config;
-        format!(
-            "# Server\r\nresilienced_version:{v}\r\nredis_version:7.0.0\r\nredis_mode:standalone\r\n\
-             multiplexing_api:io_uring\r\nprocess_id:{pid}\r\ntcp_port:{port}\r\nuptime_in_seconds:{up}\r\n\
-             shards:{shards}\r\n\r\n# Clients\r\nconnected_clients:{cl}\r\nmaxclients:{maxc}\r\n\
-             rejected_connections:{rej}\r\ntotal_connections_received:{acc}\r\n\r\n# Memory\r\n\
-             used_memory_rss:{rss}\r\nmaxmemory:{maxm}\r\nmaxmemory_policy:s3fifo\r\n\r\n",
-            v = env!("CARGO_PKG_VERSION"),
-            pid = std::process::id(),
-            port = self.addr.port(),
-            up = self.started.elapsed().as_secs(),
-            cl = self.clients.load(Ordering::Relaxed),
-            maxc = c.maxclients,
-            rej = self.rejected_clients.load(Ordering::Relaxed),
-            acc = self.accepted.load(Ordering::Relaxed),
-            maxm = c.maxmemory,
-            rss = rss_bytes(),
-        )
-        .into_bytes()
+        let mut t = String::new();
+        let mut section = |bit: u8, body: &mut dyn FnMut(&mut String)| {
+            if sections & bit != 0 {
+                body(&mut t);
+                t.push_str("\r\n");
+            }
+        };
+        let up = self.started.elapsed().as_secs();
+        section(info::SERVER, &mut |t| {
+            let _ = write!(
+                t,
+                "# Server\r\nresilienced_version:{v}\r\nredis_version:7.0.0\r\nredis_mode:standalone\r\n\
+                 os:{os}\r\narch_bits:{bits}\r\nmultiplexing_api:io_uring\r\nprocess_id:{pid}\r\n\
+                 tcp_port:{port}\r\nuptime_in_seconds:{up}\r\nuptime_in_days:{days}\r\nshards:{shards}\r\n",
+                v = env!("CARGO_PKG_VERSION"),
+                os = std::env::consts::OS,
+                bits = usize::BITS,
+                pid = std::process::id(),
+                port = self.addr.port(),
+                days = up / 86_400,
+            );
+        });
+        section(info::CLIENTS, &mut |t| {
+            let _ = write!(
+                t,
+                "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+                self.clients.load(Ordering::Relaxed),
+                c.maxclients,
+            );
+        });
+        section(info::MEMORY, &mut |t| {
+            let _ = write!(
+                t,
+                "# Memory\r\nused_memory:{}\r\nused_memory_rss:{}\r\nmaxmemory:{}\r\nmaxmemory_policy:s3fifo\r\n",
+                total("used_memory"),
+                rss_bytes(),
+                c.maxmemory,
+            );
+        });
+        section(info::STATS, &mut |t| {
+            let _ = write!(
+                t,
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
+                 rejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\n\
+                 keyspace_misses:{}\r\n",
+                self.accepted.load(Ordering::Relaxed),
+                total("ops"),
+                self.rejected_clients.load(Ordering::Relaxed),
+                total("expired_keys"),
+                total("evictions"),
+                total("keyspace_hits"),
+                total("keyspace_misses"),
+            );
+        });
+        section(info::REPLICATION, &mut |t| {
+            t.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n")
+        });
+        section(info::KEYSPACE, &mut |t| {
+            t.push_str("# Keyspace\r\n");
+            let keys = total("keys");
+            if keys > 0 {
+                let _ = write!(t, "db0:keys={keys},expires={},avg_ttl=0\r\n", total("expires"));
+            }
+        });
+        let mut out = t.into_bytes();
+        if sections & info::SHARDS != 0 {
+            debug_assert_eq!(shard_texts.len(), shards);
+            for s in shard_texts {
+                out.extend_from_slice(s);
+            }
+        }
+        out
     }
 
     /// `CONFIG GET`'s parameters.
@@ -73,6 +141,47 @@ impl Server {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
+    }
+}
+
+/// `INFO` sections, as bits.
+pub(crate) mod info {
+    pub const SERVER: u8 = 1;
+    pub const CLIENTS: u8 = 2;
+    pub const MEMORY: u8 = 4;
+    pub const STATS: u8 = 8;
+    pub const REPLICATION: u8 = 16;
+    pub const KEYSPACE: u8 = 32;
+    /// The `# Shard N` sections (per-shard counters).
+    pub const SHARDS: u8 = 64;
+    pub const ALL: u8 = 127;
+}
+
+/// The sections `INFO [section ...]` asks for: none named, `default`, `all`
+/// or `everything` give every one; unknown names add nothing (Redis answers
+/// an empty text for them); `shard` / `shards` are this server's per-shard
+/// sections.
+pub(crate) fn info_sections<'a>(names: impl Iterator<Item = &'a [u8]>) -> u8 {
+    let mut bits = 0;
+    let mut any = false;
+    for n in names {
+        any = true;
+        bits |= match n.to_ascii_lowercase().as_slice() {
+            b"default" | b"all" | b"everything" => info::ALL,
+            b"server" => info::SERVER,
+            b"clients" => info::CLIENTS,
+            b"memory" => info::MEMORY,
+            b"stats" => info::STATS,
+            b"replication" => info::REPLICATION,
+            b"keyspace" => info::KEYSPACE,
+            b"shard" | b"shards" => info::SHARDS,
+            _ => 0,
+        };
+    }
+    if any {
+        bits
+    } else {
+        info::ALL
     }
 }
 

@@ -246,7 +246,7 @@ impl ShardState {
         let idem = self.idem.borrow().stats();
         let limiters = self.throttle.borrow();
         format!(
-            "# Shard {}\r\nops:{}\r\nconnections:{}\r\nkeys:{}\r\nused_memory:{}\r\nmaxmemory:{}\r\n\
+            "# Shard {}\r\nops:{}\r\nconnections:{}\r\nkeys:{}\r\nexpires:{}\r\nused_memory:{}\r\nmaxmemory:{}\r\n\
              keyspace_hits:{}\r\nkeyspace_misses:{}\r\nevictions:{}\r\nexpired_keys:{}\r\n\
              rejections:{}\r\nthrottle_quotas:{}\r\nthrottle_keys:{}\r\nthrottle_allowed:{}\r\n\
              throttle_limited:{}\r\nbreakers:{}\r\nidempotency_records:{}\r\n\
@@ -255,6 +255,7 @@ impl ShardState {
             s.ops.get(),
             s.connections.get(),
             kv.len(),
+            kv.expiring(),
             kv.weight(),
             self.budget,
             c.hits,

@@ -50,6 +50,22 @@ fn connection_and_server_commands() {
     let info: String = q(&mut con, &["INFO"]).unwrap();
     assert!(info.contains("# Server") && info.contains("# Shard 0") && info.contains("# Shard 1"), "{info}");
     assert!(info.contains("connected_clients:1"), "{info}");
+    // Totals over the shards, and the sections asked for only.
+    assert!(info.contains("# Keyspace\r\ndb0:keys=3,expires=0,avg_ttl=0\r\n"), "{info}");
+    assert!(info.contains("# Stats\r\n") && info.contains("role:master"), "{info}");
+    let mem: String = q(&mut con, &["INFO", "memory"]).unwrap();
+    assert!(mem.starts_with("# Memory\r\nused_memory:") && !mem.contains("# Server"), "{mem}");
+    let two: String = q(&mut con, &["INFO", "KEYSPACE", "clients"]).unwrap();
+    assert!(two.contains("# Keyspace") && two.contains("# Clients") && !two.contains("# Shard"), "{two}");
+    assert_eq!(q::<String>(&mut con, &["INFO", "nosuchsection"]).unwrap(), "");
+    let shards: String = q(&mut con, &["INFO", "shards"]).unwrap();
+    assert!(shards.starts_with("# Shard 0") && shards.contains("# Shard 1"), "{shards}");
+    let hits = |s: &str| -> u64 {
+        s.lines().find_map(|l| l.strip_prefix("keyspace_hits:")).and_then(|v| v.trim().parse().ok()).unwrap()
+    };
+    let before = hits(&q::<String>(&mut con, &["INFO", "stats"]).unwrap());
+    let _: Vec<Option<String>> = q(&mut con, &["MGET", "a", "b", "c"]).unwrap();
+    assert_eq!(hits(&q::<String>(&mut con, &["INFO", "stats"]).unwrap()), before + 3);
     ok(&mut con, &["FLUSHALL"]);
     assert_eq!(q::<i64>(&mut con, &["DBSIZE"]).unwrap(), 0);
     assert!(
@@ -202,13 +218,16 @@ fn ttl_expiry_is_lazy_and_active() {
     // Actively: the shards' sweeps remove the others without any read.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(q::<i64>(&mut con, &["DBSIZE"]).unwrap(), 1);
-    let info: String = q(&mut con, &["INFO"]).unwrap();
-    let expired: u64 = info
-        .lines()
-        .filter_map(|l| l.strip_prefix("expired_keys:"))
-        .map(|v| v.trim().parse::<u64>().unwrap())
-        .sum();
-    assert_eq!(expired, 21, "{info}");
+    // Counted by the shards, and in the total.
+    let mut expired = |section: &str| -> u64 {
+        let info: String = q(&mut con, &["INFO", section]).unwrap();
+        info.lines()
+            .filter_map(|l| l.strip_prefix("expired_keys:"))
+            .map(|v| v.trim().parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!(expired("shards"), 21);
+    assert_eq!(expired("stats"), 21);
 }
 
 /// redis-cell 0.2.2's answers for `CL.THROTTLE user 15 30 60`: a bucket of

@@ -331,6 +331,12 @@ where
         self.items == 0
     }
 
+    /// Entries with a deadline (expired ones not yet removed included).
+    #[inline]
+    pub fn expiring(&self) -> usize {
+        self.ttl_items
+    }
+
     /// Total weight of the entries.
     #[inline]
     pub fn weight(&self) -> u64 {
