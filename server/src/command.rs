@@ -21,6 +21,13 @@ pub enum Op {
     Get,
     Set,
     Del,
+    Setex,
+    Psetex,
+    Setnx,
+    Getdel,
+    Persist,
+    Type,
+    Unlink,
     Exists,
     Expire,
     Pexpire,
@@ -116,6 +123,14 @@ pub const TABLE: &[Spec] = &[
     Spec { name: "idem.begin", arity: 4, op: Op::IdemBegin, route: Route::Key, flags: WD },
     Spec { name: "idem.complete", arity: 4, op: Op::IdemComplete, route: Route::Key, flags: WD },
     Spec { name: "idem.abandon", arity: 3, op: Op::IdemAbandon, route: Route::Key, flags: W },
+    // Older forms client libraries still send.
+    Spec { name: "setex", arity: 4, op: Op::Setex, route: Route::Key, flags: WD },
+    Spec { name: "psetex", arity: 4, op: Op::Psetex, route: Route::Key, flags: WD },
+    Spec { name: "setnx", arity: 3, op: Op::Setnx, route: Route::Key, flags: WD },
+    Spec { name: "getdel", arity: 2, op: Op::Getdel, route: Route::Key, flags: W },
+    Spec { name: "persist", arity: 2, op: Op::Persist, route: Route::Key, flags: W },
+    Spec { name: "type", arity: 2, op: Op::Type, route: Route::Key, flags: R },
+    Spec { name: "unlink", arity: -2, op: Op::Unlink, route: Route::Keys { step: 1 }, flags: W },
 ];
 
 /// Finds a command by name, ignoring ASCII case.

@@ -364,7 +364,7 @@ impl Conn {
             Route::Keys { step } => {
                 let (sub, merge) = match spec.op {
                     Op::Mget => (Op::Get, Merge::Array),
-                    Op::Del => (Op::Del, Merge::Sum),
+                    Op::Del | Op::Unlink => (Op::Del, Merge::Sum),
                     Op::Exists => (Op::Exists, Merge::Sum),
                     _ => (Op::Set, Merge::AllOk),
                 };

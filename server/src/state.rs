@@ -79,6 +79,17 @@ struct Entry {
     expires: Nanos,
 }
 
+/// How `SET` (and `SETEX` / `PSETEX`) writes: the deadline (0: none) and
+/// the conditions and answer asked for.
+#[derive(Debug, Clone, Copy, Default)]
+struct Store {
+    expires: Nanos,
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keepttl: bool,
+}
+
 // The cache's weigher is `fn(&K, &V)` with `K = Box<[u8]>`.
 #[allow(clippy::borrowed_box)]
 fn weigh(key: &Box<[u8]>, e: &Entry) -> u64 {
@@ -168,6 +179,29 @@ impl ShardState {
                 None => Encoder::null(out.buf(), proto),
             },
             Op::Set => self.set(buf, args, now, proto, out),
+            Op::Setex | Op::Psetex => {
+                let unit = if op == Op::Setex { SECOND } else { MILLISECOND };
+                let name = if op == Op::Setex { "setex" } else { "psetex" };
+                match parse_i64(args[1].of(buf)) {
+                    Some(n) if n > 0 => match (n as u64).checked_mul(unit).and_then(|d| now.checked_add(d)) {
+                        Some(expires) => {
+                            let o = Store { expires, ..Store::default() };
+                            self.store(args[0].of(buf), args[2].of(buf), o, now, proto, out)
+                        }
+                        None => {
+                            Encoder::error(out.buf(), &format!("ERR invalid expire time in '{name}' command"))
+                        }
+                    },
+                    Some(_) => {
+                        Encoder::error(out.buf(), &format!("ERR invalid expire time in '{name}' command"))
+                    }
+                    None => Encoder::error(out.buf(), "ERR value is not an integer or out of range"),
+                }
+            }
+            Op::Getdel => match self.kv.borrow_mut().remove(args[0].of(buf)) {
+                Some((_, e)) if e.expires == 0 || e.expires > now => out.value(&e.value),
+                _ => Encoder::null(out.buf(), proto),
+            },
             Op::IdemBegin => self.idem_begin(buf, args, now, out),
             _ => self.exec_small(op, buf, args, now, proto, out.buf()),
         }
@@ -185,6 +219,31 @@ impl ShardState {
                 Encoder::int(out, live as i64);
             }
             Op::Exists => Encoder::int(out, self.kv.borrow().contains(arg(0), now) as i64),
+            Op::Setnx => {
+                let mut kv = self.kv.borrow_mut();
+                if kv.contains(arg(0), now) {
+                    return Encoder::int(out, 0);
+                }
+                let entry = Entry { value: Arc::from(arg(1)), expires: 0 };
+                match kv.insert(arg(0).into(), entry, 0, now) {
+                    Inserted::Rejected(_) => {
+                        Encoder::error(out, "OOM command not allowed when used memory > 'maxmemory'")
+                    }
+                    _ => Encoder::int(out, 1),
+                }
+            }
+            Op::Persist => {
+                let mut kv = self.kv.borrow_mut();
+                let Some(e) = kv.peek(arg(0), now).filter(|e| e.expires != 0).cloned() else {
+                    return Encoder::int(out, 0);
+                };
+                kv.insert(arg(0).into(), Entry { value: e.value, expires: 0 }, 0, now);
+                Encoder::int(out, 1);
+            }
+            Op::Type => {
+                let t = if self.kv.borrow().contains(arg(0), now) { "string" } else { "none" };
+                Encoder::simple(out, t);
+            }
             Op::Expire | Op::Pexpire => self.expire(op, buf, args, now, out),
             Op::Ttl | Op::Pttl => {
                 let kv = self.kv.borrow();
@@ -307,6 +366,13 @@ impl ShardState {
             }
             i += 1;
         }
+        self.store(key, value, Store { expires, nx, xx, get, keepttl }, now, proto, sink)
+    }
+
+    /// Writes `key -> value` as `SET` with the options `o` does, and replies
+    /// as it does.
+    fn store(&self, key: &[u8], value: &[u8], o: Store, now: Nanos, proto: Proto, sink: &mut impl Sink) {
+        let Store { mut expires, nx, xx, get, keepttl } = o;
         let mut kv = self.kv.borrow_mut();
         // The old value is only kept (a reference count, not a copy) for GET.
         let old = kv.peek(key, now).map(|e| (get.then(|| e.value.clone()), e.expires));

@@ -176,6 +176,26 @@ fn cache_commands() {
     del.push("absent");
     assert_eq!(q::<i64>(&mut con, &del).unwrap(), 30);
     assert_eq!(q::<i64>(&mut con, &exists).unwrap(), 20);
+    let mut unlink = vec!["UNLINK"];
+    unlink.extend(keys[25..35].iter().map(String::as_str));
+    assert_eq!(q::<i64>(&mut con, &unlink).unwrap(), 5, "keys 30..35 were left");
+    // The older forms client libraries send.
+    ok(&mut con, &["SETEX", "sx", "100", "v1"]);
+    assert!((99..=100).contains(&q::<i64>(&mut con, &["TTL", "sx"]).unwrap()));
+    ok(&mut con, &["PSETEX", "psx", "100000", "v2"]);
+    assert!((99_000..=100_000).contains(&q::<i64>(&mut con, &["PTTL", "psx"]).unwrap()));
+    assert!(err(&mut con, &["SETEX", "sx", "0", "v"]).contains("invalid expire time in 'setex'"));
+    assert!(err(&mut con, &["PSETEX", "sx", "x", "v"]).contains("not an integer"));
+    assert_eq!(q::<i64>(&mut con, &["PERSIST", "sx"]).unwrap(), 1);
+    assert_eq!(q::<i64>(&mut con, &["TTL", "sx"]).unwrap(), -1);
+    assert_eq!(q::<i64>(&mut con, &["PERSIST", "sx"]).unwrap(), 0, "no deadline left");
+    assert_eq!(q::<i64>(&mut con, &["PERSIST", "absent"]).unwrap(), 0);
+    assert_eq!(q::<i64>(&mut con, &["SETNX", "nx", "first"]).unwrap(), 1);
+    assert_eq!(q::<i64>(&mut con, &["SETNX", "nx", "second"]).unwrap(), 0);
+    assert_eq!(q::<String>(&mut con, &["GETDEL", "nx"]).unwrap(), "first");
+    assert_eq!(q::<Option<String>>(&mut con, &["GETDEL", "nx"]).unwrap(), None);
+    assert_eq!(q::<String>(&mut con, &["TYPE", "psx"]).unwrap(), "string");
+    assert_eq!(q::<String>(&mut con, &["TYPE", "nx"]).unwrap(), "none");
     // Large values (passed between shards by reference) and small ones mixed.
     let vals: Vec<Vec<u8>> =
         (0..40).map(|i| vec![b'a' + (i % 26) as u8; if i % 3 == 0 { 5000 + i } else { i }]).collect();
