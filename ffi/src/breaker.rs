@@ -14,7 +14,7 @@
 use crate::boundary::{boundary, boundary_or, fail, Result};
 use crate::handle::{self, opaque, shared_opaque, Plain};
 use crate::status::{
-    rsl_status, RSL_ERR_FULL, RSL_ERR_INVALID_ARG, RSL_ERR_NOT_FOUND, RSL_ERR_REJECTED, RSL_ERR_STALE,
+    rsl_status, RSL_ERR_FULL, RSL_ERR_INVALID_ARG, RSL_ERR_NOT_FOUND, RSL_ERR_REJECTED, RSL_ERR_STALE, RSL_OK,
 };
 use resilience::breaker::{
     Cause, CircuitBreaker, Config, Metrics, Outcome, RawPermit, Recorded, Registry, RegistryError,
@@ -411,6 +411,23 @@ pub extern "C" fn rsl_breaker_try_acquire(
     permit_out: *mut rsl_permit,
     retry_after_ns_out: *mut u64,
 ) -> rsl_status {
+    // Fast path, outside the unwind guard: `try_acquire_passing` is one
+    // atomic load and cannot panic. Everything else (NULLs, a state that
+    // must decide) goes through the guarded call.
+    if let Some(p) = handle::peek_arc(breaker).and_then(|b| b.try_acquire_passing()) {
+        if handle::try_write(permit_out, rsl_permit { generation: p.generation }) {
+            return RSL_OK;
+        }
+    }
+    try_acquire_guarded(breaker, permit_out, retry_after_ns_out)
+}
+
+#[inline(never)]
+fn try_acquire_guarded(
+    breaker: *const rsl_breaker,
+    permit_out: *mut rsl_permit,
+    retry_after_ns_out: *mut u64,
+) -> rsl_status {
     boundary(|| acquire(breaker, None, permit_out, retry_after_ns_out))
 }
 
@@ -462,6 +479,26 @@ fn record(
 /// RSL_ERR_NULL_ARG, RSL_ERR_PANIC.
 #[unsafe(no_mangle)]
 pub extern "C" fn rsl_breaker_record(
+    breaker: *const rsl_breaker,
+    permit: rsl_permit,
+    outcome: i32,
+    duration_ns: u64,
+) -> rsl_status {
+    // Fast path, outside the unwind guard: a fast success that changes
+    // nothing (closed, healthy count window) is three loads and cannot
+    // panic; anything else is recorded by the guarded call.
+    if outcome == RSL_OUTCOME_SUCCESS {
+        if let Some(b) = handle::peek_arc(breaker) {
+            if b.record_success_unchanged(RawPermit { generation: permit.generation }, duration_ns) {
+                return RSL_OK;
+            }
+        }
+    }
+    record_guarded(breaker, permit, outcome, duration_ns)
+}
+
+#[inline(never)]
+fn record_guarded(
     breaker: *const rsl_breaker,
     permit: rsl_permit,
     outcome: i32,

@@ -83,6 +83,15 @@ pub fn borrow_arc<'a, H: SharedOpaque>(handle: *const H) -> Result<&'a H::Target
     Ok(unsafe { &*handle.cast::<H::Target>() })
 }
 
+/// [`borrow_arc`] for a fast path that falls back to the checked call: `None`
+/// for NULL, and no error recorded (the fallback reports it).
+#[inline(always)]
+pub fn peek_arc<'a, H: SharedOpaque>(handle: *const H) -> Option<&'a H::Target> {
+    // SAFETY: as in `borrow_arc`: a non-NULL handle is live by the C contract
+    // and keeps its value alive for the call; only `&` is handed out.
+    (!handle.is_null()).then(|| unsafe { &*handle.cast::<H::Target>() })
+}
+
 /// A new handle sharing the value of `handle` (one more strong reference).
 pub fn clone_arc<H: SharedOpaque>(handle: *const H) -> Result<*mut H> {
     borrow_arc(handle)?;
@@ -151,6 +160,18 @@ pub fn write<T>(out: *mut T, value: T, name: &str) -> Result {
     // properly aligned memory for a `T`. `write` does not drop the old bytes.
     unsafe { out.write(value) };
     Ok(())
+}
+
+/// [`write`] for a fast path: false (nothing written, no error recorded)
+/// for NULL, so that the checked fallback reports it.
+#[inline(always)]
+pub fn try_write<T>(out: *mut T, value: T) -> bool {
+    if out.is_null() {
+        return false;
+    }
+    // SAFETY: as in `write`: non-NULL, writable and aligned by the C contract.
+    unsafe { out.write(value) };
+    true
 }
 
 /// A `#[repr(C)]` struct of integers and floats that C fills in: every bit

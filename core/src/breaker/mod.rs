@@ -368,6 +368,31 @@ impl<C: Clock> CircuitBreaker<C> {
         Ok(RawPermit { generation })
     }
 
+    /// The permit when the state lets calls through (closed, disabled,
+    /// metrics-only: one atomic load), else `None`, and then
+    /// [`try_acquire_raw`](Self::try_acquire_raw) decides. Never panics, so a
+    /// caller may run it outside an unwind guard (the C ABI's fast path).
+    #[inline(always)]
+    pub fn try_acquire_passing(&self) -> Option<RawPermit> {
+        let word = self.state.load(Ordering::Acquire);
+        state_of(word).passes().then(|| RawPermit { generation: generation_of(word) })
+    }
+
+    /// Records a fast success for `permit` when that changes nothing: the
+    /// breaker is closed (or metrics-only) in the permit's generation, the
+    /// call was not slow, and the count window is already full of fast
+    /// successes. Returns false, having recorded nothing, in every other
+    /// case; then [`record_raw_now`](Self::record_raw_now) records it. Never
+    /// panics (see [`try_acquire_passing`](Self::try_acquire_passing)).
+    #[inline(always)]
+    pub fn record_success_unchanged(&self, permit: RawPermit, duration: Nanos) -> bool {
+        let word = self.state.load(Ordering::Acquire);
+        generation_of(word) == permit.generation
+            && matches!(state_of(word), State::Closed | State::MetricsOnly)
+            && !self.config.is_slow(duration)
+            && self.window.healthy(permit.generation)
+    }
+
     /// The clock read of the slow path stays out of the fast path's body.
     #[cold]
     #[inline(never)]
@@ -906,6 +931,63 @@ mod tests {
         assert_eq!(r.state, State::Open);
         assert_eq!(r.retry_after, 60 * SECOND);
         assert_eq!(b.metrics().not_permitted, 1);
+    }
+
+    /// The C ABI's fast paths (`try_acquire_passing`, then
+    /// `record_success_unchanged` before `record_raw_now`) leave a breaker
+    /// exactly where the full calls leave a twin, step by step, through
+    /// failures, slow calls, stale permits, open and half-open, with count
+    /// and time windows.
+    #[test]
+    fn fast_paths_match_the_full_calls() {
+        for config in [
+            Config::default().count_window(8).minimum_calls(4).slow_call_duration_threshold(50 * MILLISECOND),
+            Config::default().time_window(2).minimum_calls(4),
+        ] {
+            let (fast, full) = (breaker(config), breaker(config));
+            let mut x = 7u64;
+            let mut held: Vec<RawPermit> = Vec::new();
+            let mut fast_hits = 0;
+            for step in 0..5_000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let r = (x >> 33) % 100;
+                if r < 45 {
+                    let a = fast.try_acquire_passing().map_or_else(|| fast.try_acquire_raw(), Ok);
+                    let b = full.try_acquire_raw();
+                    assert_eq!(
+                        a.as_ref().map(|p| p.generation),
+                        b.as_ref().map(|p| p.generation),
+                        "step {step}"
+                    );
+                    if let Ok(p) = a {
+                        held.push(p);
+                    }
+                } else if r < 90 && !held.is_empty() {
+                    let p = held.swap_remove((x >> 12) as usize % held.len());
+                    let (outcome, duration) = match (x >> 20) % 10 {
+                        0 => (Outcome::Failure, MILLISECOND),
+                        1 => (Outcome::Success, 80 * MILLISECOND),
+                        2 => (Outcome::Ignored, 0),
+                        _ => (Outcome::Success, MILLISECOND),
+                    };
+                    let a = if outcome == Outcome::Success && fast.record_success_unchanged(p, duration) {
+                        fast_hits += 1;
+                        Recorded::Counted
+                    } else {
+                        fast.record_raw_now(p, outcome, duration)
+                    };
+                    assert_eq!(a, full.record_raw_now(p, outcome, duration), "step {step}");
+                } else {
+                    fast.clock().advance(300 * MILLISECOND);
+                    full.clock().advance(300 * MILLISECOND);
+                }
+                assert_eq!(fast.state(), full.state(), "step {step}");
+                assert_eq!(fast.metrics(), full.metrics(), "step {step}");
+            }
+            assert!(fast.transitions_to(State::Open) > 0 && fast.transitions_to(State::Closed) > 0);
+            let counted = matches!(fast.config().sliding_window, SlidingWindow::CountBased { .. });
+            assert_eq!(fast_hits > 0, counted, "the fast record serves healthy count windows only");
+        }
     }
 
     #[test]

@@ -60,6 +60,18 @@ pub(crate) enum Window {
 }
 
 impl Window {
+    /// True when one more fast success of epoch `gen` would leave the window
+    /// unchanged: a count window full of fast successes (what
+    /// [`record`](Self::record) answers [`Write::Unchanged`] for without a
+    /// write). Two loads; never panics.
+    #[inline(always)]
+    pub(crate) fn healthy(&self, gen: u64) -> bool {
+        match self {
+            Window::Count(w) => w.agg.load(Ordering::Acquire) == agg_fresh(gen) | w.size as u64,
+            Window::Time(_) => false,
+        }
+    }
+
     /// Records `bits` (PRESENT and maybe FAILED / SLOW) for epoch `gen` at `now`
     /// (`now` is read only by a time-based window).
     #[inline]
