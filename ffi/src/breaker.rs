@@ -422,8 +422,10 @@ pub extern "C" fn rsl_breaker_try_acquire(
     try_acquire_guarded(breaker, permit_out, retry_after_ns_out)
 }
 
+// `extern "C"` (nounwind: `boundary` never lets a panic out) so that the
+// fast path's caller needs no abort landing pad and can tail-call it.
 #[inline(never)]
-fn try_acquire_guarded(
+extern "C" fn try_acquire_guarded(
     breaker: *const rsl_breaker,
     permit_out: *mut rsl_permit,
     retry_after_ns_out: *mut u64,
@@ -497,8 +499,9 @@ pub extern "C" fn rsl_breaker_record(
     record_guarded(breaker, permit, outcome, duration_ns)
 }
 
+// `extern "C"` for the same reason as `try_acquire_guarded`.
 #[inline(never)]
-fn record_guarded(
+extern "C" fn record_guarded(
     breaker: *const rsl_breaker,
     permit: rsl_permit,
     outcome: i32,
