@@ -2245,6 +2245,34 @@ rsl_status rsl_keyed_limiter_acquire_at(const struct rsl_keyed_limiter *limiter,
                                         struct rsl_decision *decision_out);
 
 /**
+ * rsl_limiter_check on the bucket of `key` (as rsl_keyed_limiter_acquire
+ * takes it): the same grants and state as rsl_keyed_limiter_acquire,
+ * answering only yes or no. A full table answers by the full policy:
+ * RSL_FULL_POLICY_DENY rejects (`*retry_after_ns_out` =
+ * RSL_RETRY_AFTER_NONE), RSL_FULL_POLICY_ALLOW_UNTRACKED grants.
+ *
+ * Thread-safe. Returns RSL_OK (granted), RSL_ERR_REJECTED (denied),
+ * RSL_ERR_NULL_ARG (`limiter` NULL, or `key` NULL with a nonzero length),
+ * RSL_ERR_TOO_LARGE (`key_len` above 1 GiB), RSL_ERR_PANIC.
+ */
+rsl_status rsl_keyed_limiter_check(const struct rsl_keyed_limiter *limiter,
+                                   const uint8_t *key,
+                                   size_t key_len,
+                                   uint64_t quantity,
+                                   uint64_t *retry_after_ns_out);
+
+/**
+ * rsl_keyed_limiter_check at time `now_ns` (CLOCK_MONOTONIC ns).
+ * Thread-safe. Returns as rsl_keyed_limiter_check.
+ */
+rsl_status rsl_keyed_limiter_check_at(const struct rsl_keyed_limiter *limiter,
+                                      const uint8_t *key,
+                                      size_t key_len,
+                                      uint64_t quantity,
+                                      uint64_t now_ns,
+                                      uint64_t *retry_after_ns_out);
+
+/**
  * Takes `quantity` tokens from the bucket of each of `count` keys at once
  * (one call instead of `count`, reading the clock once): key `i` is the
  * `key_lens[i]` bytes at `keys[i]` (NULL allowed when its length is 0),
@@ -2364,6 +2392,32 @@ rsl_status rsl_limiter_acquire_at(const struct rsl_limiter *limiter,
                                   uint64_t quantity,
                                   uint64_t now_ns,
                                   struct rsl_decision *decision_out);
+
+/**
+ * Takes `quantity` tokens now if they are there, answering only yes or no
+ * (governor's `check`): the same grants and the same bucket state as
+ * rsl_limiter_acquire, without the rest of the decision, and cheaper.
+ * On RSL_ERR_REJECTED writes to `*retry_after_ns_out` (if not NULL) the
+ * nanoseconds until the same request would be granted, or
+ * RSL_RETRY_AFTER_NONE when `quantity` exceeds the limit (never
+ * grantable); `rsl_last_error` is not set for a rejection (it is an
+ * answer). Quantity 0 is granted and takes nothing.
+ *
+ * Thread-safe. Returns RSL_OK (granted), RSL_ERR_REJECTED (denied),
+ * RSL_ERR_NULL_ARG (`limiter` NULL), RSL_ERR_PANIC.
+ */
+rsl_status rsl_limiter_check(const struct rsl_limiter *limiter,
+                             uint64_t quantity,
+                             uint64_t *retry_after_ns_out);
+
+/**
+ * rsl_limiter_check at time `now_ns` (CLOCK_MONOTONIC ns; as
+ * rsl_limiter_acquire_at). Thread-safe. Returns as rsl_limiter_check.
+ */
+rsl_status rsl_limiter_check_at(const struct rsl_limiter *limiter,
+                                uint64_t quantity,
+                                uint64_t now_ns,
+                                uint64_t *retry_after_ns_out);
 
 /**
  * Writes to `*decision_out` what rsl_limiter_acquire would answer for

@@ -4,7 +4,7 @@
 
 use crate::boundary::{boundary, boundary_or, fail, Result};
 use crate::handle::{self, opaque, Plain};
-use crate::limiter::{clock_arg, rsl_decision, rsl_quota, RSL_LIMITER_CLOCK_AUTO};
+use crate::limiter::{check_answer, clock_arg, rsl_decision, rsl_quota, RSL_LIMITER_CLOCK_AUTO};
 use crate::status::{rsl_status, RSL_ERR_INVALID_ARG};
 use resilience::clock::{Clock, Nanos};
 use resilience::hash::SeededState;
@@ -210,6 +210,54 @@ pub extern "C" fn rsl_keyed_limiter_acquire_at(
     decision_out: *mut rsl_decision,
 ) -> rsl_status {
     boundary(|| acquire(limiter, key, key_len, quantity, Some(now_ns), decision_out))
+}
+
+fn check(
+    limiter: *const rsl_keyed_limiter,
+    key: *const u8,
+    key_len: usize,
+    quantity: u64,
+    now: Option<Nanos>,
+    retry_after_ns_out: *mut u64,
+) -> Result {
+    let l = handle::borrow(limiter)?;
+    let key = handle::bytes(key, key_len, "key")?;
+    let now = now.unwrap_or_else(|| l.clock().now());
+    check_answer(l.check_at(ByteStr::new(key), quantity, now), retry_after_ns_out)
+}
+
+/// rsl_limiter_check on the bucket of `key` (as rsl_keyed_limiter_acquire
+/// takes it): the same grants and state as rsl_keyed_limiter_acquire,
+/// answering only yes or no. A full table answers by the full policy:
+/// RSL_FULL_POLICY_DENY rejects (`*retry_after_ns_out` =
+/// RSL_RETRY_AFTER_NONE), RSL_FULL_POLICY_ALLOW_UNTRACKED grants.
+///
+/// Thread-safe. Returns RSL_OK (granted), RSL_ERR_REJECTED (denied),
+/// RSL_ERR_NULL_ARG (`limiter` NULL, or `key` NULL with a nonzero length),
+/// RSL_ERR_TOO_LARGE (`key_len` above 1 GiB), RSL_ERR_PANIC.
+#[unsafe(no_mangle)]
+pub extern "C" fn rsl_keyed_limiter_check(
+    limiter: *const rsl_keyed_limiter,
+    key: *const u8,
+    key_len: usize,
+    quantity: u64,
+    retry_after_ns_out: *mut u64,
+) -> rsl_status {
+    boundary(|| check(limiter, key, key_len, quantity, None, retry_after_ns_out))
+}
+
+/// rsl_keyed_limiter_check at time `now_ns` (CLOCK_MONOTONIC ns).
+/// Thread-safe. Returns as rsl_keyed_limiter_check.
+#[unsafe(no_mangle)]
+pub extern "C" fn rsl_keyed_limiter_check_at(
+    limiter: *const rsl_keyed_limiter,
+    key: *const u8,
+    key_len: usize,
+    quantity: u64,
+    now_ns: u64,
+    retry_after_ns_out: *mut u64,
+) -> rsl_status {
+    boundary(|| check(limiter, key, key_len, quantity, Some(now_ns), retry_after_ns_out))
 }
 
 /// Keys handled per core call in a batch (stack buffers, no allocation).

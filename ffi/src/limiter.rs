@@ -6,9 +6,9 @@
 
 use crate::boundary::{boundary, boundary_or, fail, Result};
 use crate::handle::{self, opaque, Plain};
-use crate::status::{rsl_status, RSL_ERR_INVALID_ARG};
+use crate::status::{rsl_status, RSL_ERR_INVALID_ARG, RSL_ERR_REJECTED};
 use resilience::clock::{Clock, Nanos, SECOND};
-use resilience::limit::{AutoClock, Decision, Quota, Reason, TokenBucket};
+use resilience::limit::{AutoClock, Decision, Denied, Quota, Reason, TokenBucket};
 
 /// `rsl_decision.retry_after_ns` when there is no retry time: the request
 /// was allowed, or no wait can help (reason RSL_REASON_EXCEEDS_LIMIT or
@@ -241,6 +241,62 @@ pub extern "C" fn rsl_limiter_acquire_at(
     decision_out: *mut rsl_decision,
 ) -> rsl_status {
     boundary(|| acquire(limiter, quantity, Some(now_ns), decision_out))
+}
+
+/// A yes/no answer as C sees it: RSL_OK, or RSL_ERR_REJECTED with the wait
+/// (RSL_RETRY_AFTER_NONE when no wait can help) written if asked for.
+pub(crate) fn check_answer(r: std::result::Result<(), Denied>, retry_after_ns_out: *mut u64) -> Result {
+    match r {
+        Ok(()) => Ok(()),
+        Err(d) => {
+            if !retry_after_ns_out.is_null() {
+                let wait = d.retry_after().unwrap_or(RSL_RETRY_AFTER_NONE);
+                handle::write(retry_after_ns_out, wait, "retry_after_ns_out")?;
+            }
+            Err(RSL_ERR_REJECTED)
+        }
+    }
+}
+
+fn check(limiter: *const rsl_limiter, quantity: u64, now: Option<Nanos>, retry_after_ns_out: *mut u64) -> Result {
+    let b = handle::borrow(limiter)?;
+    let r = match now {
+        None => b.check(quantity),
+        Some(t) => b.check_at(quantity, t),
+    };
+    check_answer(r, retry_after_ns_out)
+}
+
+/// Takes `quantity` tokens now if they are there, answering only yes or no
+/// (governor's `check`): the same grants and the same bucket state as
+/// rsl_limiter_acquire, without the rest of the decision, and cheaper.
+/// On RSL_ERR_REJECTED writes to `*retry_after_ns_out` (if not NULL) the
+/// nanoseconds until the same request would be granted, or
+/// RSL_RETRY_AFTER_NONE when `quantity` exceeds the limit (never
+/// grantable); `rsl_last_error` is not set for a rejection (it is an
+/// answer). Quantity 0 is granted and takes nothing.
+///
+/// Thread-safe. Returns RSL_OK (granted), RSL_ERR_REJECTED (denied),
+/// RSL_ERR_NULL_ARG (`limiter` NULL), RSL_ERR_PANIC.
+#[unsafe(no_mangle)]
+pub extern "C" fn rsl_limiter_check(
+    limiter: *const rsl_limiter,
+    quantity: u64,
+    retry_after_ns_out: *mut u64,
+) -> rsl_status {
+    boundary(|| check(limiter, quantity, None, retry_after_ns_out))
+}
+
+/// rsl_limiter_check at time `now_ns` (CLOCK_MONOTONIC ns; as
+/// rsl_limiter_acquire_at). Thread-safe. Returns as rsl_limiter_check.
+#[unsafe(no_mangle)]
+pub extern "C" fn rsl_limiter_check_at(
+    limiter: *const rsl_limiter,
+    quantity: u64,
+    now_ns: u64,
+    retry_after_ns_out: *mut u64,
+) -> rsl_status {
+    boundary(|| check(limiter, quantity, Some(now_ns), retry_after_ns_out))
 }
 
 fn peek(

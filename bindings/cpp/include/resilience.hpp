@@ -1095,7 +1095,13 @@ class token_bucket {
     return decision(d);
   }
   /// True if `quantity` tokens were taken now; throws rsl::error on a bad handle.
-  bool try_acquire(std::uint64_t quantity = 1) { return acquire(quantity).value().allowed(); }
+  bool try_acquire(std::uint64_t quantity = 1) {
+    // rsl_limiter_check: the same grant as acquire, without the decision.
+    rsl_status s = rsl_limiter_check(h_.get(), quantity, nullptr);
+    if (s == RSL_ERR_REJECTED) return false;
+    rsl::check(s);
+    return true;
+  }
   /// What acquire would answer now, without taking anything.
   result<decision> peek(std::uint64_t quantity = 1) const noexcept {
     rsl_decision d{};
@@ -1168,7 +1174,12 @@ class keyed_limiter {
   }
   /// True if `quantity` tokens were taken from `key`'s bucket now; throws
   /// rsl::error on bad input.
-  bool try_acquire(bytes key, std::uint64_t quantity = 1) { return acquire(key, quantity).value().allowed(); }
+  bool try_acquire(bytes key, std::uint64_t quantity = 1) {
+    rsl_status s = rsl_keyed_limiter_check(h_.get(), key.data(), key.size(), quantity, nullptr);
+    if (s == RSL_ERR_REJECTED) return false;
+    rsl::check(s);
+    return true;
+  }
   /// Takes `quantity` tokens from each key's bucket in one call (one clock
   /// read); decision i is for keys[i]. `now_ns` 0 reads the clock.
   result<std::vector<decision>> acquire_many(const std::vector<bytes>& keys, std::uint64_t quantity = 1,

@@ -65,6 +65,7 @@ TEST(TokenBucket, MovedFromIsSafe) {
   rsl::token_bucket a(0, 1, 1s);
   rsl::token_bucket b = std::move(a);
   EXPECT_TRUE(b.try_acquire());
+  EXPECT_FALSE(b.try_acquire());  // burst 0, 1 a second: empty now
   EXPECT_FALSE(a);                                          // NOLINT: use after move on purpose
   EXPECT_EQ(a.acquire().status(), RSL_ERR_NULL_ARG);        // NOLINT
   EXPECT_EQ(a.reset().status(), RSL_ERR_NULL_ARG);          // NOLINT
@@ -114,7 +115,10 @@ TEST(KeyedLimiter, KeysAreIndependentAndBatchesMatch) {
   EXPECT_EQ(l.reclaim_at(10 * kSec).value(), 3u);
   EXPECT_EQ(l.size().value(), 0u);
   EXPECT_TRUE(l.reclaim().ok());
-  EXPECT_TRUE(l.try_acquire("x"));  // real clock
+  EXPECT_TRUE(l.try_acquire("x"));  // real clock (rsl_keyed_limiter_check)
+  EXPECT_TRUE(l.try_acquire("x"));
+  EXPECT_FALSE(l.try_acquire("x"));     // 2 tokens a key
+  EXPECT_FALSE(l.try_acquire("y", 3));  // above the limit: never
   EXPECT_TRUE(l.acquire_many({}).value().empty());
 }
 
@@ -129,6 +133,7 @@ TEST(KeyedLimiter, ErrorsAndMovedFrom) {
   EXPECT_EQ(a.acquire("k").status(), RSL_ERR_NULL_ARG);                 // NOLINT
   EXPECT_EQ(a.acquire_many({"k"}).status(), RSL_ERR_NULL_ARG);          // NOLINT
   EXPECT_EQ(a.size().status(), RSL_ERR_NULL_ARG);                       // NOLINT
+  EXPECT_THROW(a.try_acquire("k"), rsl::error);                         // NOLINT
   EXPECT_EQ(b.acquire(rsl::bytes(nullptr, 3)).status(), RSL_ERR_NULL_ARG);
   EXPECT_TRUE(b.acquire(rsl::bytes(nullptr, 0)).ok());  // the empty key
 }

@@ -339,6 +339,59 @@ static void test_keyed_decisions(void) {
     rsl_keyed_limiter_free(l);
 }
 
+/* check / check_at: the yes/no acquire. A twin limiter driven by acquire_at
+ * over the same steps grants the same requests and names the same waits. */
+static void test_check(void) {
+    rsl_limiter *a = bucket(4, 1, SEC), *b = bucket(4, 1, SEC);
+    uint64_t now = 100 * SEC, x = 99;
+    for (int i = 0; i < 2000; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        now += (x >> 40) % (SEC / 2);
+        uint64_t q = (x >> 20) % 7; /* 6 is never grantable (limit 5) */
+        rsl_decision d = junk();
+        CHECK_OK(rsl_limiter_acquire_at(a, q, now, &d));
+        uint64_t wait = 12345;
+        rsl_status st = rsl_limiter_check_at(b, q, now, &wait);
+        if (d.allowed) {
+            CHECK(st == RSL_OK && wait == 12345);
+        } else {
+            CHECK(st == RSL_ERR_REJECTED && wait == d.retry_after_ns);
+        }
+    }
+    /* NULL wait output is fine; the real clock; NULL handle. */
+    CHECK_STATUS(rsl_limiter_check_at(b, 6, now, NULL), RSL_ERR_REJECTED);
+    CHECK_OK(rsl_limiter_reset(b));
+    CHECK_OK(rsl_limiter_check(b, 5, NULL));
+    uint64_t wait = 0;
+    CHECK_STATUS(rsl_limiter_check(b, 1, &wait), RSL_ERR_REJECTED);
+    CHECK(wait > 0 && wait <= SEC);
+    CHECK_STATUS(rsl_limiter_check(NULL, 1, &wait), RSL_ERR_NULL_ARG);
+    CHECK_STATUS(rsl_limiter_check_at(NULL, 1, now, NULL), RSL_ERR_NULL_ARG);
+    rsl_limiter_free(a);
+    rsl_limiter_free(b);
+
+    /* Keyed: 2 tokens a key; a full table answers by its policy. */
+    rsl_keyed_limiter *k = keyed(1, RSL_FULL_POLICY_DENY);
+    uint64_t t = 10 * SEC;
+    CHECK_OK(rsl_keyed_limiter_check_at(k, K("a"), 2, t, NULL));
+    CHECK_STATUS(rsl_keyed_limiter_check_at(k, K("a"), 1, t, &wait), RSL_ERR_REJECTED);
+    CHECK(wait == SEC);
+    CHECK_STATUS(rsl_keyed_limiter_check_at(k, K("b"), 1, t, &wait), RSL_ERR_REJECTED); /* full */
+    CHECK(wait == RSL_RETRY_AFTER_NONE);
+    CHECK_OK(rsl_keyed_limiter_check_at(k, K("a"), 1, t + SEC, &wait));
+    CHECK_STATUS(rsl_keyed_limiter_check(NULL, K("a"), 1, NULL), RSL_ERR_NULL_ARG);
+    CHECK_STATUS(rsl_keyed_limiter_check(k, NULL, 3, 1, NULL), RSL_ERR_NULL_ARG);
+    CHECK_STATUS(rsl_keyed_limiter_check_at(k, (const uint8_t *)"k", (SIZE_MAX >> 1) + 1, 1, t, NULL),
+                 RSL_ERR_TOO_LARGE);
+    CHECK_OK(rsl_keyed_limiter_check(k, K("a"), 0, NULL));
+    rsl_keyed_limiter_free(k);
+    k = keyed(1, RSL_FULL_POLICY_ALLOW_UNTRACKED);
+    CHECK_OK(rsl_keyed_limiter_check_at(k, K("a"), 1, t, NULL));
+    CHECK_OK(rsl_keyed_limiter_check_at(k, K("b"), 2, t, NULL)); /* untracked: allowed */
+    CHECK_OK(rsl_keyed_limiter_check_at(k, K("b"), 2, t, NULL));
+    rsl_keyed_limiter_free(k);
+}
+
 static void test_keyed_many(void) {
     rsl_keyed_limiter *l = keyed(1000, RSL_FULL_POLICY_DENY);
     uint64_t t = 10 * SEC;
@@ -775,6 +828,7 @@ int main(void) {
     test_keyed_config();
     test_keyed_decisions();
     test_keyed_many();
+    test_check();
     test_keyed_threads();
     test_bulkhead_basics();
     test_bulkhead_threads();
