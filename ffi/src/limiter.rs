@@ -258,7 +258,12 @@ pub(crate) fn check_answer(r: std::result::Result<(), Denied>, retry_after_ns_ou
     }
 }
 
-fn check(limiter: *const rsl_limiter, quantity: u64, now: Option<Nanos>, retry_after_ns_out: *mut u64) -> Result {
+fn check(
+    limiter: *const rsl_limiter,
+    quantity: u64,
+    now: Option<Nanos>,
+    retry_after_ns_out: *mut u64,
+) -> Result {
     let b = handle::borrow(limiter)?;
     let r = match now {
         None => b.check(quantity),
