@@ -220,8 +220,15 @@ func (l *Limiter) Acquire(n uint64) (Decision, error) {
 
 // Allow takes one token and reports whether it was there.
 func (l *Limiter) Allow() bool {
-	d, err := l.call(1, 0, false, false, "Limiter.Allow")
-	return err == nil && d.Allowed
+	h := l.h
+	if h == nil {
+		return false
+	}
+	// rsl_limiter_check: the same grant as Acquire(1), without the decision.
+	// No error detail is read, so the call needs no pinned OS thread.
+	st := C.rsl_limiter_check(h, 1, nil)
+	runtime.KeepAlive(l)
+	return st == C.RSL_OK
 }
 
 // Peek reports what Acquire(n) would answer now, taking nothing.
@@ -416,8 +423,15 @@ func (l *KeyedLimiter) AcquireString(key string, n uint64) (Decision, error) {
 
 // Allow takes one token from key's bucket and reports whether it was there.
 func (l *KeyedLimiter) Allow(key string) bool {
-	d, err := l.AcquireString(key, 1)
-	return err == nil && d.Allowed
+	h := l.h
+	if h == nil {
+		return false
+	}
+	// As Limiter.Allow: rsl_keyed_limiter_check, no pinned OS thread.
+	st := C.rsl_keyed_limiter_check(h, stringPtr(key), C.size_t(len(key)), 1, nil)
+	runtime.KeepAlive(key)
+	runtime.KeepAlive(l)
+	return st == C.RSL_OK
 }
 
 // Wait takes one token from key's bucket, sleeping until it is there; it

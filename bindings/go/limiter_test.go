@@ -218,6 +218,34 @@ func TestKeyedLimiterTableFull(t *testing.T) {
 	}
 }
 
+// Allow takes exactly what Acquire(1) takes (it answers through
+// rsl_limiter_check): a bucket of 5 on a slow refill grants 5, then nothing,
+// and the tokens it took are gone for Acquire too.
+func TestAllowTakesWhatAcquireTakes(t *testing.T) {
+	l := newLimiter(t, LimiterConfig{Quota: slow(5)})
+	for i := 0; i < 3; i++ {
+		if !l.Allow() {
+			t.Fatalf("Allow %d denied", i)
+		}
+	}
+	if d, _ := l.Acquire(2); !d.Allowed || d.Remaining != 0 {
+		t.Fatalf("after 3 Allow, Acquire(2): %+v", d)
+	}
+	if l.Allow() {
+		t.Fatal("Allow on an empty bucket")
+	}
+	k := newKeyed(t, KeyedLimiterConfig{Quota: slow(2), MaxKeys: 1, Shards: 1})
+	if !k.Allow("a") || !k.Allow("a") || k.Allow("a") {
+		t.Fatal("keyed Allow: 2 tokens, then none")
+	}
+	if d, _ := k.AcquireString("a", 1); d.Allowed || d.Reason != ReasonLimited {
+		t.Fatalf("keyed Acquire after Allow: %+v", d)
+	}
+	if k.Allow("b") {
+		t.Fatal("keyed Allow on a full table with the deny policy")
+	}
+}
+
 func TestKeyedLimiterBadArguments(t *testing.T) {
 	for _, cfg := range []KeyedLimiterConfig{
 		{Quota: PerSecond(0)}, {MaxKeys: -1}, {Shards: -2}, {FullPolicy: 5}, {Clock: -1},
