@@ -8,6 +8,8 @@ pub enum Op {
     // Connection and server.
     Ping,
     Echo,
+    Auth,
+    Time,
     Quit,
     Select,
     Hello,
@@ -28,6 +30,9 @@ pub enum Op {
     Persist,
     Type,
     Unlink,
+    Strlen,
+    Append,
+    Getset,
     Exists,
     Expire,
     Pexpire,
@@ -131,6 +136,11 @@ pub const TABLE: &[Spec] = &[
     Spec { name: "persist", arity: 2, op: Op::Persist, route: Route::Key, flags: W },
     Spec { name: "type", arity: 2, op: Op::Type, route: Route::Key, flags: R },
     Spec { name: "unlink", arity: -2, op: Op::Unlink, route: Route::Keys { step: 1 }, flags: W },
+    Spec { name: "getset", arity: 3, op: Op::Getset, route: Route::Key, flags: WD },
+    Spec { name: "strlen", arity: 2, op: Op::Strlen, route: Route::Key, flags: R },
+    Spec { name: "append", arity: 3, op: Op::Append, route: Route::Key, flags: WD },
+    Spec { name: "auth", arity: -2, op: Op::Auth, route: Route::Conn, flags: A },
+    Spec { name: "time", arity: 1, op: Op::Time, route: Route::Conn, flags: A },
 ];
 
 /// Finds a command by name, ignoring ASCII case.
@@ -177,13 +187,33 @@ impl Spec {
     }
 }
 
-/// Parses a signed decimal integer the way Redis does (no spaces, no `+`).
+/// Parses a signed decimal integer exactly as Redis's `string2ll` does: an
+/// optional `-`, then `0` alone or digits without a leading zero; no spaces,
+/// no `+`, no `-0`, at most 20 bytes, within `i64`.
 pub fn parse_i64(b: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(b).ok()?;
-    if s.is_empty() || s.starts_with('+') || s.len() > 20 {
+    if b == b"0" {
+        return Some(0);
+    }
+    let (neg, digits) = match b.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, b),
+    };
+    if b.len() > 20 || !matches!(digits.first(), Some(b'1'..=b'9')) {
         return None;
     }
-    s.parse().ok()
+    // Accumulate negatively so that i64::MIN parses too.
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_sub((d - b'0') as i64)?;
+    }
+    if neg {
+        Some(v)
+    } else {
+        v.checked_neg()
+    }
 }
 
 #[cfg(test)]
@@ -217,5 +247,39 @@ mod tests {
         assert!(mset.arity_ok(3) && mset.arity_ok(5) && !mset.arity_ok(4));
         let t = lookup(b"cl.throttle").unwrap();
         assert!(t.arity_ok(5) && t.arity_ok(6) && !t.arity_ok(7) && !t.arity_ok(4));
+    }
+
+    #[test]
+    fn integers_parse_as_redis_string2ll_does() {
+        for (s, v) in [
+            ("0", 0),
+            ("7", 7),
+            ("-7", -7),
+            ("10", 10),
+            ("9223372036854775807", i64::MAX),
+            ("-9223372036854775808", i64::MIN),
+        ] {
+            assert_eq!(parse_i64(s.as_bytes()), Some(v), "{s}");
+        }
+        for s in [
+            "",
+            "-",
+            "-0",
+            "00",
+            "010",
+            "+1",
+            " 1",
+            "1 ",
+            "1e3",
+            "0x10",
+            "1.0",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "99999999999999999999",
+            "--1",
+            "1-",
+        ] {
+            assert_eq!(parse_i64(s.as_bytes()), None, "{s:?}");
+        }
     }
 }

@@ -349,6 +349,11 @@ impl Conn {
             };
             return self.reply_here(out, |o| Encoder::error(o, &msg));
         }
+        if spec.op == Op::Flushall
+            && (args.len() > 2 || args.get(1).is_some_and(|a| !is_word(a.of(buf), &["ASYNC", "SYNC"])))
+        {
+            return self.reply_here(out, |o| Encoder::error(o, "ERR syntax error"));
+        }
         match spec.route {
             Route::Conn => self.conn_command(spec, buf, args, out),
             Route::Key => {
@@ -544,6 +549,32 @@ impl Conn {
                     self.reply_here(out, |o| Encoder::error(o, "ERR value is not an integer or out of range"))
                 }
             },
+            Op::Auth => {
+                // No passwords: like Redis with none configured, the
+                // `default` user (no password) is the only one.
+                let msg = match args.len() {
+                    2 => Some(
+                        "ERR AUTH <password> called without any password configured for the default user. \
+                         Are you sure your configuration is correct?",
+                    ),
+                    3 if arg(1) == b"default" => None,
+                    3 => Some(WRONGPASS),
+                    _ => Some("ERR syntax error"),
+                };
+                match msg {
+                    None => self.reply_here(out, Encoder::ok),
+                    Some(m) => self.reply_here(out, |o| Encoder::error(o, m)),
+                }
+            }
+            Op::Time => {
+                let t =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                self.reply_here(out, |o| {
+                    Encoder::array(o, 2);
+                    Encoder::bulk(o, t.as_secs().to_string().as_bytes());
+                    Encoder::bulk(o, t.subsec_micros().to_string().as_bytes());
+                })
+            }
             Op::Hello => self.hello(buf, args, out),
             Op::Client => self.client(buf, args, out),
             Op::Command => self.command(buf, args, out),
@@ -567,7 +598,8 @@ impl Conn {
                     })
                 }
             };
-            // AUTH <user> <pass> is accepted (there are no users to check);
+            // AUTH <user> <pass> passes for the `default` user only (there
+            // are no passwords, as in a Redis without any configured);
             // SETNAME <name> names the connection. Nothing changes unless
             // every option is valid.
             let mut name = None;
@@ -583,6 +615,9 @@ impl Conn {
                     let msg =
                         format!("ERR Syntax error in HELLO option '{}'", args[i].of(buf).escape_ascii());
                     return self.reply_here(out, |o| Encoder::error(o, &msg));
+                }
+                if takes == 2 && args[i + 1].of(buf) != b"default" {
+                    return self.reply_here(out, |o| Encoder::error(o, WRONGPASS));
                 }
                 if takes == 1 {
                     let n = args[i + 1].of(buf);
@@ -835,6 +870,14 @@ fn glob(pat: &[u8], s: &[u8]) -> bool {
         }
     }
     pat[p..].iter().all(|&c| c == b'*')
+}
+
+/// What `AUTH` answers for a user other than `default`.
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+/// True when `b` is one of `words` (ASCII case ignored).
+fn is_word(b: &[u8], words: &[&str]) -> bool {
+    words.iter().any(|w| b.eq_ignore_ascii_case(w.as_bytes()))
 }
 
 fn parse_int_reply(b: &[u8]) -> Option<i64> {

@@ -90,6 +90,73 @@ struct Store {
     keepttl: bool,
 }
 
+/// How an expiry argument counts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    /// From now, in units of this many nanoseconds (`EX`, `PX`, `SETEX`).
+    In(u64),
+    /// At a Unix time, in units of this many milliseconds (`EXAT`, `PXAT`).
+    At(i64),
+}
+
+/// Why an expiry argument was refused.
+enum BadExpiry {
+    NotInteger,
+    Invalid,
+}
+
+impl BadExpiry {
+    fn message(&self, command: &str) -> String {
+        match self {
+            Self::NotInteger => "ERR value is not an integer or out of range".into(),
+            Self::Invalid => format!("ERR invalid expire time in '{command}' command"),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64)
+}
+
+/// The deadline (on the monotonic clock of `now`) that an expiry argument
+/// asks for, with Redis's checks: not positive, or overflowing, is invalid.
+/// A Unix time already past gives `now` (expired on arrival). A relative
+/// expiry beyond what `Nanos` can hold (about 584 years) is refused too.
+fn deadline(kind: Expiry, arg: &[u8], now: Nanos) -> Result<Nanos, BadExpiry> {
+    let n = parse_i64(arg).ok_or(BadExpiry::NotInteger)?;
+    if n <= 0 {
+        return Err(BadExpiry::Invalid);
+    }
+    match kind {
+        Expiry::In(unit) => {
+            (n as u64).checked_mul(unit).and_then(|d| now.checked_add(d)).ok_or(BadExpiry::Invalid)
+        }
+        Expiry::At(unit_ms) => {
+            let at_ms = n.checked_mul(unit_ms).ok_or(BadExpiry::Invalid)?;
+            let ahead_ms = at_ms.saturating_sub(unix_ms());
+            if ahead_ms <= 0 {
+                return Ok(now);
+            }
+            (ahead_ms as u64)
+                .checked_mul(MILLISECOND)
+                .and_then(|d| now.checked_add(d))
+                .ok_or(BadExpiry::Invalid)
+        }
+    }
+}
+
+/// The reply to a write the memory budget cannot take.
+const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'";
+
+/// True when an entry for `key` with a value of `len` bytes fits the shard's
+/// weight budget at all (eviction makes room for anything that fits).
+fn fits(kv: &Kv, key: &[u8], len: usize) -> bool {
+    key.len() as u64 + len as u64 + ENTRY_OVERHEAD <= kv.max_weight()
+}
+
 // The cache's weigher is `fn(&K, &V)` with `K = Box<[u8]>`.
 #[allow(clippy::borrowed_box)]
 fn weigh(key: &Box<[u8]>, e: &Entry) -> u64 {
@@ -182,20 +249,12 @@ impl ShardState {
             Op::Setex | Op::Psetex => {
                 let unit = if op == Op::Setex { SECOND } else { MILLISECOND };
                 let name = if op == Op::Setex { "setex" } else { "psetex" };
-                match parse_i64(args[1].of(buf)) {
-                    Some(n) if n > 0 => match (n as u64).checked_mul(unit).and_then(|d| now.checked_add(d)) {
-                        Some(expires) => {
-                            let o = Store { expires, ..Store::default() };
-                            self.store(args[0].of(buf), args[2].of(buf), o, now, proto, out)
-                        }
-                        None => {
-                            Encoder::error(out.buf(), &format!("ERR invalid expire time in '{name}' command"))
-                        }
-                    },
-                    Some(_) => {
-                        Encoder::error(out.buf(), &format!("ERR invalid expire time in '{name}' command"))
+                match deadline(Expiry::In(unit), args[1].of(buf), now) {
+                    Ok(expires) => {
+                        let o = Store { expires, ..Store::default() };
+                        self.store(args[0].of(buf), args[2].of(buf), o, now, proto, out)
                     }
-                    None => Encoder::error(out.buf(), "ERR value is not an integer or out of range"),
+                    Err(e) => Encoder::error(out.buf(), &e.message(name)),
                 }
             }
             Op::Getdel => match self.kv.borrow_mut().remove(args[0].of(buf)) {
@@ -203,6 +262,10 @@ impl ShardState {
                 _ => Encoder::null(out.buf(), proto),
             },
             Op::IdemBegin => self.idem_begin(buf, args, now, out),
+            Op::Getset => {
+                let o = Store { get: true, ..Store::default() };
+                self.store(args[0].of(buf), args[1].of(buf), o, now, proto, out)
+            }
             _ => self.exec_small(op, buf, args, now, proto, out.buf()),
         }
     }
@@ -226,9 +289,7 @@ impl ShardState {
                 }
                 let entry = Entry { value: Arc::from(arg(1)), expires: 0 };
                 match kv.insert(arg(0).into(), entry, 0, now) {
-                    Inserted::Rejected(_) => {
-                        Encoder::error(out, "OOM command not allowed when used memory > 'maxmemory'")
-                    }
+                    Inserted::Rejected(_) => Encoder::error(out, OOM),
                     _ => Encoder::int(out, 1),
                 }
             }
@@ -239,6 +300,25 @@ impl ShardState {
                 };
                 kv.insert(arg(0).into(), Entry { value: e.value, expires: 0 }, 0, now);
                 Encoder::int(out, 1);
+            }
+            Op::Strlen => {
+                let n = self.kv.borrow().peek(arg(0), now).map_or(0, |e| e.value.len());
+                Encoder::int(out, n as i64);
+            }
+            Op::Append => {
+                let mut kv = self.kv.borrow_mut();
+                let (value, expires) = match kv.peek(arg(0), now) {
+                    Some(e) => ([&e.value[..], arg(1)].concat(), e.expires),
+                    None => (arg(1).to_vec(), 0),
+                };
+                let n = value.len() as i64;
+                if !fits(&kv, arg(0), value.len()) {
+                    return Encoder::error(out, OOM);
+                }
+                match kv.insert(arg(0).into(), Entry { value: value.into(), expires }, expires, now) {
+                    Inserted::Rejected(_) => Encoder::error(out, OOM),
+                    _ => Encoder::int(out, n),
+                }
             }
             Op::Type => {
                 let t = if self.kv.borrow().contains(arg(0), now) { "string" } else { "none" };
@@ -337,35 +417,42 @@ impl ShardState {
     fn set(&self, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, sink: &mut impl Sink) {
         let (key, value) = (args[0].of(buf), args[1].of(buf));
         let (mut nx, mut xx, mut get, mut keepttl) = (false, false, false, false);
-        let mut expires: Nanos = 0;
+        // Redis's rules: NX and XX exclude each other, KEEPTTL and the four
+        // expiry options exclude each other, an option may repeat (the last
+        // expiry wins), and the expiry is parsed only once the syntax is good.
+        let mut expiry: Option<(Expiry, &[u8])> = None;
         let out = sink.buf();
         let mut i = 2;
         while i < args.len() {
             let opt = args[i].of(buf).to_ascii_uppercase();
-            match opt.as_slice() {
-                b"NX" if !xx => nx = true,
-                b"XX" if !nx => xx = true,
-                b"GET" => get = true,
-                b"KEEPTTL" if expires == 0 => keepttl = true,
-                b"EX" | b"PX" if expires == 0 && !keepttl && i + 1 < args.len() => {
+            let next = args.get(i + 1).map(|a| a.of(buf));
+            let kind = match opt.as_slice() {
+                b"EX" => Some(Expiry::In(SECOND)),
+                b"PX" => Some(Expiry::In(MILLISECOND)),
+                b"EXAT" => Some(Expiry::At(1000)),
+                b"PXAT" => Some(Expiry::At(1)),
+                _ => None,
+            };
+            match (opt.as_slice(), kind, next) {
+                (b"NX", ..) if !xx => nx = true,
+                (b"XX", ..) if !nx => xx = true,
+                (b"GET", ..) => get = true,
+                (b"KEEPTTL", ..) if expiry.is_none() => keepttl = true,
+                (_, Some(k), Some(arg)) if !keepttl && expiry.is_none_or(|(e, _)| e == k) => {
+                    expiry = Some((k, arg));
                     i += 1;
-                    let unit = if opt == b"EX" { SECOND } else { MILLISECOND };
-                    match parse_i64(args[i].of(buf)) {
-                        Some(n) if n > 0 => match (n as u64)
-                            .checked_mul(unit)
-                            .and_then(|d| now.checked_add(d))
-                        {
-                            Some(at) => expires = at,
-                            None => return Encoder::error(out, "ERR invalid expire time in 'set' command"),
-                        },
-                        Some(_) => return Encoder::error(out, "ERR invalid expire time in 'set' command"),
-                        None => return Encoder::error(out, "ERR value is not an integer or out of range"),
-                    }
                 }
                 _ => return Encoder::error(out, "ERR syntax error"),
             }
             i += 1;
         }
+        let expires = match expiry {
+            None => 0,
+            Some((kind, arg)) => match deadline(kind, arg, now) {
+                Ok(d) => d,
+                Err(e) => return Encoder::error(out, &e.message("set")),
+            },
+        };
         self.store(key, value, Store { expires, nx, xx, get, keepttl }, now, proto, sink)
     }
 
@@ -374,6 +461,11 @@ impl ShardState {
     fn store(&self, key: &[u8], value: &[u8], o: Store, now: Nanos, proto: Proto, sink: &mut impl Sink) {
         let Store { mut expires, nx, xx, get, keepttl } = o;
         let mut kv = self.kv.borrow_mut();
+        if !fits(&kv, key, value.len()) {
+            // Refused before anything else, the present value untouched (as
+            // Redis checks memory before it runs a write).
+            return Encoder::error(sink.buf(), OOM);
+        }
         // The old value is only kept (a reference count, not a copy) for GET.
         let old = kv.peek(key, now).map(|e| (get.then(|| e.value.clone()), e.expires));
         if get {
@@ -391,6 +483,14 @@ impl ShardState {
         }
         if keepttl {
             expires = old.as_ref().map_or(0, |o| o.1);
+        } else if expires != 0 && expires <= now {
+            // An absolute deadline already past: the write happens and the
+            // key expires at once, as in Redis.
+            kv.remove(key);
+            if !get {
+                Encoder::ok(out);
+            }
+            return;
         }
         let entry = Entry { value: Arc::from(value), expires };
         let stored = !matches!(kv.insert(key.into(), entry, expires, now), Inserted::Rejected(_));
@@ -400,15 +500,13 @@ impl ShardState {
         if stored {
             Encoder::ok(out);
         } else {
-            Encoder::error(out, "OOM command not allowed when used memory > 'maxmemory'");
+            Encoder::error(out, OOM);
         }
     }
 
     fn expire(&self, op: Op, buf: &[u8], args: &[Span], now: Nanos, out: &mut Vec<u8>) {
         let key = args[0].of(buf);
-        let Some(n) = parse_i64(args[1].of(buf)) else {
-            return Encoder::error(out, "ERR value is not an integer or out of range");
-        };
+        // Options first, then the number, with Redis's messages and order.
         let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
         for a in &args[2..] {
             match a.of(buf).to_ascii_uppercase().as_slice() {
@@ -416,20 +514,32 @@ impl ShardState {
                 b"XX" => xx = true,
                 b"GT" => gt = true,
                 b"LT" => lt = true,
-                other => {
-                    let msg = format!("ERR Unsupported option {}", String::from_utf8_lossy(other));
+                _ => {
+                    let msg = format!("ERR Unsupported option {}", String::from_utf8_lossy(a.of(buf)));
                     return Encoder::error(out, &msg);
                 }
             }
         }
-        if (nx && (xx || gt || lt)) || (gt && lt) {
+        if nx && (xx || gt || lt) {
             return Encoder::error(
                 out,
                 "ERR NX and XX, GT or LT options at the same time are not compatible",
             );
         }
-        let unit = if op == Op::Expire { SECOND as i128 } else { MILLISECOND as i128 };
-        let at = now as i128 + n as i128 * unit;
+        if gt && lt {
+            return Encoder::error(out, "ERR GT and LT options at the same time are not compatible");
+        }
+        let Some(n) = parse_i64(args[1].of(buf)) else {
+            return Encoder::error(out, "ERR value is not an integer or out of range");
+        };
+        // Redis refuses what overflows milliseconds since the epoch; past
+        // that, a deadline beyond what `Nanos` holds is kept at its maximum.
+        let ms = if op == Op::Expire { n.checked_mul(1000) } else { Some(n) };
+        let Some(ms) = ms.filter(|&ms| ms <= i64::MAX - unix_ms()) else {
+            let name = if op == Op::Expire { "expire" } else { "pexpire" };
+            return Encoder::error(out, &format!("ERR invalid expire time in '{name}' command"));
+        };
+        let at = now as i128 + ms as i128 * MILLISECOND as i128;
         let mut kv = self.kv.borrow_mut();
         let Some(e) = kv.peek(key, now).cloned() else { return Encoder::int(out, 0) };
         let cur = e.expires;
@@ -456,8 +566,9 @@ impl ShardState {
             Op::Decr => -1,
             _ => match parse_i64(args[1].of(buf)) {
                 Some(n) if op == Op::Incrby => n,
-                Some(n) if n != i64::MIN => -n,
-                _ => return Encoder::error(out, "ERR value is not an integer or out of range"),
+                Some(i64::MIN) => return Encoder::error(out, "ERR decrement would overflow"),
+                Some(n) => -n,
+                None => return Encoder::error(out, "ERR value is not an integer or out of range"),
             },
         };
         let mut kv = self.kv.borrow_mut();
@@ -473,9 +584,7 @@ impl ShardState {
         };
         let entry = Entry { value: Arc::from(v.to_string().into_bytes()), expires };
         match kv.insert(key.into(), entry, expires, now) {
-            Inserted::Rejected(_) => {
-                Encoder::error(out, "OOM command not allowed when used memory > 'maxmemory'")
-            }
+            Inserted::Rejected(_) => Encoder::error(out, OOM),
             _ => Encoder::int(out, v),
         }
     }
@@ -486,7 +595,9 @@ impl ShardState {
         let mut nums = [0i64; 4];
         nums[3] = 1;
         for (i, a) in args[1..].iter().enumerate() {
-            match parse_i64(a.of(buf)) {
+            // redis-cell parses with Rust's `str::parse` (a `+` sign and
+            // leading zeros are fine there), so CL.THROTTLE does too.
+            match std::str::from_utf8(a.of(buf)).ok().and_then(|t| t.parse().ok()) {
                 Some(n) => nums[i] = n,
                 None => {
                     let msg = format!(

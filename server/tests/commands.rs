@@ -372,3 +372,94 @@ fn idempotency_begin_complete_abandon() {
     assert!(err(&mut con, &["IDEM.BEGIN", "", "fp", "100"]).contains("empty"));
     assert!(err(&mut con, &["IDEM.BEGIN", "k", "fp", "0"]).contains("lease"));
 }
+
+/// Details found by sending the same commands to redis-server 7 and to
+/// resilienced and comparing the replies.
+#[test]
+fn replies_match_redis_on_edge_cases() {
+    let Some(engine) = common::start(2, |c| c.maxmemory = 1 << 20) else { return };
+    let mut con = common::client(engine.local_addr());
+
+    // Integers parse as Redis's string2ll: no leading zeros, no "-0".
+    for v in ["010", "-0", "+1", " 1", "1e3", ""] {
+        ok(&mut con, &["SET", "n", v]);
+        assert!(err(&mut con, &["INCR", "n"]).contains("not an integer"), "{v:?}");
+    }
+    assert!(err(&mut con, &["SELECT", "00"]).contains("not an integer"));
+    ok(&mut con, &["SET", "n", "1"]);
+    assert!(err(&mut con, &["DECRBY", "n", "-9223372036854775808"]).contains("decrement would overflow"));
+    assert!(err(&mut con, &["INCRBY", "n", "9223372036854775807"]).contains("would overflow"));
+    assert_eq!(q::<String>(&mut con, &["GET", "n"]).unwrap(), "1", "a refused INCRBY changes nothing");
+
+    // SET: an option may repeat, the last expiry wins; EXAT / PXAT; the
+    // syntax is checked before the number.
+    ok(&mut con, &["SET", "k", "v", "EX", "1000", "EX", "20"]);
+    assert_eq!(q::<i64>(&mut con, &["TTL", "k"]).unwrap(), 20);
+    assert!(err(&mut con, &["SET", "k", "v", "EX", "10", "PX", "100"]).contains("syntax error"));
+    assert!(err(&mut con, &["SET", "k", "v", "KEEPTTL", "EX", "10"]).contains("syntax error"));
+    assert!(err(&mut con, &["SET", "k", "v", "EX", "abc", "BLAH"]).contains("syntax error"));
+    assert!(err(&mut con, &["SET", "k", "v", "EXAT", "0"]).contains("invalid expire time in 'set'"));
+    let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    ok(&mut con, &["SET", "k", "v", "EXAT", &(unix + 100).to_string()]);
+    let ttl: i64 = q(&mut con, &["TTL", "k"]).unwrap();
+    assert!((98..=101).contains(&ttl), "EXAT 100 s ahead: TTL {ttl}");
+    ok(&mut con, &["SET", "k", "v", "PXAT", &((unix + 50) * 1000).to_string()]);
+    let pttl: i64 = q(&mut con, &["PTTL", "k"]).unwrap();
+    assert!((48_000..=50_000).contains(&pttl), "PXAT 50 s ahead: PTTL {pttl}");
+    // A Unix time already past: OK, and the key is gone.
+    ok(&mut con, &["SET", "k", "v", "PXAT", "1"]);
+    assert_eq!(q::<i64>(&mut con, &["EXISTS", "k"]).unwrap(), 0);
+
+    // EXPIRE: options before the number, Redis's messages, overflow refused.
+    ok(&mut con, &["SET", "k", "v"]);
+    assert!(err(&mut con, &["EXPIRE", "k", "abc", "foo"]).contains("Unsupported option foo"));
+    assert!(err(&mut con, &["EXPIRE", "k", "10", "GT", "LT"]).contains("GT and LT options"));
+    assert!(err(&mut con, &["EXPIRE", "k", "10", "NX", "GT"]).contains("NX and XX, GT or LT"));
+    for (c, n) in [
+        ("EXPIRE", "9223372036854775807"),
+        ("EXPIRE", "92233720368547758"),
+        ("PEXPIRE", "9223372036854775807"),
+    ] {
+        let e = err(&mut con, &[c, "k", n]);
+        assert!(e.contains(&format!("invalid expire time in '{}'", c.to_lowercase())), "{c} {n}: {e}");
+    }
+    assert_eq!(q::<i64>(&mut con, &["TTL", "k"]).unwrap(), -1, "a refused EXPIRE changes nothing");
+
+    // STRLEN, APPEND (keeps the TTL), GETSET (clears it), TIME.
+    ok(&mut con, &["SET", "s", "hello", "EX", "100"]);
+    assert_eq!(q::<i64>(&mut con, &["APPEND", "s", " world"]).unwrap(), 11);
+    assert_eq!(q::<String>(&mut con, &["GET", "s"]).unwrap(), "hello world");
+    assert!(q::<i64>(&mut con, &["TTL", "s"]).unwrap() > 90);
+    assert_eq!(q::<i64>(&mut con, &["STRLEN", "s"]).unwrap(), 11);
+    assert_eq!(q::<i64>(&mut con, &["STRLEN", "nosuch"]).unwrap(), 0);
+    assert_eq!(q::<i64>(&mut con, &["APPEND", "fresh", "abc"]).unwrap(), 3);
+    assert_eq!(q::<String>(&mut con, &["GETSET", "s", "new"]).unwrap(), "hello world");
+    assert_eq!(q::<i64>(&mut con, &["TTL", "s"]).unwrap(), -1);
+    assert_eq!(q::<Option<String>>(&mut con, &["GETSET", "nosuch2", "x"]).unwrap(), None);
+    let t: Vec<String> = q(&mut con, &["TIME"]).unwrap();
+    let secs: u64 = t[0].parse().unwrap();
+    assert!(secs.abs_diff(unix) <= 5 && t[1].parse::<u32>().unwrap() < 1_000_000);
+
+    // A value heavier than the memory budget: OOM, and the old value stays.
+    ok(&mut con, &["SET", "big", "small"]);
+    let huge = "x".repeat(2 << 20);
+    assert!(err(&mut con, &["SET", "big", &huge]).contains("OOM"));
+    assert!(err(&mut con, &["SET", "big", &huge, "GET"]).contains("OOM"));
+    assert!(err(&mut con, &["APPEND", "big", &huge]).contains("OOM"));
+    assert_eq!(q::<String>(&mut con, &["GET", "big"]).unwrap(), "small");
+
+    // AUTH as in a Redis with no password configured.
+    assert!(err(&mut con, &["AUTH", "pw"]).contains("without any password configured"));
+    ok(&mut con, &["AUTH", "default", "anything"]);
+    assert!(err(&mut con, &["AUTH", "alice", "pw"]).contains("WRONGPASS"));
+    assert!(err(&mut con, &["HELLO", "3", "AUTH", "alice", "pw"]).contains("WRONGPASS"));
+    let hello: Vec<Value> = q(&mut con, &["HELLO", "2", "AUTH", "default", "pw"]).unwrap();
+    assert_eq!(hello.len(), 14, "still RESP2 after the refused HELLO 3");
+
+    // FLUSHALL takes ASYNC or SYNC only.
+    assert!(err(&mut con, &["FLUSHALL", "BAD"]).contains("syntax error"));
+    assert!(err(&mut con, &["FLUSHALL", "SYNC", "x"]).contains("syntax error"));
+    assert_eq!(q::<i64>(&mut con, &["EXISTS", "big"]).unwrap(), 1, "a refused FLUSHALL flushes nothing");
+    ok(&mut con, &["FLUSHALL", "async"]);
+    assert_eq!(q::<i64>(&mut con, &["DBSIZE"]).unwrap(), 0);
+}
