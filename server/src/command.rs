@@ -10,6 +10,8 @@ pub enum Op {
     Echo,
     Auth,
     Time,
+    Keys,
+    Scan,
     Quit,
     Select,
     Hello,
@@ -141,6 +143,8 @@ pub const TABLE: &[Spec] = &[
     Spec { name: "append", arity: 3, op: Op::Append, route: Route::Key, flags: WD },
     Spec { name: "auth", arity: -2, op: Op::Auth, route: Route::Conn, flags: A },
     Spec { name: "time", arity: 1, op: Op::Time, route: Route::Conn, flags: A },
+    Spec { name: "keys", arity: 2, op: Op::Keys, route: Route::All, flags: &["readonly"] },
+    Spec { name: "scan", arity: -2, op: Op::Scan, route: Route::Conn, flags: &["readonly"] },
 ];
 
 /// Finds a command by name, ignoring ASCII case.
@@ -216,6 +220,115 @@ pub fn parse_i64(b: &[u8]) -> Option<i64> {
     }
 }
 
+/// `SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]` options, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanArgs<'a> {
+    /// The cursor: the shard in `cursor % shards`, the bucket to resume at
+    /// in `cursor / shards`.
+    pub cursor: u64,
+    /// Keys must match this glob (`*` when not given).
+    pub pattern: &'a [u8],
+    /// Buckets' worth of entries to look at (default 10, as Redis).
+    pub count: usize,
+    /// False when `TYPE` names a type other than `string`: nothing matches.
+    pub strings: bool,
+}
+
+impl<'a> ScanArgs<'a> {
+    /// Parses `args` (after the command name), or gives Redis's error.
+    pub fn parse(args: &[&'a [u8]]) -> Result<Self, &'static str> {
+        let cursor =
+            std::str::from_utf8(args[0]).ok().and_then(|c| c.parse().ok()).ok_or("ERR invalid cursor")?;
+        let mut a = ScanArgs { cursor, pattern: b"*", count: 10, strings: true };
+        let mut i = 1;
+        while i < args.len() {
+            let (opt, val) = (args[i], args.get(i + 1).ok_or("ERR syntax error")?);
+            if opt.eq_ignore_ascii_case(b"MATCH") {
+                a.pattern = val;
+            } else if opt.eq_ignore_ascii_case(b"COUNT") {
+                match parse_i64(val) {
+                    Some(n) if n >= 1 => a.count = n.min(1 << 20) as usize,
+                    Some(_) => return Err("ERR syntax error"),
+                    None => return Err("ERR value is not an integer or out of range"),
+                }
+            } else if opt.eq_ignore_ascii_case(b"TYPE") {
+                a.strings = val.eq_ignore_ascii_case(b"string");
+            } else {
+                return Err("ERR syntax error");
+            }
+            i += 2;
+        }
+        Ok(a)
+    }
+}
+
+/// One token of a glob pattern at `pat[p..]` tested against byte `c`:
+/// whether it matches, and where the next token starts. `?` matches any
+/// byte, `[...]` a class (`^` negates, `a-z` ranges either way round, `\`
+/// escapes), `\x` the byte `x`, anything else itself.
+fn glob_token(pat: &[u8], mut p: usize, c: u8) -> (bool, usize) {
+    match pat[p] {
+        b'?' => (true, p + 1),
+        b'\\' if p + 1 < pat.len() => (pat[p + 1] == c, p + 2),
+        b'[' => {
+            p += 1;
+            let negate = pat.get(p) == Some(&b'^');
+            if negate {
+                p += 1;
+            }
+            let mut hit = false;
+            // As Redis: the class runs to `]` or to the end of the pattern.
+            while p < pat.len() && pat[p] != b']' {
+                if pat[p] == b'\\' && p + 1 < pat.len() {
+                    hit |= pat[p + 1] == c;
+                    p += 2;
+                } else if p + 2 < pat.len() && pat[p + 1] == b'-' && pat[p + 2] != b']' {
+                    let (a, b) = (pat[p].min(pat[p + 2]), pat[p].max(pat[p + 2]));
+                    hit |= (a..=b).contains(&c);
+                    p += 3;
+                } else {
+                    hit |= pat[p] == c;
+                    p += 1;
+                }
+            }
+            (hit != negate, (p + 1).min(pat.len()))
+        }
+        other => (other == c, p + 1),
+    }
+}
+
+/// A Redis glob (`KEYS`, `SCAN MATCH`, `CONFIG GET`): `*`, `?`, `[...]`
+/// classes and `\` escapes, matched greedily with one backtrack point (every
+/// other token takes exactly one byte), so O(pattern x text) even for
+/// patterns full of stars.
+pub fn glob(pat: &[u8], s: &[u8]) -> bool {
+    let (mut p, mut i) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        if pat.get(p) == Some(&b'*') {
+            star = Some((p, i));
+            p += 1;
+            continue;
+        }
+        let step = (p < pat.len()).then(|| glob_token(pat, p, s[i]));
+        match step {
+            Some((true, next)) => {
+                p = next;
+                i += 1;
+            }
+            _ => match star {
+                Some((sp, si)) => {
+                    p = sp + 1;
+                    i = si + 1;
+                    star = Some((sp, si + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pat[p..].iter().all(|&c| c == b'*')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +360,26 @@ mod tests {
         assert!(mset.arity_ok(3) && mset.arity_ok(5) && !mset.arity_ok(4));
         let t = lookup(b"cl.throttle").unwrap();
         assert!(t.arity_ok(5) && t.arity_ok(6) && !t.arity_ok(7) && !t.arity_ok(4));
+    }
+
+    #[test]
+    fn globs_match_like_redis() {
+        assert!(glob(b"*", b"maxmemory"));
+        assert!(glob(b"max*", b"maxclients"));
+        assert!(glob(b"p?rt", b"port"));
+        assert!(!glob(b"save", b"saves"));
+        assert!(glob(b"*o*o*", b"maxmemory-policy"));
+        assert!(!glob(b"*z*", b"maxmemory"));
+        assert!(glob(b"**", b""));
+        let stars = "*a".repeat(30);
+        assert!(!glob(stars.as_bytes(), &[b'a'; 29]));
+        assert!(glob(b"user:[0-9]*", b"user:7abc"));
+        assert!(!glob(b"user:[0-9]*", b"user:x"));
+        assert!(glob(b"h[^e]llo", b"hallo") && !glob(b"h[^e]llo", b"hello"));
+        assert!(glob(b"h[a-b]llo", b"hbllo") && glob(b"h[b-a]llo", b"hallo"));
+        assert!(glob(b"a\\*b", b"a*b") && !glob(b"a\\*b", b"axb"));
+        assert!(glob(b"[\\]]", b"]") && glob(b"[abc", b"b"));
+        assert!(glob(b"*[xy]", b"aaay") && !glob(b"*[xy]", b"aaaz"));
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::rc::Rc;
 use resilience::runtime::{self, net::TcpStream};
 use resilience::sync::{Arc, Ordering};
 
-use crate::command::{self, parse_i64, Op, Route, Spec};
+use crate::command::{self, glob, parse_i64, Op, Route, Spec};
 use crate::engine::Server;
 use crate::resp::{self, Encoder, Parsed, Proto, Span};
 use crate::state::{ShardState, Sink};
@@ -116,6 +116,8 @@ enum Merge {
     Sum,
     /// `+OK` unless a part is an error (`MSET`, `FLUSHALL`).
     AllOk,
+    /// One array of every part's array elements (`KEYS`).
+    Concat,
     /// `INFO`: the sections of [`crate::engine::InfoSections`] asked for,
     /// totals over the shards, then every shard's section.
     Info(u8),
@@ -386,6 +388,7 @@ impl Conn {
                 let merge = match spec.op {
                     Op::Dbsize => Merge::Sum,
                     Op::Flushall => Merge::AllOk,
+                    Op::Keys => Merge::Concat,
                     _ => Merge::Info(crate::engine::info_sections(args[1..].iter().map(|a| a.of(buf)))),
                 };
                 let p = self.parts.len();
@@ -519,6 +522,21 @@ impl Conn {
                     _ => Encoder::ok(out),
                 }
             }
+            Merge::Concat => {
+                let mut n = 0;
+                for part in parts {
+                    match array_body(bytes(part)) {
+                        Some((len, _)) => n += len,
+                        None => return out.extend_from_slice(bytes(part)),
+                    }
+                }
+                Encoder::array(out, n);
+                for part in parts {
+                    if let Some((_, body)) = array_body(bytes(part)) {
+                        out.extend_from_slice(body);
+                    }
+                }
+            }
             Merge::Info(sections) => {
                 let shards: Vec<&[u8]> = parts.iter().map(|part| bulk_payload(bytes(part))).collect();
                 let text = self.srv.info_text(sections, self.shards, &shards);
@@ -574,6 +592,18 @@ impl Conn {
                     Encoder::bulk(o, t.as_secs().to_string().as_bytes());
                     Encoder::bulk(o, t.subsec_micros().to_string().as_bytes());
                 })
+            }
+            Op::Scan => {
+                // Checked here, run on the shard the cursor names.
+                let raw: Vec<&[u8]> = args[1..].iter().map(|a| a.of(buf)).collect();
+                match command::ScanArgs::parse(&raw) {
+                    Ok(a) => {
+                        let p = self.parts.len();
+                        self.part((a.cursor % self.shards as u64) as usize, Op::Scan, buf, &args[1..]);
+                        self.plan(Merge::One, p, out);
+                    }
+                    Err(e) => self.reply_here(out, |o| Encoder::error(o, e)),
+                }
             }
             Op::Hello => self.hello(buf, args, out),
             Op::Client => self.client(buf, args, out),
@@ -844,40 +874,20 @@ fn unknown_command(buf: &[u8], args: &[Span]) -> String {
     msg
 }
 
-/// A Redis glob: `*`, `?`, and literal bytes (greedy with one backtrack
-/// point, so O(pattern × text) even for patterns full of stars).
-fn glob(pat: &[u8], s: &[u8]) -> bool {
-    let (mut p, mut i) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while i < s.len() {
-        match pat.get(p) {
-            Some(b'*') => {
-                star = Some((p, i));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == s[i] => {
-                p += 1;
-                i += 1;
-            }
-            _ => match star {
-                Some((sp, si)) => {
-                    p = sp + 1;
-                    i = si + 1;
-                    star = Some((sp, si + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pat[p..].iter().all(|&c| c == b'*')
-}
-
 /// What `AUTH` answers for a user other than `default`.
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
 /// True when `b` is one of `words` (ASCII case ignored).
 fn is_word(b: &[u8], words: &[&str]) -> bool {
     words.iter().any(|w| b.eq_ignore_ascii_case(w.as_bytes()))
+}
+
+/// The element count and the element bytes of a `*n\r\n...` array reply.
+fn array_body(b: &[u8]) -> Option<(usize, &[u8])> {
+    let rest = b.strip_prefix(b"*")?;
+    let cr = rest.iter().position(|&c| c == b'\r')?;
+    let n = std::str::from_utf8(&rest[..cr]).ok()?.parse().ok()?;
+    Some((n, rest.get(cr + 2..)?))
 }
 
 fn parse_int_reply(b: &[u8]) -> Option<i64> {
@@ -895,19 +905,6 @@ fn bulk_payload(b: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs_match_like_redis() {
-        assert!(glob(b"*", b"maxmemory"));
-        assert!(glob(b"max*", b"maxclients"));
-        assert!(glob(b"p?rt", b"port"));
-        assert!(!glob(b"save", b"saves"));
-        assert!(glob(b"*o*o*", b"maxmemory-policy"));
-        assert!(!glob(b"*z*", b"maxmemory"));
-        assert!(glob(b"**", b""));
-        let stars = "*a".repeat(30);
-        assert!(!glob(stars.as_bytes(), &[b'a'; 29]));
-    }
 
     #[test]
     fn reply_helpers_parse_what_the_encoder_writes() {

@@ -24,7 +24,7 @@ use resilience::hash::SeededState;
 use resilience::idempotency::{self, Begin};
 use resilience::limit::{AutoClock, Decision, FullPolicy, KeyedLimiter, Quota};
 
-use crate::command::{parse_i64, Op};
+use crate::command::{glob, parse_i64, Op, ScanArgs};
 use crate::config::Config;
 use crate::resp::{Encoder, Proto, Span};
 
@@ -174,6 +174,7 @@ const MAX_QUOTAS: usize = 1024;
 /// One shard's state.
 pub struct ShardState {
     shard: usize,
+    shards: usize,
     kv: RefCell<Kv>,
     budget: u64,
     throttle: RefCell<HashMap<(i64, i64, i64), Limiter, SeededState>>,
@@ -204,6 +205,7 @@ impl ShardState {
         let idem = idempotency::Table::new(&idem_cfg).map_err(|e| format!("idempotency: {e}"))?;
         Ok(Self {
             shard,
+            shards: shards as usize,
             kv: RefCell::new(kv),
             budget,
             throttle: RefCell::new(HashMap::with_hasher(SeededState::new())),
@@ -301,6 +303,17 @@ impl ShardState {
                 kv.insert(arg(0).into(), Entry { value: e.value, expires: 0 }, 0, now);
                 Encoder::int(out, 1);
             }
+            Op::Keys => {
+                let kv = self.kv.borrow();
+                let live = |e: &Entry| e.expires == 0 || e.expires > now;
+                let keys: Vec<&[u8]> =
+                    kv.iter().filter(|(k, e)| live(e) && glob(arg(0), k)).map(|(k, _)| &k[..]).collect();
+                Encoder::array(out, keys.len());
+                for k in keys {
+                    Encoder::bulk(out, k);
+                }
+            }
+            Op::Scan => self.scan(buf, args, now, out),
             Op::Strlen => {
                 let n = self.kv.borrow().peek(arg(0), now).map_or(0, |e| e.value.len());
                 Encoder::int(out, n as i64);
@@ -361,6 +374,42 @@ impl ShardState {
             }
             Op::IdemComplete | Op::IdemAbandon => self.idem_finish(op, buf, args, now, out),
             _ => Encoder::error(out, "ERR internal: command routed to a shard"),
+        }
+    }
+
+    /// `SCAN` on this shard: the entries of up to `COUNT` buckets holding
+    /// one, from the cursor's bucket on, then a cursor to this shard's next
+    /// bucket, or to the next shard's first, or 0 after the last shard.
+    fn scan(&self, buf: &[u8], args: &[Span], now: Nanos, out: &mut Vec<u8>) {
+        let raw: Vec<&[u8]> = args.iter().map(|a| a.of(buf)).collect();
+        let a = match ScanArgs::parse(&raw) {
+            Ok(a) => a,
+            Err(e) => return Encoder::error(out, e),
+        };
+        let shards = self.shards as u64;
+        let from = usize::try_from(a.cursor / shards).unwrap_or(usize::MAX);
+        let kv = self.kv.borrow();
+        let mut keys = Vec::new();
+        let mut next = None;
+        for (seen, (i, k, e)) in kv.iter_from(from).enumerate() {
+            if seen == a.count {
+                next = Some(i as u64);
+                break;
+            }
+            if a.strings && (e.expires == 0 || e.expires > now) && glob(a.pattern, k) {
+                keys.push(&k[..]);
+            }
+        }
+        let cursor = match next {
+            Some(i) => i * shards + self.shard as u64,
+            None if self.shard + 1 < self.shards => self.shard as u64 + 1,
+            None => 0,
+        };
+        Encoder::array(out, 2);
+        Encoder::bulk(out, cursor.to_string().as_bytes());
+        Encoder::array(out, keys.len());
+        for k in keys {
+            Encoder::bulk(out, k);
         }
     }
 

@@ -463,3 +463,47 @@ fn replies_match_redis_on_edge_cases() {
     ok(&mut con, &["FLUSHALL", "async"]);
     assert_eq!(q::<i64>(&mut con, &["DBSIZE"]).unwrap(), 0);
 }
+
+#[test]
+fn keys_and_scan_cover_every_shard() {
+    let Some(engine) = common::start(3, |_| {}) else { return };
+    let mut con = common::client(engine.local_addr());
+    for i in 0..300 {
+        ok(&mut con, &["SET", &format!("user:{i}"), "x"]);
+    }
+    ok(&mut con, &["SET", "other", "y"]);
+    ok(&mut con, &["SET", "gone", "z", "PX", "1"]);
+    std::thread::sleep(Duration::from_millis(5));
+
+    let mut k: Vec<String> = q(&mut con, &["KEYS", "user:1?"]).unwrap();
+    k.sort();
+    assert_eq!(k, (10..20).map(|i| format!("user:{i}")).collect::<Vec<_>>());
+    assert_eq!(q::<Vec<String>>(&mut con, &["KEYS", "*"]).unwrap().len(), 301, "expired keys are not listed");
+    assert_eq!(q::<Vec<String>>(&mut con, &["KEYS", "user:[0-4]"]).unwrap().len(), 5);
+
+    // A full SCAN, at several COUNTs, returns every key exactly once.
+    for count in ["1", "7", "1000"] {
+        let (mut cursor, mut seen, mut calls) = ("0".to_string(), Vec::new(), 0);
+        loop {
+            let (next, batch): (String, Vec<String>) =
+                q(&mut con, &["SCAN", &cursor, "MATCH", "user:*", "COUNT", count]).unwrap();
+            seen.extend(batch);
+            calls += 1;
+            if next == "0" {
+                break;
+            }
+            cursor = next;
+            assert!(calls < 10_000, "SCAN does not end");
+        }
+        seen.sort();
+        let mut want: Vec<String> = (0..300).map(|i| format!("user:{i}")).collect();
+        want.sort();
+        assert_eq!(seen, want, "COUNT {count}");
+    }
+    let (_, none): (String, Vec<String>) =
+        q(&mut con, &["SCAN", "0", "TYPE", "hash", "COUNT", "1000"]).unwrap();
+    assert!(none.is_empty());
+    assert!(err(&mut con, &["SCAN", "abc"]).contains("invalid cursor"));
+    assert!(err(&mut con, &["SCAN", "0", "COUNT", "0"]).contains("syntax error"));
+    assert!(err(&mut con, &["SCAN", "0", "MATCH"]).contains("syntax error"));
+}

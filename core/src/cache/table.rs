@@ -666,6 +666,20 @@ where
         })
     }
 
+    /// The entries in buckets `start..`, each with its bucket index, for
+    /// cursor-style scans (resume at the last index + 1). An entry present
+    /// from the first call to the last is seen once unless the table was
+    /// rebuilt in between (growth or tombstone cleanup move entries).
+    pub fn iter_from(&self, start: usize) -> impl Iterator<Item = (usize, &K, &V)> + '_ {
+        (start.min(self.slots.len())..self.slots.len()).filter(|&i| group::is_full(self.ctrl_byte(i))).map(
+            move |i| {
+                // SAFETY: control byte `i` is FULL.
+                let s = unsafe { self.slots.get(i) };
+                (i, &s.key, &s.value)
+            },
+        )
+    }
+
     /// The queue holding `key`, and its frequency (for tests and tools).
     pub fn policy_state<Q>(&self, key: &Q) -> Option<(Queue, u8)>
     where
@@ -987,6 +1001,28 @@ mod tests {
             }
         }
         assert_eq!(Rc::strong_count(&token), 1);
+    }
+
+    #[test]
+    fn iter_from_resumes_a_scan_without_repeats_or_gaps() {
+        let mut t: Table<u64, u64> = Table::new(1000).unwrap();
+        for k in 0..700u64 {
+            t.insert(k, k * 2, NEVER, 0);
+        }
+        let all: Vec<(u64, u64)> = t.iter().map(|(k, v)| (*k, *v)).collect();
+        // Three entries a call, resuming after the last bucket seen.
+        let (mut from, mut got) = (0, Vec::new());
+        loop {
+            let batch: Vec<(usize, u64, u64)> =
+                t.iter_from(from).take(3).map(|(i, k, v)| (i, *k, *v)).collect();
+            let Some(last) = batch.last() else { break };
+            from = last.0 + 1;
+            assert!(batch.windows(2).all(|w| w[0].0 < w[1].0), "bucket order");
+            got.extend(batch.iter().map(|&(_, k, v)| (k, v)));
+        }
+        assert_eq!(got, all);
+        assert_eq!(got.len(), 700);
+        assert_eq!(t.iter_from(usize::MAX).count(), 0);
     }
 
     #[test]
