@@ -93,8 +93,22 @@ impl Driver {
     /// Tries `SINGLE_ISSUER | COOP_TASKRUN` (kernel 6.0) first, which suits a
     /// ring used by one thread, and falls back to a plain ring. Requires
     /// `IORING_FEAT_EXT_ARG` (kernel 5.11) for waits with a timeout.
+    ///
+    /// `RESILIENCE_URING` picks another setup, for the A/B measurements in
+    /// README.md (`benches/uring-ab`): `plain` (no setup flags), `defer`
+    /// (`SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG`, kernel 6.1) or
+    /// `sqpoll` (a kernel thread polls the submission queue). Unset or
+    /// anything else: the default.
     pub(crate) fn new(entries: u32) -> Result<Self, Error> {
-        let ring = match IoUring::builder().setup_single_issuer().setup_coop_taskrun().setup_taskrun_flag().build(entries) {
+        let choice = std::env::var("RESILIENCE_URING").unwrap_or_default();
+        let mut b = IoUring::builder();
+        match choice.as_str() {
+            "plain" => &mut b,
+            "defer" => b.setup_single_issuer().setup_defer_taskrun().setup_taskrun_flag(),
+            "sqpoll" => b.setup_sqpoll(1000),
+            _ => b.setup_single_issuer().setup_coop_taskrun().setup_taskrun_flag(),
+        };
+        let ring = match b.build(entries) {
             Ok(r) => r,
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::new(entries).map_err(setup_error)?,
             Err(e) => return Err(setup_error(e)),
