@@ -12,7 +12,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use resilience_server::command::{lookup, Route};
+use resilience_server::command::{lookup, Op, Route};
 use resilience_server::resp::{parse, Encoder, Limits, Parsed, Proto};
 use resilience_server::state::ShardState;
 use resilience_server::Config;
@@ -31,7 +31,10 @@ fn run_all(data: &[u8], limits: &Limits) {
         let buf = &data[pos..];
         pos += consumed;
         let Some(spec) = args.first().and_then(|a| lookup(a.of(buf))) else { continue };
-        if !spec.arity_ok(args.len()) || !matches!(spec.route, Route::Key | Route::All) {
+        // Key- and all-shard commands run on a shard's state as they are;
+        // SCAN runs there too (the connection only picks the shard).
+        let on_shard = matches!(spec.route, Route::Key | Route::All) || spec.op == Op::Scan;
+        if !spec.arity_ok(args.len()) || !on_shard {
             continue;
         }
         out.clear();
