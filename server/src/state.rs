@@ -264,6 +264,7 @@ impl ShardState {
                 _ => Encoder::null(out.buf(), proto),
             },
             Op::IdemBegin => self.idem_begin(buf, args, now, out),
+            Op::Getex => self.getex(buf, args, now, proto, out),
             Op::Getset => {
                 let o = Store { get: true, ..Store::default() };
                 self.store(args[0].of(buf), args[1].of(buf), o, now, proto, out)
@@ -338,6 +339,27 @@ impl ShardState {
                 Encoder::simple(out, t);
             }
             Op::Expire | Op::Pexpire => self.expire(op, buf, args, now, out),
+            Op::Expiretime | Op::Pexpiretime => {
+                let v = match self.kv.borrow().peek(arg(0), now) {
+                    None => -2,
+                    Some(e) if e.expires == 0 => -1,
+                    Some(e) => {
+                        // The deadline as Unix milliseconds (it is kept on
+                        // the monotonic clock), to the nearest millisecond.
+                        let unix_ns = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_nanos());
+                        let at_ns = unix_ns + e.expires.saturating_sub(now) as u128;
+                        let at = ((at_ns + 500_000) / 1_000_000).min(i64::MAX as u128) as i64;
+                        if op == Op::Expiretime {
+                            at / 1000
+                        } else {
+                            at
+                        }
+                    }
+                };
+                Encoder::int(out, v);
+            }
             Op::Ttl | Op::Pttl => {
                 let kv = self.kv.borrow();
                 let v = match kv.peek(arg(0), now) {
@@ -550,6 +572,45 @@ impl ShardState {
             Encoder::ok(out);
         } else {
             Encoder::error(out, OOM);
+        }
+    }
+
+    /// `GETEX key [EX s | PX ms | EXAT t | PXAT t | PERSIST]`: the value,
+    /// and the deadline set or removed, as Redis 6.2.
+    fn getex(&self, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, sink: &mut impl Sink) {
+        let key = args[0].of(buf);
+        let opt = args.get(1).map(|a| a.of(buf).to_ascii_uppercase());
+        let kind = match opt.as_deref() {
+            None => None,
+            Some(b"PERSIST") if args.len() == 2 => Some(None),
+            Some(b"EX") if args.len() == 3 => Some(Some(Expiry::In(SECOND))),
+            Some(b"PX") if args.len() == 3 => Some(Some(Expiry::In(MILLISECOND))),
+            Some(b"EXAT") if args.len() == 3 => Some(Some(Expiry::At(1000))),
+            Some(b"PXAT") if args.len() == 3 => Some(Some(Expiry::At(1))),
+            Some(_) => return Encoder::error(sink.buf(), "ERR syntax error"),
+        };
+        // As Redis: the syntax, then a missing key (nil), then the number.
+        let mut kv = self.kv.borrow_mut();
+        let Some(e) = kv.peek(key, now).cloned() else {
+            return Encoder::null(sink.buf(), proto);
+        };
+        let expires = match kind {
+            Some(Some(k)) => match deadline(k, args[2].of(buf), now) {
+                Ok(d) => Some(d),
+                Err(e) => return Encoder::error(sink.buf(), &e.message("getex")),
+            },
+            Some(None) => Some(0),
+            None => None,
+        };
+        sink.value(&e.value);
+        match expires {
+            Some(d) if d != 0 && d <= now => {
+                kv.remove(key);
+            }
+            Some(d) if d != e.expires => {
+                kv.insert(key.into(), Entry { value: e.value, expires: d }, d, now);
+            }
+            _ => {}
         }
     }
 

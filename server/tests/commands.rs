@@ -507,3 +507,37 @@ fn keys_and_scan_cover_every_shard() {
     assert!(err(&mut con, &["SCAN", "0", "COUNT", "0"]).contains("syntax error"));
     assert!(err(&mut con, &["SCAN", "0", "MATCH"]).contains("syntax error"));
 }
+
+#[test]
+fn getex_and_expiretime() {
+    let Some(engine) = common::start(2, |_| {}) else { return };
+    let mut con = common::client(engine.local_addr());
+    let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    ok(&mut con, &["SET", "g", "v"]);
+    assert_eq!(q::<String>(&mut con, &["GETEX", "g"]).unwrap(), "v");
+    assert_eq!(q::<i64>(&mut con, &["EXPIRETIME", "g"]).unwrap(), -1);
+    assert_eq!(q::<String>(&mut con, &["GETEX", "g", "EX", "100"]).unwrap(), "v");
+    assert_eq!(q::<i64>(&mut con, &["TTL", "g"]).unwrap(), 100);
+    let at: i64 = q(&mut con, &["EXPIRETIME", "g"]).unwrap();
+    assert!((at - (unix as i64 + 100)).abs() <= 2, "EXPIRETIME {at}");
+    assert_eq!(q::<String>(&mut con, &["GETEX", "g", "PERSIST"]).unwrap(), "v");
+    assert_eq!(q::<i64>(&mut con, &["TTL", "g"]).unwrap(), -1);
+    // An absolute deadline comes back exactly.
+    let exat = (unix + 1000).to_string();
+    assert_eq!(q::<String>(&mut con, &["GETEX", "g", "EXAT", &exat]).unwrap(), "v");
+    assert_eq!(q::<i64>(&mut con, &["EXPIRETIME", "g"]).unwrap(), unix as i64 + 1000);
+    assert_eq!(q::<i64>(&mut con, &["PEXPIRETIME", "g"]).unwrap(), (unix as i64 + 1000) * 1000);
+    // A deadline already past: the value, then the key is gone.
+    assert_eq!(q::<String>(&mut con, &["GETEX", "g", "PXAT", "1"]).unwrap(), "v");
+    assert_eq!(q::<i64>(&mut con, &["EXISTS", "g"]).unwrap(), 0);
+    assert_eq!(q::<i64>(&mut con, &["EXPIRETIME", "g"]).unwrap(), -2);
+    // Syntax first, then a missing key is nil, then the number is checked.
+    assert!(err(&mut con, &["GETEX", "g", "EX"]).contains("syntax error"));
+    assert!(err(&mut con, &["GETEX", "g", "EX", "1", "PX", "1"]).contains("syntax error"));
+    assert!(err(&mut con, &["GETEX", "g", "PERSIST", "x"]).contains("syntax error"));
+    assert_eq!(q::<Option<String>>(&mut con, &["GETEX", "g", "EX", "0"]).unwrap(), None);
+    ok(&mut con, &["SET", "g", "v"]);
+    assert!(err(&mut con, &["GETEX", "g", "EX", "0"]).contains("invalid expire time in 'getex'"));
+    assert!(err(&mut con, &["GETEX", "g", "EX", "abc"]).contains("not an integer"));
+    assert_eq!(q::<i64>(&mut con, &["TTL", "g"]).unwrap(), -1, "a refused GETEX changes nothing");
+}
