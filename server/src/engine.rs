@@ -80,12 +80,14 @@ impl Server {
             );
         });
         section(info::MEMORY, &mut |t| {
+            let (used, rss, max) = (total("used_memory"), rss_bytes(), c.maxmemory);
             let _ = write!(
                 t,
-                "# Memory\r\nused_memory:{}\r\nused_memory_rss:{}\r\nmaxmemory:{}\r\nmaxmemory_policy:s3fifo\r\n",
-                total("used_memory"),
-                rss_bytes(),
-                c.maxmemory,
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\n\
+                 used_memory_rss_human:{}\r\nmaxmemory:{max}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:s3fifo\r\n",
+                human_bytes(used),
+                human_bytes(rss),
+                human_bytes(max),
             );
         });
         section(info::STATS, &mut |t| {
@@ -183,6 +185,22 @@ pub(crate) fn info_sections<'a>(names: impl Iterator<Item = &'a [u8]>) -> u8 {
     } else {
         info::ALL
     }
+}
+
+/// Bytes as Redis's `bytesToHuman` prints them: `512B`, `1.50K`, `9.39M`,
+/// `1.00G`, and so on.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    let mut d = n as f64 / 1024.0;
+    let mut u = 0;
+    while d >= 1024.0 && u + 1 < UNITS.len() {
+        d /= 1024.0;
+        u += 1;
+    }
+    format!("{d:.2}{}", UNITS[u])
 }
 
 /// The process's resident memory, from `/proc/self/statm` (0 if unknown).
@@ -335,5 +353,19 @@ async fn shard_main(listener: Option<TcpListener>, srv: Arc<Server>) {
             // Out of descriptors or a transient error: breathe, then retry.
             Err(_) => runtime::sleep(Duration::from_millis(10)).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_print_as_redis_prints_them() {
+        assert_eq!(human_bytes(0), "0B");
+        assert_eq!(human_bytes(1023), "1023B");
+        assert_eq!(human_bytes(1536), "1.50K");
+        assert_eq!(human_bytes(1 << 30), "1.00G");
+        assert_eq!(human_bytes(9_846_784), "9.39M");
     }
 }
