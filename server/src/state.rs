@@ -114,11 +114,14 @@ impl BadExpiry {
     }
 }
 
+/// Nanoseconds since the Unix epoch (0 if the clock is before it).
+fn unix_ns() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64)
+    (unix_ns() / 1_000_000).min(i64::MAX as u128) as i64
 }
 
 /// The deadline (on the monotonic clock of `now`) that an expiry argument
@@ -136,14 +139,12 @@ fn deadline(kind: Expiry, arg: &[u8], now: Nanos) -> Result<Nanos, BadExpiry> {
         }
         Expiry::At(unit_ms) => {
             let at_ms = n.checked_mul(unit_ms).ok_or(BadExpiry::Invalid)?;
-            let ahead_ms = at_ms.saturating_sub(unix_ms());
-            if ahead_ms <= 0 {
+            // In nanoseconds, so that EXPIRETIME gives the same time back.
+            let ahead = at_ms as i128 * MILLISECOND as i128 - unix_ns() as i128;
+            if ahead <= 0 {
                 return Ok(now);
             }
-            (ahead_ms as u64)
-                .checked_mul(MILLISECOND)
-                .and_then(|d| now.checked_add(d))
-                .ok_or(BadExpiry::Invalid)
+            u64::try_from(ahead).ok().and_then(|d| now.checked_add(d)).ok_or(BadExpiry::Invalid)
         }
     }
 }
@@ -346,10 +347,7 @@ impl ShardState {
                     Some(e) => {
                         // The deadline as Unix milliseconds (it is kept on
                         // the monotonic clock), to the nearest millisecond.
-                        let unix_ns = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_nanos());
-                        let at_ns = unix_ns + e.expires.saturating_sub(now) as u128;
+                        let at_ns = unix_ns() + e.expires.saturating_sub(now) as u128;
                         let at = ((at_ns + 500_000) / 1_000_000).min(i64::MAX as u128) as i64;
                         if op == Op::Expiretime {
                             at / 1000
