@@ -240,12 +240,15 @@ pub struct ScanArgs<'a> {
     pub strings: bool,
 }
 
+/// A `SCAN` cursor (an unsigned 64-bit number), or Redis's error.
+pub fn scan_cursor(arg: &[u8]) -> Result<u64, &'static str> {
+    std::str::from_utf8(arg).ok().and_then(|c| c.parse().ok()).ok_or("ERR invalid cursor")
+}
+
 impl<'a> ScanArgs<'a> {
     /// Parses `args` (after the command name), or gives Redis's error.
     pub fn parse(args: &[&'a [u8]]) -> Result<Self, &'static str> {
-        let cursor =
-            std::str::from_utf8(args[0]).ok().and_then(|c| c.parse().ok()).ok_or("ERR invalid cursor")?;
-        let mut a = ScanArgs { cursor, pattern: b"*", count: 10, strings: true };
+        let mut a = ScanArgs { cursor: scan_cursor(args[0])?, pattern: b"*", count: 10, strings: true };
         let mut i = 1;
         while i < args.len() {
             let (opt, val) = (args[i], args.get(i + 1).ok_or("ERR syntax error")?);

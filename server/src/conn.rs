@@ -585,26 +585,19 @@ impl Conn {
                 }
             }
             Op::Time => {
-                let t =
-                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                self.reply_here(out, |o| {
-                    Encoder::array(o, 2);
-                    Encoder::bulk(o, t.as_secs().to_string().as_bytes());
-                    Encoder::bulk(o, t.subsec_micros().to_string().as_bytes());
-                })
+                let us = crate::state::unix_ns() / 1000;
+                let (secs, micros) = ((us / 1_000_000).to_string(), (us % 1_000_000).to_string());
+                self.reply_here(out, |o| Encoder::command(o, &[secs.as_bytes(), micros.as_bytes()]))
             }
-            Op::Scan => {
-                // Checked here, run on the shard the cursor names.
-                let raw: Vec<&[u8]> = args[1..].iter().map(|a| a.of(buf)).collect();
-                match command::ScanArgs::parse(&raw) {
-                    Ok(a) => {
-                        let p = self.parts.len();
-                        self.part((a.cursor % self.shards as u64) as usize, Op::Scan, buf, &args[1..]);
-                        self.plan(Merge::One, p, out);
-                    }
-                    Err(e) => self.reply_here(out, |o| Encoder::error(o, e)),
+            Op::Scan => match command::scan_cursor(arg(1)) {
+                // Run on the shard the cursor names, which checks the rest.
+                Ok(cursor) => {
+                    let p = self.parts.len();
+                    self.part((cursor % self.shards as u64) as usize, Op::Scan, buf, &args[1..]);
+                    self.plan(Merge::One, p, out);
                 }
-            }
+                Err(e) => self.reply_here(out, |o| Encoder::error(o, e)),
+            },
             Op::Hello => self.hello(buf, args, out),
             Op::Client => self.client(buf, args, out),
             Op::Command => self.command(buf, args, out),

@@ -79,6 +79,24 @@ struct Entry {
     expires: Nanos,
 }
 
+impl Entry {
+    /// True when the entry has not expired at `now`.
+    fn live(&self, now: Nanos) -> bool {
+        self.expires == 0 || self.expires > now
+    }
+}
+
+/// The expiry option named `opt` (upper case), if it is one.
+fn expiry_option(opt: &[u8]) -> Option<Expiry> {
+    match opt {
+        b"EX" => Some(Expiry::In(SECOND)),
+        b"PX" => Some(Expiry::In(MILLISECOND)),
+        b"EXAT" => Some(Expiry::At(1000)),
+        b"PXAT" => Some(Expiry::At(1)),
+        _ => None,
+    }
+}
+
 /// How `SET` (and `SETEX` / `PSETEX`) writes: the deadline (0: none) and
 /// the conditions and answer asked for.
 #[derive(Debug, Clone, Copy, Default)]
@@ -115,7 +133,7 @@ impl BadExpiry {
 }
 
 /// Nanoseconds since the Unix epoch (0 if the clock is before it).
-fn unix_ns() -> u128 {
+pub(crate) fn unix_ns() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
@@ -261,7 +279,7 @@ impl ShardState {
                 }
             }
             Op::Getdel => match self.kv.borrow_mut().remove(args[0].of(buf)) {
-                Some((_, e)) if e.expires == 0 || e.expires > now => out.value(&e.value),
+                Some((_, e)) if e.live(now) => out.value(&e.value),
                 _ => Encoder::null(out.buf(), proto),
             },
             Op::IdemBegin => self.idem_begin(buf, args, now, out),
@@ -280,7 +298,7 @@ impl ShardState {
         match op {
             Op::Del => {
                 let live = match self.kv.borrow_mut().remove(arg(0)) {
-                    Some((_, e)) => e.expires == 0 || e.expires > now,
+                    Some((_, e)) => e.live(now),
                     None => false,
                 };
                 Encoder::int(out, live as i64);
@@ -307,13 +325,9 @@ impl ShardState {
             }
             Op::Keys => {
                 let kv = self.kv.borrow();
-                let live = |e: &Entry| e.expires == 0 || e.expires > now;
                 let keys: Vec<&[u8]> =
-                    kv.iter().filter(|(k, e)| live(e) && glob(arg(0), k)).map(|(k, _)| &k[..]).collect();
-                Encoder::array(out, keys.len());
-                for k in keys {
-                    Encoder::bulk(out, k);
-                }
+                    kv.iter().filter(|(k, e)| e.live(now) && glob(arg(0), k)).map(|(k, _)| &k[..]).collect();
+                Encoder::command(out, &keys);
             }
             Op::Scan => self.scan(buf, args, now, out),
             Op::Strlen => {
@@ -416,7 +430,7 @@ impl ShardState {
                 next = Some(i as u64);
                 break;
             }
-            if a.strings && (e.expires == 0 || e.expires > now) && glob(a.pattern, k) {
+            if a.strings && e.live(now) && glob(a.pattern, k) {
                 keys.push(&k[..]);
             }
         }
@@ -427,10 +441,7 @@ impl ShardState {
         };
         Encoder::array(out, 2);
         Encoder::bulk(out, cursor.to_string().as_bytes());
-        Encoder::array(out, keys.len());
-        for k in keys {
-            Encoder::bulk(out, k);
-        }
+        Encoder::command(out, &keys);
     }
 
     fn info(&self) -> String {
@@ -495,14 +506,7 @@ impl ShardState {
         while i < args.len() {
             let opt = args[i].of(buf).to_ascii_uppercase();
             let next = args.get(i + 1).map(|a| a.of(buf));
-            let kind = match opt.as_slice() {
-                b"EX" => Some(Expiry::In(SECOND)),
-                b"PX" => Some(Expiry::In(MILLISECOND)),
-                b"EXAT" => Some(Expiry::At(1000)),
-                b"PXAT" => Some(Expiry::At(1)),
-                _ => None,
-            };
-            match (opt.as_slice(), kind, next) {
+            match (opt.as_slice(), expiry_option(&opt), next) {
                 (b"NX", ..) if !xx => nx = true,
                 (b"XX", ..) if !nx => xx = true,
                 (b"GET", ..) => get = true,
@@ -581,10 +585,7 @@ impl ShardState {
         let kind = match opt.as_deref() {
             None => None,
             Some(b"PERSIST") if args.len() == 2 => Some(None),
-            Some(b"EX") if args.len() == 3 => Some(Some(Expiry::In(SECOND))),
-            Some(b"PX") if args.len() == 3 => Some(Some(Expiry::In(MILLISECOND))),
-            Some(b"EXAT") if args.len() == 3 => Some(Some(Expiry::At(1000))),
-            Some(b"PXAT") if args.len() == 3 => Some(Some(Expiry::At(1))),
+            Some(o) if args.len() == 3 && expiry_option(o).is_some() => Some(expiry_option(o)),
             Some(_) => return Encoder::error(sink.buf(), "ERR syntax error"),
         };
         // As Redis: the syntax, then a missing key (nil), then the number.

@@ -815,11 +815,11 @@ where
             while i != NIL {
                 // SAFETY: `i` is linked, so it holds an entry.
                 let hash = self.hasher.hash_one(&unsafe { self.slots.get(i as usize) }.key);
-                // SAFETY: as above. The entry moves out exactly once (each
-                // slot is on one list once) and nothing below can panic
-                // before it is written to the new array; the old array is
-                // freed without dropping entries (`Slots` has no drop glue
-                // for its contents).
+                // The entry moves out exactly once (each slot is on one list
+                // once) and nothing below can panic before it is written to
+                // the new array; the old array is freed without dropping
+                // entries (`Slots` has no drop glue for its contents).
+                // SAFETY: `i` is linked, so it holds an entry; it is read out once (above).
                 let mut slot = unsafe { self.slots.0[i as usize].assume_init_read() };
                 let newer = slot.meta.prev();
                 let freq = slot.meta.freq();
