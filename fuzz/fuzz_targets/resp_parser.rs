@@ -7,8 +7,8 @@
 //! and parse back what the encoder writes.
 //!
 //! Then every complete request in the input is run, as the server would,
-//! against one shard's state (cache, limiters, breakers, idempotency): any
-//! arguments must give a reply, never a panic.
+//! against one shard's state (cache, limiters, breakers, idempotency,
+//! watches): any arguments must give a reply, never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -33,7 +33,10 @@ fn run_all(data: &[u8], limits: &Limits) {
         let Some(spec) = args.first().and_then(|a| lookup(a.of(buf))) else { continue };
         // Key- and all-shard commands run on a shard's state as they are;
         // SCAN runs there too (the connection only picks the shard).
-        let on_shard = matches!(spec.route, Route::Key | Route::All) || spec.op == Op::Scan;
+        // So do the shard-side forms of WATCH / UNWATCH / EXEC (`WATCH id
+        // key`, `UNWATCH id key...`, `EXEC id count key...`).
+        let on_shard = matches!(spec.route, Route::Key | Route::All)
+            || matches!(spec.op, Op::Scan | Op::Watch | Op::Unwatch | Op::Exec);
         if !spec.arity_ok(args.len()) || !on_shard {
             continue;
         }

@@ -21,6 +21,12 @@ pub enum Op {
     Info,
     Dbsize,
     Flushall,
+    // Transactions.
+    Multi,
+    Exec,
+    Discard,
+    Watch,
+    Unwatch,
     // Cache.
     Get,
     Set,
@@ -151,6 +157,11 @@ pub const TABLE: &[Spec] = &[
     Spec { name: "time", arity: 1, op: Op::Time, route: Route::Conn, flags: A },
     Spec { name: "keys", arity: 2, op: Op::Keys, route: Route::All, flags: &["readonly"] },
     Spec { name: "scan", arity: -2, op: Op::Scan, route: Route::Conn, flags: &["readonly"] },
+    Spec { name: "multi", arity: 1, op: Op::Multi, route: Route::Conn, flags: A },
+    Spec { name: "exec", arity: 1, op: Op::Exec, route: Route::Conn, flags: &[] },
+    Spec { name: "discard", arity: 1, op: Op::Discard, route: Route::Conn, flags: A },
+    Spec { name: "watch", arity: -2, op: Op::Watch, route: Route::Conn, flags: A },
+    Spec { name: "unwatch", arity: 1, op: Op::Unwatch, route: Route::Conn, flags: A },
 ];
 
 /// Finds a command by name, ignoring ASCII case.
@@ -179,6 +190,62 @@ pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
 pub fn spec(op: Op) -> &'static Spec {
     // Every `Op` has exactly one row; the table test checks it.
     TABLE.iter().find(|s| s.op == op).unwrap_or(&TABLE[0])
+}
+
+impl Op {
+    /// True when the command may change the key it is run on (or, for
+    /// `FLUSHALL`, every key): what invalidates a `WATCH`.
+    pub fn writes(self) -> bool {
+        !matches!(
+            self,
+            Op::Get
+                | Op::Exists
+                | Op::Strlen
+                | Op::Type
+                | Op::Ttl
+                | Op::Pttl
+                | Op::Expiretime
+                | Op::Pexpiretime
+                | Op::Keys
+                | Op::Scan
+                | Op::Dbsize
+                | Op::Info
+                | Op::BreakerState
+                | Op::Mget
+                // Connection commands and transactions touch no key.
+                | Op::Ping
+                | Op::Echo
+                | Op::Auth
+                | Op::Time
+                | Op::Quit
+                | Op::Select
+                | Op::Hello
+                | Op::Client
+                | Op::Command
+                | Op::Config
+                | Op::Multi
+                | Op::Exec
+                | Op::Discard
+                | Op::Watch
+                | Op::Unwatch
+        )
+    }
+}
+
+/// The part of `key` that picks its shard: the bytes between the first `{`
+/// and the next `}` when there are any (Redis Cluster's hash tag), else the
+/// whole key. Keys with one tag, like `{user:42}:cart` and
+/// `{user:42}:orders`, live on one shard.
+pub fn hash_tag(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|&b| b == b'{') {
+        let rest = &key[open + 1..];
+        if let Some(close) = rest.iter().position(|&b| b == b'}') {
+            if close > 0 {
+                return &rest[..close];
+            }
+        }
+    }
+    key
 }
 
 impl Spec {
@@ -356,6 +423,27 @@ mod tests {
             assert_eq!(TABLE.iter().filter(|t| t.op == s.op).count(), 1, "{}", s.name);
             assert_eq!(spec(s.op).name, s.name);
             assert!(s.name.len() <= 16);
+        }
+    }
+
+    #[test]
+    fn hash_tags_follow_redis_cluster() {
+        assert_eq!(hash_tag(b"{user:42}:cart"), b"user:42");
+        assert_eq!(hash_tag(b"x{a}y{b}"), b"a");
+        assert_eq!(hash_tag(b"{}a"), b"{}a");
+        assert_eq!(hash_tag(b"a{b"), b"a{b");
+        assert_eq!(hash_tag(b"a}b{c}"), b"c");
+        assert_eq!(hash_tag(b"plain"), b"plain");
+    }
+
+    #[test]
+    fn writes_are_what_invalidate_a_watch() {
+        assert!(Op::Set.writes() && Op::Del.writes() && Op::Flushall.writes() && Op::Throttle.writes());
+        assert!(!Op::Get.writes() && !Op::Ttl.writes() && !Op::Exec.writes() && !Op::Ping.writes());
+        for s in TABLE {
+            if s.route == Route::Conn {
+                assert!(!s.op.writes(), "{}", s.name);
+            }
         }
     }
 

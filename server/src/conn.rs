@@ -41,6 +41,9 @@ pub struct RemoteBatch {
     spans: Vec<Span>,
     /// (command, reply protocol, first span, span count).
     ops: Vec<(Op, Proto, u32, u32)>,
+    /// `(i, n)`: op `i` is an `EXEC` check; when it fails, the `n` ops after
+    /// it (the transaction's commands) are skipped.
+    guards: Vec<(usize, usize)>,
 }
 
 /// The replies to a [`RemoteBatch`], concatenated; `ends[i]` is where reply
@@ -87,10 +90,24 @@ impl RemoteBatch {
     pub fn run(self, state: &ShardState) -> RemoteReply {
         let mut reply =
             RemoteReply { out: Vec::with_capacity(32 * self.ops.len()), ..RemoteReply::default() };
-        for &(op, proto, first, n) in &self.ops {
+        let mut guards = self.guards.iter().peekable();
+        let mut skip = 0;
+        for (i, &(op, proto, first, n)) in self.ops.iter().enumerate() {
+            if skip > 0 {
+                // A skipped command's reply is empty (never written out).
+                skip -= 1;
+                reply.ends.push(reply.out.len());
+                continue;
+            }
             let args = &self.spans[first as usize..(first + n) as usize];
+            let start = reply.out.len();
             state.exec(op, &self.arena, args, proto, &mut reply);
             reply.ends.push(reply.out.len());
+            if let Some(&(_, count)) = guards.next_if(|g| g.0 == i) {
+                if reply.out[start..] != *b":1\r\n" {
+                    skip = count;
+                }
+            }
         }
         reply
     }
@@ -121,6 +138,12 @@ enum Merge {
     /// `INFO`: the sections of [`crate::engine::InfoSections`] asked for,
     /// totals over the shards, then every shard's section.
     Info(u8),
+    /// `EXEC`'s array of `n` replies (the `n` planned requests that follow),
+    /// or a null array and none of them when its one part, the check of
+    /// the watched keys, is not `:1`.
+    Exec(usize),
+    /// Nothing (the `UNWATCH` that follows a discarded transaction).
+    Silent,
 }
 
 /// A request whose reply waits for other shards.
@@ -161,7 +184,31 @@ struct Conn {
     name: Option<Box<[u8]>>,
     lib_name: Option<Box<[u8]>>,
     lib_ver: Option<Box<[u8]>>,
+    /// The commands queued since `MULTI`.
+    multi: Option<Multi>,
+    /// The keys `WATCH`ed, until `EXEC`, `DISCARD` or `UNWATCH`.
+    watching: Vec<Box<[u8]>>,
 }
+
+/// A transaction being queued: each command's arguments, copied.
+#[derive(Default)]
+struct Multi {
+    arena: Vec<u8>,
+    spans: Vec<Span>,
+    /// (first span, span count) of each command.
+    commands: Vec<(usize, usize)>,
+    /// A command was refused while queueing: `EXEC` will discard them all.
+    refused: bool,
+}
+
+/// Most commands one transaction may queue.
+const MAX_QUEUED: usize = 1 << 20;
+/// Keys of a transaction with `WATCH` must live on the watched keys' shard.
+const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot \
+                         (with WATCH, keep the watched keys and the transaction's keys under one {hash tag})";
+
+/// Most keys one connection may watch.
+const MAX_WATCHED: usize = 1 << 16;
 
 /// Serves one client until it quits, errs, or the server stops.
 pub(crate) async fn serve(stream: TcpStream, srv: Arc<Server>, id: u64) {
@@ -189,6 +236,8 @@ pub(crate) async fn serve(stream: TcpStream, srv: Arc<Server>, id: u64) {
         name: None,
         lib_name: None,
         lib_ver: None,
+        multi: None,
+        watching: Vec::new(),
     };
     let cfg = &srv.config;
     let mut inb: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -243,6 +292,7 @@ pub(crate) async fn serve(stream: TcpStream, srv: Arc<Server>, id: u64) {
             Ok(_) => {}
         }
     }
+    c.forget_watches().await;
     state.stats.connections.set(state.stats.connections.get() - 1);
     srv.clients.fetch_sub(1, Ordering::Relaxed);
 }
@@ -305,7 +355,7 @@ impl Conn {
         if self.shards == 1 {
             return 0;
         }
-        let h = resilience::hash::hash_bytes(self.srv.route_seed, key);
+        let h = resilience::hash::hash_bytes(self.srv.route_seed, command::hash_tag(key));
         ((h as u128 * self.shards as u128) >> 64) as usize
     }
 
@@ -339,7 +389,7 @@ impl Conn {
         let name = args[0].of(buf);
         let Some(spec) = command::lookup(name) else {
             let msg = unknown_command(buf, args);
-            return self.reply_here(out, |o| Encoder::error(o, &msg));
+            return self.refuse(out, &msg);
         };
         if !spec.arity_ok(args.len()) {
             let msg = match spec.op {
@@ -349,7 +399,12 @@ impl Conn {
                 }
                 _ => format!("ERR wrong number of arguments for '{}' command", spec.name),
             };
-            return self.reply_here(out, |o| Encoder::error(o, &msg));
+            return self.refuse(out, &msg);
+        }
+        if self.multi.is_some()
+            && !matches!(spec.op, Op::Exec | Op::Discard | Op::Multi | Op::Watch | Op::Quit)
+        {
+            return self.queue(spec, buf, args, out);
         }
         if spec.op == Op::Flushall
             && (args.len() > 2 || args.get(1).is_some_and(|a| !is_word(a.of(buf), &["ASYNC", "SYNC"])))
@@ -357,6 +412,11 @@ impl Conn {
             return self.reply_here(out, |o| Encoder::error(o, "ERR syntax error"));
         }
         match spec.route {
+            Route::Conn
+                if matches!(spec.op, Op::Multi | Op::Exec | Op::Discard | Op::Watch | Op::Unwatch) =>
+            {
+                self.transaction(spec.op, buf, args, out)
+            }
             Route::Conn => self.conn_command(spec, buf, args, out),
             Route::Key => {
                 let owner = self.owner(args[1].of(buf));
@@ -439,7 +499,19 @@ impl Conn {
         }
         let planned = std::mem::take(&mut self.planned);
         let parts = std::mem::take(&mut self.parts);
+        let mut skip = 0;
         for p in &planned {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            if let Merge::Exec(n) = p.merge {
+                if parts[p.parts.clone()].iter().any(|&part| self.part_bytes(part, &replies) != b":1\r\n") {
+                    Encoder::null_array(out, p.proto);
+                    skip = n;
+                    continue;
+                }
+            }
             self.merge(p, &parts, &replies, out);
             // Large replies are written as they are assembled, so the
             // buffer stays near `max_output` whatever the pipeline holds.
@@ -542,6 +614,217 @@ impl Conn {
                 let text = self.srv.info_text(sections, self.shards, &shards);
                 Encoder::verbatim(out, &text, p.proto);
             }
+            // A failed check never gets here (`finish` skips it).
+            Merge::Exec(n) => Encoder::array(out, n),
+            Merge::Silent => {}
+        }
+    }
+
+    /// Replies with an error; inside `MULTI`, the transaction is then
+    /// discarded at `EXEC`, as Redis does.
+    fn refuse(&mut self, out: &mut Vec<u8>, msg: &str) {
+        if let Some(m) = &mut self.multi {
+            m.refused = true;
+        }
+        self.reply_here(out, |o| Encoder::error(o, msg));
+    }
+
+    /// Queues a command between `MULTI` and `EXEC`, copying its arguments.
+    fn queue(&mut self, spec: &Spec, buf: &[u8], args: &[Span], out: &mut Vec<u8>) {
+        if matches!(spec.op, Op::Hello | Op::Client | Op::Auth) {
+            // They change the connection, which a transaction that may not
+            // run must not do.
+            return self.refuse(out, "ERR Command not allowed inside a transaction");
+        }
+        if let Some(w) = self.watching.first().map(|k| self.owner(k)) {
+            let mut on = vec![false; self.shards];
+            self.shards_of(buf, args, &mut on);
+            if on.iter().enumerate().any(|(s, &on)| on && s != w) {
+                return self.refuse(out, CROSSSLOT);
+            }
+        }
+        let max_bytes = self.srv.config.max_query;
+        let Some(m) = self.multi.as_mut() else { return };
+        let bytes: usize = args.iter().map(|a| a.len()).sum();
+        if !m.refused && (m.commands.len() >= MAX_QUEUED || m.arena.len() + bytes > max_bytes) {
+            *m = Multi { refused: true, ..Multi::default() };
+            return self.refuse(out, "ERR transaction too large (max_query bytes or 1048576 commands)");
+        }
+        // After a refusal nothing is kept: EXEC will discard the lot.
+        if !m.refused {
+            let first = m.spans.len();
+            for a in args {
+                let start = m.arena.len();
+                m.arena.extend_from_slice(a.of(buf));
+                m.spans.push(Span { start, end: m.arena.len() });
+            }
+            m.commands.push((first, args.len()));
+        }
+        self.reply_here(out, |o| Encoder::simple(o, "QUEUED"));
+    }
+
+    /// `MULTI`, `EXEC`, `DISCARD`, `WATCH` and `UNWATCH`.
+    fn transaction(&mut self, op: Op, buf: &[u8], args: &[Span], out: &mut Vec<u8>) {
+        match op {
+            Op::Multi if self.multi.is_some() => {
+                self.reply_here(out, |o| Encoder::error(o, "ERR MULTI calls can not be nested"))
+            }
+            Op::Multi => {
+                self.multi = Some(Multi::default());
+                self.reply_here(out, Encoder::ok)
+            }
+            Op::Discard if self.multi.take().is_none() => {
+                self.reply_here(out, |o| Encoder::error(o, "ERR DISCARD without MULTI"))
+            }
+            Op::Discard | Op::Unwatch => self.unwatch_all(Merge::AllOk, out),
+            Op::Watch if self.multi.is_some() => {
+                self.reply_here(out, |o| Encoder::error(o, "ERR WATCH inside MULTI is not allowed"))
+            }
+            Op::Watch if self.watching.len() + args.len() - 1 > MAX_WATCHED => self.reply_here(out, |o| {
+                Encoder::error(o, "ERR too many watched keys (at most 65536 per connection)")
+            }),
+            Op::Watch => {
+                // Watched keys live on one shard, whose check then runs
+                // right before the transaction's commands there.
+                let w = self.watching.first().map_or_else(|| self.owner(args[1].of(buf)), |k| self.owner(k));
+                if args[1..].iter().any(|a| self.owner(a.of(buf)) != w) {
+                    return self.reply_here(out, |o| Encoder::error(o, CROSSSLOT));
+                }
+                let id = self.id.to_string();
+                let p = self.parts.len();
+                for a in &args[1..] {
+                    let key = a.of(buf);
+                    if self.watching.iter().any(|k| **k == *key) {
+                        continue;
+                    }
+                    self.watching.push(key.into());
+                    self.shard_op(self.owner(key), Op::Watch, &[id.as_bytes(), key]);
+                }
+                if self.parts.len() == p {
+                    return self.reply_here(out, Encoder::ok);
+                }
+                self.plan(Merge::AllOk, p, out)
+            }
+            _ => self.exec(out),
+        }
+    }
+
+    /// `EXEC`: runs the queued commands, their replies in one array.
+    ///
+    /// Each shard runs its share of the transaction in one go, in order, so
+    /// nothing else happens on that shard in between; shards do not wait for
+    /// each other. With `WATCH`, the watched keys and the transaction's keys
+    /// all live on one shard (`WATCH` and queueing refuse others, as Redis
+    /// Cluster does across slots), whose check of the watched keys runs
+    /// right before the commands.
+    fn exec(&mut self, out: &mut Vec<u8>) {
+        let Some(m) = self.multi.take() else {
+            return self.reply_here(out, |o| Encoder::error(o, "ERR EXEC without MULTI"));
+        };
+        if m.refused {
+            self.unwatch_all(Merge::Silent, out);
+            return self.reply_here(out, |o| {
+                Encoder::error(o, "EXECABORT Transaction discarded because of previous errors.")
+            });
+        }
+        let commands = m.commands.len();
+        let p = self.parts.len();
+        let mut guard = None;
+        if let Some(w) = self.watching.first().map(|k| self.owner(k)) {
+            let keys = std::mem::take(&mut self.watching);
+            let id = self.id.to_string();
+            let mut fields: Vec<&[u8]> = vec![id.as_bytes(), b"0"];
+            fields.extend(keys.iter().map(|k| &k[..]));
+            if w == self.me {
+                // Checked now: this shard runs nothing else before the
+                // commands below.
+                let (fbuf, spans) = fields_buf(&fields);
+                let mut check = Vec::new();
+                self.state.exec(Op::Exec, &fbuf, &spans, self.proto, &mut check);
+                if check != b":1\r\n" {
+                    let proto = self.proto;
+                    return self.reply_here(out, |o| Encoder::null_array(o, proto));
+                }
+            } else {
+                self.shard_op(w, Op::Exec, &fields);
+                guard = Some((w, self.remote[w].ops.len() - 1));
+            }
+        }
+        self.plan(Merge::Exec(commands), p, out);
+        for &(first, n) in &m.commands {
+            self.request(&m.arena, &m.spans[first..first + n], out);
+        }
+        if let Some((w, at)) = guard {
+            let count = self.remote[w].ops.len() - at - 1;
+            self.remote[w].guards.push((at, count));
+        }
+    }
+
+    /// Marks in `on` the shards a queued command will run on.
+    fn shards_of(&self, buf: &[u8], args: &[Span], on: &mut [bool]) {
+        let Some(spec) = command::lookup(args[0].of(buf)) else { return };
+        match spec.route {
+            Route::Key => on[self.owner(args[1].of(buf))] = true,
+            Route::Keys { step } => {
+                for a in args[1..].iter().step_by(step) {
+                    on[self.owner(a.of(buf))] = true;
+                }
+            }
+            Route::All => on.fill(true),
+            Route::Conn if spec.op == Op::Scan => {
+                if let Ok(c) = command::scan_cursor(args[1].of(buf)) {
+                    on[(c % self.shards as u64) as usize] = true;
+                }
+            }
+            Route::Conn => {}
+        }
+    }
+
+    /// Stops watching every key (one `UNWATCH` per shard holding some);
+    /// replies as `merge` says (`+OK`, or nothing).
+    fn unwatch_all(&mut self, merge: Merge, out: &mut Vec<u8>) {
+        let keys = std::mem::take(&mut self.watching);
+        let id = self.id.to_string();
+        let p = self.parts.len();
+        for s in 0..self.shards {
+            let mut fields: Vec<&[u8]> = vec![id.as_bytes()];
+            fields.extend(keys.iter().filter(|k| self.owner(k) == s).map(|k| &k[..]));
+            if fields.len() > 1 {
+                self.shard_op(s, Op::Unwatch, &fields);
+            }
+        }
+        if self.parts.len() > p {
+            self.plan(merge, p, out);
+        } else if matches!(merge, Merge::AllOk) {
+            self.reply_here(out, Encoder::ok);
+        }
+    }
+
+    /// Adds a part running the shard-side `op` with `fields` as arguments.
+    fn shard_op(&mut self, shard: usize, op: Op, fields: &[&[u8]]) {
+        let (buf, spans) = fields_buf(fields);
+        self.part(shard, op, &buf, &spans);
+    }
+
+    /// At disconnect: drops this connection's watches on every shard.
+    async fn forget_watches(&mut self) {
+        if self.watching.is_empty() || runtime::stopping() {
+            return;
+        }
+        let keys = std::mem::take(&mut self.watching);
+        let id = self.id.to_string();
+        for s in 0..self.shards {
+            let mut fields: Vec<&[u8]> = vec![id.as_bytes()];
+            fields.extend(keys.iter().filter(|k| self.owner(k) == s).map(|k| &k[..]));
+            if fields.len() == 1 {
+                continue;
+            }
+            let (buf, spans) = fields_buf(&fields);
+            runtime::call(s, move || {
+                let state: Rc<ShardState> = runtime::state();
+                state.exec(Op::Unwatch, &buf, &spans, Proto::Resp2, &mut Vec::new());
+            })
+            .await;
         }
     }
 
@@ -865,6 +1148,18 @@ fn unknown_command(buf: &[u8], args: &[Span]) -> String {
         msg.push_str(&format!("'{}' ", String::from_utf8_lossy(&a[..a.len().min(128)])));
     }
     msg
+}
+
+/// `fields` laid end to end, and their spans.
+fn fields_buf(fields: &[&[u8]]) -> (Vec<u8>, Vec<Span>) {
+    let mut buf = Vec::with_capacity(fields.iter().map(|f| f.len()).sum());
+    let mut spans = Vec::with_capacity(fields.len());
+    for f in fields {
+        let start = buf.len();
+        buf.extend_from_slice(f);
+        spans.push(Span { start, end: buf.len() });
+    }
+    (buf, spans)
 }
 
 /// What `AUTH` answers for a user other than `default`.

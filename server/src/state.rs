@@ -12,6 +12,11 @@
 //!   period)`, rendered with [`Decision::throttle_reply`];
 //! - breakers: a [`breaker::Registry`];
 //! - idempotency: an [`idempotency::Table`] with `idem_max_bytes / shards`.
+//!
+//! It also keeps the `WATCH`es on its keys: each watcher (a connection id)
+//! of a key, whether the key was live when watched, and whether a write has
+//! touched it since. `EXEC`'s check on the shard and the transaction's
+//! commands run back to back, so nothing can slip in between.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -187,6 +192,17 @@ type Kv = cache::Table<Box<[u8]>, Entry>;
 /// `CL.THROTTLE`'s buckets: one keyed limiter per distinct quota.
 type Limiter = KeyedLimiter<Box<[u8]>, SeededState, AutoClock>;
 
+/// One connection's `WATCH` of a key.
+#[derive(Debug, Clone, Copy)]
+struct Watcher {
+    conn: u64,
+    /// The key had a live value when it was watched: a later expiry or
+    /// eviction (which no command reports) is a change too.
+    live: bool,
+    /// A write has touched the key since.
+    dirty: bool,
+}
+
 /// Most distinct `CL.THROTTLE` quotas one shard keeps.
 const MAX_QUOTAS: usize = 1024;
 
@@ -202,6 +218,7 @@ pub struct ShardState {
     idem: RefCell<idempotency::Table>,
     idem_cfg: idempotency::Config,
     idem_retention: Nanos,
+    watched: RefCell<HashMap<Box<[u8]>, Vec<Watcher>, SeededState>>,
     /// Counters for `INFO`.
     pub stats: ShardStats,
 }
@@ -233,6 +250,7 @@ impl ShardState {
             idem: RefCell::new(idem),
             idem_retention: idem_cfg.retention,
             idem_cfg,
+            watched: RefCell::new(HashMap::with_hasher(SeededState::new())),
             stats: ShardStats::default(),
         })
     }
@@ -261,6 +279,9 @@ impl ShardState {
     /// and writes its reply to `out`.
     pub fn exec(&self, op: Op, buf: &[u8], args: &[Span], proto: Proto, out: &mut impl Sink) {
         let now = clock::now();
+        if !self.watched.borrow().is_empty() && op.writes() {
+            self.touch_watched(op, buf, args);
+        }
         match op {
             Op::Get => match self.kv.borrow_mut().get(args[0].of(buf), now) {
                 Some(e) => out.value(&e.value),
@@ -407,8 +428,80 @@ impl ShardState {
                 self.breaker(op, buf, args, now, proto, out)
             }
             Op::IdemComplete | Op::IdemAbandon => self.idem_finish(op, buf, args, now, out),
+            Op::Watch | Op::Unwatch | Op::Exec => self.watch_op(op, buf, args, now, out),
             _ => Encoder::error(out, "ERR internal: command routed to a shard"),
         }
+    }
+
+    /// Marks the watchers of the key a write is about to touch (of every
+    /// key for `FLUSHALL`) dirty.
+    fn touch_watched(&self, op: Op, buf: &[u8], args: &[Span]) {
+        let mut watched = self.watched.borrow_mut();
+        let keys: Box<dyn Iterator<Item = &mut Vec<Watcher>>> = match (op, args.first()) {
+            (Op::Flushall, _) => Box::new(watched.values_mut()),
+            (_, Some(key)) => Box::new(watched.get_mut(key.of(buf)).into_iter()),
+            (_, None) => return,
+        };
+        for ws in keys {
+            for w in ws {
+                w.dirty = true;
+            }
+        }
+    }
+
+    /// The shard's side of `WATCH`, `UNWATCH` and `EXEC`, as the
+    /// connection sends them (not as clients do):
+    /// - `WATCH id key`: `id` watches `key`; `+OK`.
+    /// - `UNWATCH id key...`: `id` stops watching the keys; `+OK`.
+    /// - `EXEC id count key...`: `:1` when none of `id`'s watched `key`s
+    ///   changed since it watched them, else `:0` (and the batch skips the
+    ///   `count` commands that follow); either way `id` stops watching them.
+    fn watch_op(&self, op: Op, buf: &[u8], args: &[Span], now: Nanos, out: &mut Vec<u8>) {
+        let arg = |i: usize| args.get(i).map(|s| s.of(buf));
+        let Some(conn) = arg(0).and_then(parse_i64).map(|id| id as u64) else {
+            return Encoder::error(out, "ERR internal: watch without a connection id");
+        };
+        let keys = match op {
+            Op::Exec if arg(1).and_then(parse_i64).is_some() => &args[2..],
+            Op::Exec => return Encoder::error(out, "ERR internal: exec without a count"),
+            _ => &args[1..],
+        };
+        let mut watched = self.watched.borrow_mut();
+        let mut unchanged = true;
+        for key in keys {
+            let key = key.of(buf);
+            if op == Op::Watch {
+                let live = self.kv.borrow().contains(key, now);
+                let ws = watched.entry(key.into()).or_default();
+                if !ws.iter().any(|w| w.conn == conn) {
+                    ws.push(Watcher { conn, live, dirty: false });
+                }
+                continue;
+            }
+            let Some(ws) = watched.get_mut(key) else {
+                unchanged = false;
+                continue;
+            };
+            match ws.iter().position(|w| w.conn == conn) {
+                Some(i) => {
+                    let w = ws.swap_remove(i);
+                    unchanged &= !w.dirty && w.live == self.kv.borrow().contains(key, now);
+                }
+                None => unchanged = false,
+            }
+            if ws.is_empty() {
+                watched.remove(key);
+            }
+        }
+        match op {
+            Op::Exec => Encoder::int(out, unchanged as i64),
+            _ => Encoder::ok(out),
+        }
+    }
+
+    /// Keys watched on this shard (for `INFO`).
+    pub fn watched_keys(&self) -> usize {
+        self.watched.borrow().len()
     }
 
     /// `SCAN` on this shard: the entries of up to `COUNT` buckets holding
@@ -469,7 +562,7 @@ impl ShardState {
              keyspace_hits:{}\r\nkeyspace_misses:{}\r\nevictions:{}\r\nexpired_keys:{}\r\n\
              rejections:{}\r\nthrottle_quotas:{}\r\nthrottle_keys:{}\r\nthrottle_allowed:{}\r\n\
              throttle_limited:{}\r\nbreakers:{}\r\nidempotency_records:{}\r\n\
-             idempotency_in_progress:{}\r\nidempotency_bytes:{}\r\nidempotency_full:{}\r\n\r\n",
+             idempotency_in_progress:{}\r\nidempotency_bytes:{}\r\nidempotency_full:{}\r\nwatched_keys:{}\r\n\r\n",
             self.shard,
             s.ops.get(),
             s.connections.get(),
@@ -491,6 +584,7 @@ impl ShardState {
             idem.in_progress_records,
             idem.bytes_used,
             idem.full,
+            self.watched.borrow().len(),
         )
     }
 
