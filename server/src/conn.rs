@@ -631,9 +631,11 @@ impl Conn {
 
     /// Queues a command between `MULTI` and `EXEC`, copying its arguments.
     fn queue(&mut self, spec: &Spec, buf: &[u8], args: &[Span], out: &mut Vec<u8>) {
-        if matches!(spec.op, Op::Hello | Op::Client | Op::Auth) {
-            // They change the connection, which a transaction that may not
-            // run must not do.
+        if matches!(spec.op, Op::Hello | Op::Client | Op::Auth)
+            && self.watching.first().is_some_and(|k| self.owner(k) != self.me)
+        {
+            // They change the connection at once, before another shard's
+            // check of the watched keys can say the transaction will not run.
             return self.refuse(out, "ERR Command not allowed inside a transaction");
         }
         if let Some(w) = self.watching.first().map(|k| self.owner(k)) {

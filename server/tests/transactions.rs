@@ -66,13 +66,12 @@ fn queue_errors_discard_the_transaction() {
     assert_eq!(String::from_utf8_lossy(&got), want);
 
     // Nested MULTI and WATCH inside MULTI are refused without discarding;
-    // commands that change the connection are refused and discard.
+    // connection commands run at EXEC, as on Redis.
     let want = "+OK\r\n-ERR MULTI calls can not be nested\r\n-ERR WATCH inside MULTI is not allowed\r\n\
-                +QUEUED\r\n*1\r\n+OK\r\n+OK\r\n-ERR Command not allowed inside a transaction\r\n\
-                -EXECABORT Transaction discarded because of previous errors.\r\n";
+                +QUEUED\r\n*1\r\n+OK\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n$3\r\nnew\r\n";
     let got = raw_reply(
         addr,
-        b"MULTI\r\nMULTI\r\nWATCH a\r\nSET c 3\r\nEXEC\r\nMULTI\r\nHELLO 3\r\nEXEC\r\n",
+        b"MULTI\r\nMULTI\r\nWATCH a\r\nSET c 3\r\nEXEC\r\nMULTI\r\nCLIENT SETNAME new\r\nCLIENT GETNAME\r\nEXEC\r\n",
         want.as_bytes(),
     );
     assert_eq!(String::from_utf8_lossy(&got), want);
