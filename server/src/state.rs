@@ -29,7 +29,7 @@ use resilience::hash::SeededState;
 use resilience::idempotency::{self, Begin};
 use resilience::limit::{AutoClock, Decision, FullPolicy, KeyedLimiter, Quota};
 
-use crate::command::{glob, parse_i64, Op, ScanArgs};
+use crate::command::{self, glob, parse_i64, Op, ScanArgs};
 use crate::config::Config;
 use crate::resp::{Encoder, Proto, Span};
 
@@ -374,7 +374,7 @@ impl ShardState {
                 let t = if self.kv.borrow().contains(arg(0), now) { "string" } else { "none" };
                 Encoder::simple(out, t);
             }
-            Op::Expire | Op::Pexpire => self.expire(op, buf, args, now, out),
+            Op::Expire | Op::Pexpire | Op::Expireat | Op::Pexpireat => self.expire(op, buf, args, now, out),
             Op::Expiretime | Op::Pexpiretime => {
                 let v = match self.kv.borrow().peek(arg(0), now) {
                     None => -2,
@@ -737,12 +737,20 @@ impl ShardState {
         };
         // Redis refuses what overflows milliseconds since the epoch; past
         // that, a deadline beyond what `Nanos` holds is kept at its maximum.
-        let ms = if op == Op::Expire { n.checked_mul(1000) } else { Some(n) };
-        let Some(ms) = ms.filter(|&ms| ms <= i64::MAX - unix_ms()) else {
-            let name = if op == Op::Expire { "expire" } else { "pexpire" };
-            return Encoder::error(out, &format!("ERR invalid expire time in '{name}' command"));
+        let absolute = matches!(op, Op::Expireat | Op::Pexpireat);
+        let ms = if matches!(op, Op::Expire | Op::Expireat) { n.checked_mul(1000) } else { Some(n) };
+        let Some(ms) = ms.filter(|&ms| absolute || ms <= i64::MAX - unix_ms()) else {
+            return Encoder::error(
+                out,
+                &format!("ERR invalid expire time in '{}' command", command::spec(op).name),
+            );
         };
-        let at = now as i128 + ms as i128 * MILLISECOND as i128;
+        let at = if absolute {
+            // A Unix time: nanoseconds from now on the monotonic clock.
+            now as i128 + ms as i128 * MILLISECOND as i128 - unix_ns() as i128
+        } else {
+            now as i128 + ms as i128 * MILLISECOND as i128
+        };
         let mut kv = self.kv.borrow_mut();
         let Some(e) = kv.peek(key, now).cloned() else { return Encoder::int(out, 0) };
         let cur = e.expires;

@@ -541,3 +541,26 @@ fn getex_and_expiretime() {
     assert!(err(&mut con, &["GETEX", "g", "EX", "abc"]).contains("not an integer"));
     assert_eq!(q::<i64>(&mut con, &["TTL", "g"]).unwrap(), -1, "a refused GETEX changes nothing");
 }
+
+#[test]
+fn expireat_and_pexpireat() {
+    let Some(engine) = common::start(2, |_| {}) else { return };
+    let mut con = common::client(engine.local_addr());
+    let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert_eq!(q::<i64>(&mut con, &["EXPIREAT", "x", &(unix + 100).to_string()]).unwrap(), 0, "no key");
+    ok(&mut con, &["SET", "x", "v"]);
+    assert_eq!(q::<i64>(&mut con, &["EXPIREAT", "x", &(unix + 100).to_string()]).unwrap(), 1);
+    assert_eq!(q::<i64>(&mut con, &["EXPIRETIME", "x"]).unwrap(), unix + 100);
+    let pat = ((unix + 200) * 1000 + 123).to_string();
+    assert_eq!(q::<i64>(&mut con, &["PEXPIREAT", "x", &pat]).unwrap(), 1);
+    assert_eq!(q::<String>(&mut con, &["PEXPIRETIME", "x"]).unwrap(), pat);
+    // The options compare with the current deadline.
+    assert_eq!(q::<i64>(&mut con, &["EXPIREAT", "x", &(unix + 50).to_string(), "GT"]).unwrap(), 0);
+    assert_eq!(q::<i64>(&mut con, &["EXPIREAT", "x", &(unix + 50).to_string(), "LT"]).unwrap(), 1);
+    assert!(
+        err(&mut con, &["EXPIREAT", "x", "99999999999999999"]).contains("invalid expire time in 'expireat'")
+    );
+    // A time already past removes the key.
+    assert_eq!(q::<i64>(&mut con, &["PEXPIREAT", "x", "1"]).unwrap(), 1);
+    assert_eq!(q::<i64>(&mut con, &["EXISTS", "x"]).unwrap(), 0);
+}

@@ -5,6 +5,7 @@ scan_iter, binary values, errors, and the resilience commands.
     python redis_py.py PORT
 """
 import sys
+import time
 
 import redis
 
@@ -32,6 +33,9 @@ def strings_and_ttl(r):
     assert r.mget("m1", "missing", "m2") == ["1", None, "2"]
     assert r.exists("m1", "m2", "missing") == 2 and r.delete("m1", "missing") == 1 and r.unlink("m2") == 1
     assert r.expire("s", 100) is True and r.pexpire("s", 100_000, xx=True) is True
+    at = int(time.time()) + 500
+    assert r.expireat("s", at) is True and r.expiretime("s") == at
+    assert r.pexpireat("s", at * 1000 + 7) is True and r.pexpiretime("s") == at * 1000 + 7
     assert r.dbsize() == 3  # e, s, n
     try:
         r.incr("s")
