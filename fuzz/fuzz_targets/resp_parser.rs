@@ -34,9 +34,10 @@ fn run_all(data: &[u8], limits: &Limits) {
         // Key- and all-shard commands run on a shard's state as they are;
         // SCAN runs there too (the connection only picks the shard).
         // So do the shard-side forms of WATCH / UNWATCH / EXEC (`WATCH id
-        // key`, `UNWATCH id key...`, `EXEC id count key...`).
+        // key`, `UNWATCH id key...`, `EXEC id count key...`) and CLIENT
+        // (`LIST filters`, `KILL caller filters`).
         let on_shard = matches!(spec.route, Route::Key | Route::All)
-            || matches!(spec.op, Op::Scan | Op::Watch | Op::Unwatch | Op::Exec);
+            || matches!(spec.op, Op::Scan | Op::Watch | Op::Unwatch | Op::Exec | Op::Client);
         if !spec.arity_ok(args.len()) || !on_shard {
             continue;
         }

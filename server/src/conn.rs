@@ -28,6 +28,7 @@ use std::rc::Rc;
 use resilience::runtime::{self, net::TcpStream};
 use resilience::sync::{Arc, Ordering};
 
+use crate::clients::{self, Client};
 use crate::command::{self, glob, parse_i64, Op, Route, Spec};
 use crate::engine::Server;
 use crate::resp::{self, Encoder, Parsed, Proto, Span};
@@ -144,6 +145,10 @@ enum Merge {
     Exec(usize),
     /// Nothing (the `UNWATCH` that follows a discarded transaction).
     Silent,
+    /// One text of every part's bulk payload (`CLIENT LIST`).
+    Text,
+    /// `CLIENT KILL ip:port`: `+OK` if a part killed one, else an error.
+    KillOne,
 }
 
 /// A request whose reply waits for other shards.
@@ -180,10 +185,9 @@ struct Conn {
     avg_reply: usize,
     /// Reply bytes already written during this turn.
     streamed: usize,
-    /// `CLIENT SETNAME` / `HELLO ... SETNAME`, and `CLIENT SETINFO`.
-    name: Option<Box<[u8]>>,
-    lib_name: Option<Box<[u8]>>,
-    lib_ver: Option<Box<[u8]>>,
+    /// This connection as `CLIENT LIST` shows it (name, library, last
+    /// command, transaction state), registered with the shard.
+    client: Rc<Client>,
     /// The commands queued since `MULTI`.
     multi: Option<Multi>,
     /// The keys `WATCH`ed, until `EXEC`, `DISCARD` or `UNWATCH`.
@@ -214,6 +218,9 @@ const MAX_WATCHED: usize = 1 << 16;
 pub(crate) async fn serve(stream: TcpStream, srv: Arc<Server>, id: u64) {
     let state: Rc<ShardState> = runtime::state();
     state.stats.connections.set(state.stats.connections.get() + 1);
+    let stream = Rc::new(stream);
+    let client = Rc::new(Client::new(id, stream.clone()));
+    state.clients.add(client.clone());
     let shards = runtime::shard_count();
     let mut c = Conn {
         srv: srv.clone(),
@@ -233,9 +240,7 @@ pub(crate) async fn serve(stream: TcpStream, srv: Arc<Server>, id: u64) {
         turn_limit: 16,
         avg_reply: 0,
         streamed: 0,
-        name: None,
-        lib_name: None,
-        lib_ver: None,
+        client,
         multi: None,
         watching: Vec::new(),
     };
@@ -260,7 +265,7 @@ pub(crate) async fn serve(stream: TcpStream, srv: Arc<Server>, id: u64) {
                     break;
                 }
             }
-            if c.close || runtime::stopping() {
+            if c.close || c.client.killed.get() || runtime::stopping() {
                 break;
             }
             if need == 0 {
@@ -293,6 +298,7 @@ pub(crate) async fn serve(stream: TcpStream, srv: Arc<Server>, id: u64) {
         }
     }
     c.forget_watches().await;
+    state.clients.remove(id);
     state.stats.connections.set(state.stats.connections.get() - 1);
     srv.clients.fetch_sub(1, Ordering::Relaxed);
 }
@@ -309,6 +315,7 @@ impl Conn {
         let mut need = 1;
         let out_start = out.len();
         let mut spans = std::mem::take(&mut self.spans);
+        self.client.last.set(resilience::clock::now());
         loop {
             if count >= self.turn_limit || out.len() + self.local.len() > cfg.max_output {
                 need = 0;
@@ -391,6 +398,7 @@ impl Conn {
             let msg = unknown_command(buf, args);
             return self.refuse(out, &msg);
         };
+        self.client.cmd.set(spec.name);
         if !spec.arity_ok(args.len()) {
             let msg = match spec.op {
                 Op::Throttle => {
@@ -617,6 +625,19 @@ impl Conn {
             // A failed check never gets here (`finish` skips it).
             Merge::Exec(n) => Encoder::array(out, n),
             Merge::Silent => {}
+            Merge::Text => {
+                let text: Vec<u8> =
+                    parts.iter().flat_map(|part| bulk_payload(bytes(part))).copied().collect();
+                Encoder::verbatim(out, &text, p.proto);
+            }
+            Merge::KillOne => {
+                let killed: i64 = parts.iter().filter_map(|part| parse_int_reply(bytes(part))).sum();
+                if killed > 0 {
+                    Encoder::ok(out)
+                } else {
+                    Encoder::error(out, "ERR No such client")
+                }
+            }
         }
     }
 
@@ -662,17 +683,22 @@ impl Conn {
             }
             m.commands.push((first, args.len()));
         }
+        self.client.multi.set(self.client.multi.get() + 1);
         self.reply_here(out, |o| Encoder::simple(o, "QUEUED"));
     }
 
     /// `MULTI`, `EXEC`, `DISCARD`, `WATCH` and `UNWATCH`.
     fn transaction(&mut self, op: Op, buf: &[u8], args: &[Span], out: &mut Vec<u8>) {
+        if matches!(op, Op::Exec | Op::Discard) {
+            self.client.multi.set(-1);
+        }
         match op {
             Op::Multi if self.multi.is_some() => {
                 self.reply_here(out, |o| Encoder::error(o, "ERR MULTI calls can not be nested"))
             }
             Op::Multi => {
                 self.multi = Some(Multi::default());
+                self.client.multi.set(0);
                 self.reply_here(out, Encoder::ok)
             }
             Op::Discard if self.multi.take().is_none() => {
@@ -702,6 +728,7 @@ impl Conn {
                     self.watching.push(key.into());
                     self.shard_op(self.owner(key), Op::Watch, &[id.as_bytes(), key]);
                 }
+                self.client.watch.set(self.watching.len());
                 if self.parts.len() == p {
                     return self.reply_here(out, Encoder::ok);
                 }
@@ -734,6 +761,7 @@ impl Conn {
         let mut guard = None;
         if let Some(w) = self.watching.first().map(|k| self.owner(k)) {
             let keys = std::mem::take(&mut self.watching);
+            self.client.watch.set(0);
             let id = self.id.to_string();
             let mut fields: Vec<&[u8]> = vec![id.as_bytes(), b"0"];
             fields.extend(keys.iter().map(|k| &k[..]));
@@ -786,6 +814,7 @@ impl Conn {
     /// replies as `merge` says (`+OK`, or nothing).
     fn unwatch_all(&mut self, merge: Merge, out: &mut Vec<u8>) {
         let keys = std::mem::take(&mut self.watching);
+        self.client.watch.set(0);
         let id = self.id.to_string();
         let p = self.parts.len();
         for s in 0..self.shards {
@@ -942,8 +971,9 @@ impl Conn {
                 i += takes + 1;
             }
             self.proto = proto;
+            self.client.resp.set(if proto == Proto::Resp3 { 3 } else { 2 });
             if let Some(n) = name {
-                self.name = (!n.is_empty()).then(|| n.into());
+                *self.client.name.borrow_mut() = (!n.is_empty()).then(|| n.into());
             }
         }
         let proto = self.proto;
@@ -991,12 +1021,12 @@ impl Conn {
                         )
                     });
                 }
-                self.name = (!name.is_empty()).then(|| name.into());
+                *self.client.name.borrow_mut() = (!name.is_empty()).then(|| name.into());
                 self.reply_here(out, Encoder::ok)
             }
             b"GETNAME" if n == 2 => {
                 let proto = self.proto;
-                let name = self.name.clone();
+                let name = self.client.name.borrow().clone();
                 self.reply_here(out, |o| match &name {
                     Some(v) => Encoder::bulk(o, v),
                     None => Encoder::null(o, proto),
@@ -1017,8 +1047,8 @@ impl Conn {
                     });
                 }
                 match args[2].of(buf).to_ascii_uppercase().as_slice() {
-                    b"LIB-NAME" => self.lib_name = Some(value.into()),
-                    b"LIB-VER" => self.lib_ver = Some(value.into()),
+                    b"LIB-NAME" => *self.client.lib_name.borrow_mut() = Some(value.into()),
+                    b"LIB-VER" => *self.client.lib_ver.borrow_mut() = Some(value.into()),
                     _ => {
                         let msg = format!("ERR Unrecognized option '{}'", args[2].of(buf).escape_ascii());
                         return self.reply_here(out, |o| Encoder::error(o, &msg));
@@ -1027,23 +1057,41 @@ impl Conn {
                 self.reply_here(out, Encoder::ok)
             }
             b"INFO" if n == 2 => {
-                let text = format!(
-                    "id={} name={} db=0 resp={} lib-name={} lib-ver={}\n",
-                    self.id,
-                    self.name.as_deref().unwrap_or_default().escape_ascii(),
-                    if self.proto == Proto::Resp3 { 3 } else { 2 },
-                    self.lib_name.as_deref().unwrap_or_default().escape_ascii(),
-                    self.lib_ver.as_deref().unwrap_or_default().escape_ascii(),
-                );
+                let text = self.client.line(resilience::clock::now());
                 let proto = self.proto;
                 self.reply_here(out, |o| Encoder::verbatim(o, text.as_bytes(), proto))
             }
+            b"LIST" | b"KILL" => {
+                let kill = sub == b"KILL";
+                let raw: Vec<&[u8]> = args[2..].iter().map(|a| a.of(buf)).collect();
+                if let Err(e) = clients::check(kill, &raw) {
+                    return self.reply_here(out, |o| Encoder::error(o, &e));
+                }
+                let id = self.id.to_string();
+                let mut fields: Vec<&[u8]> = vec![args[1].of(buf)];
+                if kill {
+                    fields.push(id.as_bytes());
+                }
+                fields.extend(&raw);
+                let p = self.parts.len();
+                for s in 0..self.shards {
+                    self.shard_op(s, Op::Client, &fields);
+                }
+                let merge = match (kill, raw.len()) {
+                    (false, _) => Merge::Text,
+                    (true, 1) => Merge::KillOne,
+                    (true, _) => Merge::Sum,
+                };
+                self.plan(merge, p, out)
+            }
             b"HELP" if n == 2 => self.reply_here(out, |o| {
-                let lines: [&[u8]; 6] = [
+                let lines: [&[u8]; 8] = [
                     b"CLIENT <subcommand> [<arg> ...]. Subcommands are:",
                     b"GETNAME",
                     b"ID",
                     b"INFO",
+                    b"KILL <ip:port> | <filter> <value> ...",
+                    b"LIST [TYPE <type>] [ID <id> ...]",
                     b"SETINFO <LIB-NAME|LIB-VER> <value>",
                     b"SETNAME <name>",
                 ];

@@ -9,6 +9,7 @@
 //! - [`resp`]: the zero-copy request parser and the reply encoder.
 //! - [`command`]: the command table (names, arity, routing).
 //! - [`state`]: one shard's keyed state and the commands that act on it.
+//! - [`clients`]: one shard's connections, for `CLIENT LIST` / `KILL`.
 //! - [`engine`]: listeners, shards, accept loops, start and stop.
 //! - [`config`]: defaults, flags and the config file.
 //!
@@ -20,6 +21,7 @@
 //! # Ok::<(), resilience_server::engine::StartError>(())
 //! ```
 
+pub mod clients;
 pub mod command;
 pub mod config;
 mod conn;

@@ -219,6 +219,8 @@ pub struct ShardState {
     idem_cfg: idempotency::Config,
     idem_retention: Nanos,
     watched: RefCell<HashMap<Box<[u8]>, Vec<Watcher>, SeededState>>,
+    /// The shard's connections.
+    pub clients: crate::clients::Registry,
     /// Counters for `INFO`.
     pub stats: ShardStats,
 }
@@ -251,6 +253,7 @@ impl ShardState {
             idem_retention: idem_cfg.retention,
             idem_cfg,
             watched: RefCell::new(HashMap::with_hasher(SeededState::new())),
+            clients: crate::clients::Registry::default(),
             stats: ShardStats::default(),
         })
     }
@@ -429,6 +432,7 @@ impl ShardState {
             }
             Op::IdemComplete | Op::IdemAbandon => self.idem_finish(op, buf, args, now, out),
             Op::Watch | Op::Unwatch | Op::Exec => self.watch_op(op, buf, args, now, out),
+            Op::Client => self.clients.exec(buf, args, out),
             _ => Encoder::error(out, "ERR internal: command routed to a shard"),
         }
     }

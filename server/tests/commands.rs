@@ -96,11 +96,13 @@ fn client_command() {
     ok(&mut con, &["CLIENT", "SETINFO", "lib-ver", "0.27"]);
     assert!(err(&mut con, &["CLIENT", "SETINFO", "colour", "x"]).contains("Unrecognized option"));
     let info: String = q(&mut con, &["CLIENT", "INFO"]).unwrap();
-    assert!(info.starts_with(&format!("id={id} name=worker-1 ")), "{info}");
+    assert!(info.starts_with(&format!("id={id} addr=127.0.0.1:")), "{info}");
+    assert!(info.contains(" name=worker-1 ") && info.contains(" multi=-1 watch=0 cmd=client "), "{info}");
     assert!(info.contains("lib-name=redis-rs lib-ver=0.27"), "{info}");
     let help: Vec<String> = q(&mut con, &["CLIENT", "HELP"]).unwrap();
     assert!(help.len() > 3);
-    assert!(err(&mut con, &["CLIENT", "KILL", "x"]).contains("Try CLIENT HELP"));
+    assert!(err(&mut con, &["CLIENT", "KILL", "x"]).contains("No such client"));
+    assert!(err(&mut con, &["CLIENT", "NOPE"]).contains("Try CLIENT HELP"));
     assert!(err(&mut con, &["CLIENT", "ID", "extra"]).contains("Try CLIENT HELP"));
     assert!(err(&mut con, &["CLIENT"]).contains("wrong number of arguments"));
     // HELLO: a bad option changes neither the protocol nor the name.
@@ -563,4 +565,71 @@ fn expireat_and_pexpireat() {
     // A time already past removes the key.
     assert_eq!(q::<i64>(&mut con, &["PEXPIREAT", "x", "1"]).unwrap(), 1);
     assert_eq!(q::<i64>(&mut con, &["EXISTS", "x"]).unwrap(), 0);
+}
+
+/// `CLIENT LIST` line of the client named `name`, as `field -> value`.
+fn listed(list: &str, name: &str) -> Option<std::collections::HashMap<String, String>> {
+    list.lines()
+        .map(|l| {
+            l.split(' ')
+                .filter_map(|f| f.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<std::collections::HashMap<_, _>>()
+        })
+        .find(|f| f.get("name").map(String::as_str) == Some(name))
+}
+
+#[test]
+fn client_list_and_kill_span_shards() {
+    let Some(engine) = common::start(3, |_| {}) else { return };
+    let addr = engine.local_addr();
+    let mut cons: Vec<redis::Connection> = (0..6).map(|_| common::client(addr)).collect();
+    for (i, c) in cons.iter_mut().enumerate() {
+        ok(c, &["CLIENT", "SETNAME", &format!("c{i}")]);
+    }
+    let list: String = q(&mut cons[0], &["CLIENT", "LIST"]).unwrap();
+    assert_eq!(list.lines().count(), 6, "{list}");
+    let c3 = listed(&list, "c3").expect("c3 listed");
+    assert_eq!(c3["cmd"], "client");
+    assert_eq!(c3["laddr"], addr.to_string());
+    let only: String = q(&mut cons[0], &["CLIENT", "LIST", "ID", &c3["id"], "999999"]).unwrap();
+    assert_eq!(only.lines().count(), 1);
+    assert!(listed(&only, "c3").is_some());
+    assert_eq!(q::<String>(&mut cons[0], &["CLIENT", "LIST", "TYPE", "pubsub"]).unwrap(), "");
+    assert!(err(&mut cons[0], &["CLIENT", "LIST", "TYPE", "x"]).contains("Unknown client type"));
+    assert!(err(&mut cons[0], &["CLIENT", "KILL", "ID", "0"]).contains("greater than 0"));
+
+    // A transaction in progress shows in the list.
+    ok(&mut cons[5], &["MULTI"]);
+    assert_eq!(q::<String>(&mut cons[5], &["SET", "a", "1"]).unwrap(), "QUEUED");
+    let list: String = q(&mut cons[0], &["CLIENT", "LIST"]).unwrap();
+    let c5 = listed(&list, "c5").unwrap();
+    assert_eq!((c5["flags"].as_str(), c5["multi"].as_str()), ("x", "1"), "{list}");
+
+    // By id (new form, counted), by address (old form, +OK).
+    let n: i64 = q(&mut cons[0], &["CLIENT", "KILL", "ID", &c3["id"]]).unwrap();
+    assert_eq!(n, 1);
+    assert!(q::<String>(&mut cons[3], &["PING"]).is_err(), "c3 was closed");
+    let c4 = listed(&list, "c4").unwrap();
+    ok(&mut cons[0], &["CLIENT", "KILL", &c4["addr"]]);
+    assert!(q::<String>(&mut cons[4], &["PING"]).is_err(), "c4 was closed");
+    assert!(err(&mut cons[0], &["CLIENT", "KILL", "127.0.0.1:1"]).contains("No such client"));
+    // SKIPME yes (the default) spares the caller; SKIPME no does not, and
+    // the caller still gets its reply.
+    let me = listed(&list, "c0").unwrap();
+    assert_eq!(q::<i64>(&mut cons[0], &["CLIENT", "KILL", "ID", &me["id"]]).unwrap(), 0);
+    assert_eq!(q::<i64>(&mut cons[0], &["CLIENT", "KILL", "ID", &me["id"], "SKIPME", "no"]).unwrap(), 1);
+    assert!(q::<String>(&mut cons[0], &["PING"]).is_err(), "c0 was closed");
+    let list: String = q(&mut cons[1], &["CLIENT", "LIST"]).unwrap();
+    let names: Vec<String> =
+        list.lines().filter_map(|l| l.split(" name=").nth(1)?.split(' ').next().map(String::from)).collect();
+    assert_eq!(names.len(), 3, "{list}");
+    for n in ["c1", "c2", "c5"] {
+        assert!(names.iter().any(|x| x == n), "{list}");
+    }
+    // Killing by filter: everyone but the caller.
+    let n: i64 = q(&mut cons[1], &["CLIENT", "KILL", "USER", "default"]).unwrap();
+    assert_eq!(n, 2);
+    assert!(q::<String>(&mut cons[2], &["PING"]).is_err());
+    assert_eq!(q::<String>(&mut cons[1], &["PING"]).unwrap(), "PONG");
 }

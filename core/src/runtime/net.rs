@@ -331,6 +331,11 @@ impl TcpStream {
         }
     }
 
+    /// The local address of the connection.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        local_addr(self.fd.as_raw_fd())
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         // SAFETY: all-zero is a valid sockaddr_storage.

@@ -115,6 +115,12 @@ def server_commands(r):
     assert "maxmemory" in r.config_get("maxmemory")
     assert r.client_setname("app-1") is True and r.client_getname() == "app-1"
     assert isinstance(r.client_id(), int)
+    victim = redis.Redis(port=PORT, socket_timeout=10)
+    victim.client_setname("victim")
+    listed = {c["name"]: c for c in r.client_list()}
+    assert "app-1" in listed and "victim" in listed, listed
+    assert r.client_kill_filter(_id=listed["victim"]["id"]) == 1
+    assert "victim" not in {c["name"] for c in r.client_list()}
     secs, micros = r.time()
     assert secs > 1_700_000_000 and 0 <= micros < 1_000_000
 
