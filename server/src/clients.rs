@@ -29,7 +29,9 @@ pub struct Client {
     pub laddr: String,
     stream: Rc<TcpStream>,
     created: Nanos,
-    /// When the last command arrived.
+    /// When the last command arrived ([`clock::coarse_now`]: a few ns to
+    /// read, at millisecond resolution, which `idle` in seconds is far from
+    /// needing).
     pub last: Cell<Nanos>,
     /// The last command's name.
     pub cmd: Cell<&'static str>,
@@ -53,7 +55,7 @@ impl Client {
     /// The entry for a new connection on `stream`.
     pub fn new(id: u64, stream: Rc<TcpStream>) -> Self {
         let show = |a: std::io::Result<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
-        let now = clock::now();
+        let now = clock::coarse_now();
         Self {
             id,
             addr: show(stream.peer_addr()),
@@ -162,7 +164,7 @@ impl Registry {
     /// error reply.
     pub fn exec(&self, buf: &[u8], args: &[Span], out: &mut Vec<u8>) {
         let arg = |i: usize| args.get(i).map(|s| s.of(buf)).unwrap_or_default();
-        let now = clock::now();
+        let now = clock::coarse_now();
         let kill = arg(0).eq_ignore_ascii_case(b"KILL");
         let caller = if kill { parse_i64(arg(1)).map(|id| id as u64) } else { None };
         let f = if kill && args.len() == 3 {

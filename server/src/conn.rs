@@ -315,7 +315,7 @@ impl Conn {
         let mut need = 1;
         let out_start = out.len();
         let mut spans = std::mem::take(&mut self.spans);
-        self.client.last.set(resilience::clock::now());
+        self.client.last.set(resilience::clock::coarse_now());
         loop {
             if count >= self.turn_limit || out.len() + self.local.len() > cfg.max_output {
                 need = 0;
@@ -1057,7 +1057,7 @@ impl Conn {
                 self.reply_here(out, Encoder::ok)
             }
             b"INFO" if n == 2 => {
-                let text = self.client.line(resilience::clock::now());
+                let text = self.client.line(resilience::clock::coarse_now());
                 let proto = self.proto;
                 self.reply_here(out, |o| Encoder::verbatim(o, text.as_bytes(), proto))
             }
