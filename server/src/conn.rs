@@ -1179,6 +1179,8 @@ fn command_entry(o: &mut Vec<u8>, s: &Spec) {
     let (first, last, step) = match s.route {
         Route::Key => (1, 1, 1),
         Route::Keys { step } => (1, -1, step as i64),
+        // Routed by the connection, but its arguments are keys.
+        Route::Conn if s.op == Op::Watch => (1, -1, 1),
         _ => (0, 0, 0),
     };
     Encoder::int(o, first);
