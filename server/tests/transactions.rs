@@ -258,3 +258,29 @@ fn optimistic_increments_never_lose_an_update() {
         );
     }
 }
+
+#[test]
+fn a_transaction_is_bounded_by_max_query() {
+    // Queued arguments count against `max_query` (here 64 KiB): past it the
+    // command is refused, nothing more is kept, and EXEC discards the lot.
+    let Some(engine) = common::start(2, |c| c.max_query = 64 << 10) else { return };
+    let mut con = common::client(engine.local_addr());
+    let value = "v".repeat(16 << 10);
+    let _: () = cmd("MULTI").query(&mut con).unwrap();
+    for i in 0..3 {
+        let r: String = cmd("SET").arg(format!("big{i}")).arg(&value).query(&mut con).unwrap();
+        assert_eq!(r, "QUEUED");
+    }
+    let e = cmd("SET").arg("big3").arg(&value).arg("XX").query::<Value>(&mut con).unwrap_err();
+    assert!(e.to_string().contains("transaction too large"), "{e}");
+    for i in 4..8 {
+        let r: String = cmd("SET").arg(format!("big{i}")).arg(&value).query(&mut con).unwrap();
+        assert_eq!(r, "QUEUED", "still answered, no longer kept");
+    }
+    let e = cmd("EXEC").query::<Value>(&mut con).unwrap_err();
+    assert!(e.to_string().contains("Transaction discarded because of previous errors"), "{e}");
+    assert_eq!(cmd("DBSIZE").query::<i64>(&mut con).unwrap(), 0);
+    // The connection is usable afterwards.
+    let got: Vec<i64> = redis::pipe().atomic().incr("n", 1).incr("n", 1).query(&mut con).unwrap();
+    assert_eq!(got, vec![1, 2]);
+}
