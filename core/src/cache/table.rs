@@ -453,7 +453,7 @@ where
     }
 
     /// [`get`](Self::get) with the hash already computed by [`hash`](Self::hash).
-    #[inline]
+    #[inline(always)]
     pub fn get_hashed<Q, T>(&mut self, hash: u64, key: &Q, mut time: T) -> Option<&V>
     where
         K: Borrow<Q>,
