@@ -414,7 +414,7 @@ impl Conn {
         {
             return self.queue(spec, buf, args, out);
         }
-        if spec.op == Op::Flushall
+        if matches!(spec.op, Op::Flushall | Op::Flushdb)
             && (args.len() > 2 || args.get(1).is_some_and(|a| !is_word(a.of(buf), &["ASYNC", "SYNC"])))
         {
             return self.reply_here(out, |o| Encoder::error(o, "ERR syntax error"));
@@ -441,6 +441,7 @@ impl Conn {
                     Op::Mget => (Op::Get, Merge::Array),
                     Op::Del | Op::Unlink => (Op::Del, Merge::Sum),
                     Op::Exists => (Op::Exists, Merge::Sum),
+                    Op::Touch => (Op::Touch, Merge::Sum),
                     _ => (Op::Set, Merge::AllOk),
                 };
                 let p = self.parts.len();
@@ -455,7 +456,7 @@ impl Conn {
             Route::All => {
                 let merge = match spec.op {
                     Op::Dbsize => Merge::Sum,
-                    Op::Flushall => Merge::AllOk,
+                    Op::Flushall | Op::Flushdb => Merge::AllOk,
                     Op::Keys => Merge::Concat,
                     _ => Merge::Info(crate::engine::info_sections(args[1..].iter().map(|a| a.of(buf)))),
                 };

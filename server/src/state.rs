@@ -328,6 +328,9 @@ impl ShardState {
                 Encoder::int(out, live as i64);
             }
             Op::Exists => Encoder::int(out, self.kv.borrow().contains(arg(0), now) as i64),
+            // An access: bumps the entry's frequency, as Redis's TOUCH
+            // updates its LRU/LFU data.
+            Op::Touch => Encoder::int(out, self.kv.borrow_mut().get(arg(0), now).is_some() as i64),
             Op::Setnx => {
                 let mut kv = self.kv.borrow_mut();
                 if kv.contains(arg(0), now) {
@@ -414,7 +417,8 @@ impl ShardState {
             }
             Op::Incr | Op::Decr | Op::Incrby | Op::Decrby => self.incr(op, buf, args, now, out),
             Op::Dbsize => Encoder::int(out, self.kv.borrow().len() as i64),
-            Op::Flushall => {
+            // One database: FLUSHDB is FLUSHALL.
+            Op::Flushall | Op::Flushdb => {
                 self.kv.borrow_mut().clear();
                 self.throttle.borrow_mut().clear();
                 for name in self.breakers.names() {
@@ -442,7 +446,7 @@ impl ShardState {
     fn touch_watched(&self, op: Op, buf: &[u8], args: &[Span]) {
         let mut watched = self.watched.borrow_mut();
         let keys: Box<dyn Iterator<Item = &mut Vec<Watcher>>> = match (op, args.first()) {
-            (Op::Flushall, _) => Box::new(watched.values_mut()),
+            (Op::Flushall | Op::Flushdb, _) => Box::new(watched.values_mut()),
             (_, Some(key)) => Box::new(watched.get_mut(key.of(buf)).into_iter()),
             (_, None) => return,
         };

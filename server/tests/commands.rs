@@ -633,3 +633,18 @@ fn client_list_and_kill_span_shards() {
     assert!(q::<String>(&mut cons[2], &["PING"]).is_err());
     assert_eq!(q::<String>(&mut cons[1], &["PING"]).unwrap(), "PONG");
 }
+
+#[test]
+fn flushdb_and_touch() {
+    let Some(engine) = common::start(3, |_| {}) else { return };
+    let mut con = common::client(engine.local_addr());
+    for i in 0..20 {
+        ok(&mut con, &["SET", &format!("f{i}"), "v"]);
+    }
+    assert_eq!(q::<i64>(&mut con, &["TOUCH", "f1", "f2", "nope", "f1"]).unwrap(), 3);
+    assert_eq!(q::<i64>(&mut con, &["TOUCH", "nope"]).unwrap(), 0);
+    assert!(err(&mut con, &["FLUSHDB", "LATER"]).contains("syntax error"));
+    assert_eq!(q::<i64>(&mut con, &["DBSIZE"]).unwrap(), 20, "a refused FLUSHDB keeps everything");
+    ok(&mut con, &["FLUSHDB", "ASYNC"]);
+    assert_eq!(q::<i64>(&mut con, &["DBSIZE"]).unwrap(), 0);
+}

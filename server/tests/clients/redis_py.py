@@ -37,6 +37,7 @@ def strings_and_ttl(r):
     assert r.expireat("s", at) is True and r.expiretime("s") == at
     assert r.pexpireat("s", at * 1000 + 7) is True and r.pexpiretime("s") == at * 1000 + 7
     assert r.dbsize() == 3  # e, s, n
+    assert r.touch("e", "s", "missing") == 2
     try:
         r.incr("s")
         raise AssertionError("INCR of a string succeeded")
@@ -59,7 +60,7 @@ def binary_values(proto):
 
 
 def pipelines(r):
-    r.flushall()
+    r.flushdb()
     # redis-py's default pipeline is a MULTI/EXEC transaction.
     with r.pipeline() as p:
         p.set("p1", "a").incr("p2").get("p1").mget("p1", "p2", "nope")
