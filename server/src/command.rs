@@ -41,6 +41,8 @@ pub enum Op {
     Unlink,
     Strlen,
     Append,
+    Getrange,
+    Setrange,
     Getset,
     Getex,
     Expiretime,
@@ -170,6 +172,8 @@ pub const TABLE: &[Spec] = &[
     Spec { name: "watch", arity: -2, op: Op::Watch, route: Route::Conn, flags: A },
     Spec { name: "unwatch", arity: 1, op: Op::Unwatch, route: Route::Conn, flags: A },
     Spec { name: "flushdb", arity: -1, op: Op::Flushdb, route: Route::All, flags: &["write"] },
+    Spec { name: "getrange", arity: 4, op: Op::Getrange, route: Route::Key, flags: R },
+    Spec { name: "setrange", arity: 4, op: Op::Setrange, route: Route::Key, flags: WD },
 ];
 
 /// Finds a command by name, ignoring ASCII case.
@@ -224,6 +228,7 @@ impl Op {
             Op::Get
                 | Op::Exists
                 | Op::Touch
+                | Op::Getrange
                 | Op::Strlen
                 | Op::Type
                 | Op::Ttl

@@ -172,6 +172,26 @@ fn deadline(kind: Expiry, arg: &[u8], now: Nanos) -> Result<Nanos, BadExpiry> {
     }
 }
 
+/// Redis's largest string (`proto-max-bulk-len`): `SETRANGE` refuses to
+/// grow a value past it.
+const MAX_STRING: u64 = 512 << 20;
+
+/// The bytes `GETRANGE start end` takes from a value of `len` bytes, as
+/// Redis counts them: negative indices from the end, both ends inclusive,
+/// clamped; empty when the range is.
+fn byte_range(len: usize, start: i64, end: i64) -> std::ops::Range<usize> {
+    let len = len as i64;
+    if (start < 0 && end < 0 && start > end) || len == 0 {
+        return 0..0;
+    }
+    let start = if start < 0 { (len + start).max(0) } else { start };
+    let end = if end < 0 { (len + end).max(0) } else { end.min(len - 1) };
+    if start > end {
+        return 0..0;
+    }
+    start as usize..end as usize + 1
+}
+
 /// The reply to a write the memory budget cannot take.
 const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'";
 
@@ -371,6 +391,53 @@ impl ShardState {
                 if !fits(&kv, arg(0), value.len()) {
                     return Encoder::error(out, OOM);
                 }
+                match kv.insert(arg(0).into(), Entry { value: value.into(), expires }, expires, now) {
+                    Inserted::Rejected(_) => Encoder::error(out, OOM),
+                    _ => Encoder::int(out, n),
+                }
+            }
+            Op::Getrange => {
+                let (Some(start), Some(end)) = (parse_i64(arg(1)), parse_i64(arg(2))) else {
+                    return Encoder::error(out, "ERR value is not an integer or out of range");
+                };
+                let kv = self.kv.borrow();
+                let v = kv.peek(arg(0), now).map_or(&[][..], |e| &e.value[..]);
+                Encoder::bulk(out, &v[byte_range(v.len(), start, end)]);
+            }
+            Op::Setrange => {
+                let offset = match parse_i64(arg(1)) {
+                    Some(o) if o >= 0 => o as u64,
+                    Some(_) => return Encoder::error(out, "ERR offset is out of range"),
+                    None => return Encoder::error(out, "ERR value is not an integer or out of range"),
+                };
+                let patch = arg(2);
+                let mut kv = self.kv.borrow_mut();
+                let (old, expires) = match kv.peek(arg(0), now) {
+                    Some(e) => (&e.value[..], e.expires),
+                    None => (&[][..], 0),
+                };
+                if patch.is_empty() {
+                    // Nothing to write: the length as it is, no key made.
+                    return Encoder::int(out, old.len() as i64);
+                }
+                if offset + patch.len() as u64 > MAX_STRING {
+                    return Encoder::error(
+                        out,
+                        "ERR string exceeds maximum allowed size (proto-max-bulk-len)",
+                    );
+                }
+                let at = offset as usize;
+                let len = old.len().max(at + patch.len());
+                // Checked before allocating: the offset alone may ask for
+                // 512 MB of zeros.
+                if !fits(&kv, arg(0), len) {
+                    return Encoder::error(out, OOM);
+                }
+                let mut value = Vec::with_capacity(len);
+                value.extend_from_slice(old);
+                value.resize(len, 0);
+                value[at..at + patch.len()].copy_from_slice(patch);
+                let n = len as i64;
                 match kv.insert(arg(0).into(), Entry { value: value.into(), expires }, expires, now) {
                     Inserted::Rejected(_) => Encoder::error(out, OOM),
                     _ => Encoder::int(out, n),

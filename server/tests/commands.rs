@@ -648,3 +648,39 @@ fn flushdb_and_touch() {
     ok(&mut con, &["FLUSHDB", "ASYNC"]);
     assert_eq!(q::<i64>(&mut con, &["DBSIZE"]).unwrap(), 0);
 }
+
+#[test]
+fn getrange_and_setrange() {
+    // 32 MiB per shard, so that a far offset is heavier than the budget.
+    let Some(engine) = common::start(2, |c| c.maxmemory = 64 << 20) else { return };
+    let mut con = common::client(engine.local_addr());
+    ok(&mut con, &["SET", "s", "This is a string"]);
+    let range = |con: &mut redis::Connection, a: &str, b: &str| -> String {
+        q(con, &["GETRANGE", "s", a, b]).unwrap()
+    };
+    assert_eq!(range(&mut con, "0", "3"), "This");
+    assert_eq!(range(&mut con, "-3", "-1"), "ing");
+    assert_eq!(range(&mut con, "0", "-1"), "This is a string");
+    assert_eq!(range(&mut con, "10", "100"), "string");
+    assert_eq!(range(&mut con, "5", "2"), "");
+    assert_eq!(range(&mut con, "-100", "2"), "Thi");
+    assert_eq!(q::<String>(&mut con, &["GETRANGE", "missing", "0", "5"]).unwrap(), "");
+    assert!(err(&mut con, &["GETRANGE", "s", "x", "1"]).contains("not an integer"));
+    // SETRANGE pads with zero bytes, keeps the TTL, and refuses what Redis does.
+    ok(&mut con, &["SET", "k", "Hello World", "EX", "100"]);
+    assert_eq!(q::<i64>(&mut con, &["SETRANGE", "k", "6", "Redis"]).unwrap(), 11);
+    assert_eq!(q::<String>(&mut con, &["GET", "k"]).unwrap(), "Hello Redis");
+    assert!(q::<i64>(&mut con, &["TTL", "k"]).unwrap() > 0);
+    assert_eq!(q::<i64>(&mut con, &["SETRANGE", "z", "3", "ab"]).unwrap(), 5);
+    assert_eq!(q::<Vec<u8>>(&mut con, &["GET", "z"]).unwrap(), b"\0\0\0ab");
+    assert_eq!(q::<i64>(&mut con, &["SETRANGE", "none", "3", ""]).unwrap(), 0);
+    assert_eq!(q::<i64>(&mut con, &["EXISTS", "none"]).unwrap(), 0, "an empty patch makes no key");
+    assert!(err(&mut con, &["SETRANGE", "k", "-1", "a"]).contains("offset is out of range"));
+    assert!(err(&mut con, &["SETRANGE", "k", "536870912", "a"]).contains("exceeds maximum allowed size"));
+    assert!(err(&mut con, &["SETRANGE", "k", "40000000", "a"]).contains("OOM"), "heavier than the budget");
+    assert_eq!(
+        q::<String>(&mut con, &["GET", "k"]).unwrap(),
+        "Hello Redis",
+        "a refused SETRANGE changes nothing"
+    );
+}

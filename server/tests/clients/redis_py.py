@@ -27,6 +27,7 @@ def strings_and_ttl(r):
     assert r.getset("a", "5") == "4" and r.getdel("a") == "5" and r.get("a") is None
     assert r.setex("e", 50, "v") is True and r.getex("e", persist=True) == "v" and r.ttl("e") == -1
     assert r.append("s", "ab") == 2 and r.append("s", "cd") == 4 and r.strlen("s") == 4
+    assert r.getrange("s", 1, -2) == "bc" and r.setrange("s", 4, "ef") == 6 and r.get("s") == "abcdef"
     assert r.type("s") == "string" and r.type("nothing") == "none"
     assert r.incr("n") == 1 and r.incrby("n", 5) == 6 and r.decr("n") == 5 and r.decrby("n", 10) == -5
     assert r.mset({"m1": "1", "m2": "2"}) is True
