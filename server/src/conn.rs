@@ -702,10 +702,14 @@ impl Conn {
                 self.client.multi.set(0);
                 self.reply_here(out, Encoder::ok)
             }
-            Op::Discard if self.multi.take().is_none() => {
+            Op::Discard if self.multi.is_none() => {
                 self.reply_here(out, |o| Encoder::error(o, "ERR DISCARD without MULTI"))
             }
-            Op::Discard | Op::Unwatch => self.unwatch_all(Merge::AllOk, out),
+            Op::Discard => {
+                self.multi = None;
+                self.unwatch_all(Merge::AllOk, out)
+            }
+            Op::Unwatch => self.unwatch_all(Merge::AllOk, out),
             Op::Watch if self.multi.is_some() => {
                 self.reply_here(out, |o| Encoder::error(o, "ERR WATCH inside MULTI is not allowed"))
             }

@@ -659,7 +659,7 @@ impl ShardState {
             idem.in_progress_records,
             idem.bytes_used,
             idem.full,
-            self.watched.borrow().len(),
+            self.watched_keys(),
         )
     }
 
