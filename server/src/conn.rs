@@ -414,6 +414,11 @@ impl Conn {
         {
             return self.queue(spec, buf, args, out);
         }
+        if spec.op == Op::Mset && args.len() % 2 == 0 {
+            // Checked after queueing, as Redis does: inside MULTI an odd
+            // MSET is queued and fails as one element of EXEC's reply.
+            return self.refuse(out, "ERR wrong number of arguments for 'mset' command");
+        }
         if matches!(spec.op, Op::Flushall | Op::Flushdb)
             && (args.len() > 2 || args.get(1).is_some_and(|a| !is_word(a.of(buf), &["ASYNC", "SYNC"])))
         {

@@ -147,6 +147,14 @@ fn unix_ms() -> i64 {
     (unix_ns() / 1_000_000).min(i64::MAX as u128) as i64
 }
 
+/// A deadline kept on the monotonic clock of `now`, as Unix milliseconds
+/// (to the nearest: Redis keeps whole milliseconds, so a deadline set from a
+/// Unix time reads back as that time).
+fn deadline_unix_ms(deadline: Nanos, now: Nanos) -> i64 {
+    let at_ns = unix_ns() + deadline.saturating_sub(now) as u128;
+    ((at_ns + 500_000) / 1_000_000).min(i64::MAX as u128) as i64
+}
+
 /// The deadline (on the monotonic clock of `now`) that an expiry argument
 /// asks for, with Redis's checks: not positive, or overflowing, is invalid.
 /// A Unix time already past gives `now` (expired on arrival). A relative
@@ -209,6 +217,54 @@ fn weigh(key: &Box<[u8]>, e: &Entry) -> u64 {
 
 type Kv = cache::Table<Box<[u8]>, Entry>;
 
+/// The shard's keyspace: the cache table, and whether the command running
+/// now changed a live key. That flag is what a `WATCH` sees, as Redis's
+/// `signalModifiedKey`: a write that stores counts (even of the same value),
+/// a refused or conditional write that does nothing does not, and neither
+/// does deleting a key that had already expired.
+struct Keyspace {
+    table: Kv,
+    changed: bool,
+}
+
+impl std::ops::Deref for Keyspace {
+    type Target = Kv;
+    fn deref(&self) -> &Kv {
+        &self.table
+    }
+}
+
+impl Keyspace {
+    /// A read (it bumps the entry's frequency; not a change).
+    fn get(&mut self, key: &[u8], now: Nanos) -> Option<&Entry> {
+        self.table.get(key, now)
+    }
+
+    fn insert(&mut self, key: Box<[u8]>, e: Entry, expires: Nanos, now: Nanos) -> Inserted<Entry> {
+        let r = self.table.insert(key, e, expires, now);
+        self.changed |= match &r {
+            Inserted::Rejected(old) => old.as_ref().is_some_and(|o| o.live(now)),
+            _ => true,
+        };
+        r
+    }
+
+    fn remove(&mut self, key: &[u8], now: Nanos) -> Option<(Box<[u8]>, Entry)> {
+        let r = self.table.remove(key);
+        self.changed |= r.as_ref().is_some_and(|(_, e)| e.live(now));
+        r
+    }
+
+    fn clear(&mut self) {
+        self.changed = true;
+        self.table.clear();
+    }
+
+    fn sweep_expired(&mut self, max: usize, now: Nanos) -> usize {
+        self.table.sweep_expired(max, now)
+    }
+}
+
 /// `CL.THROTTLE`'s buckets: one keyed limiter per distinct quota.
 type Limiter = KeyedLimiter<Box<[u8]>, SeededState, AutoClock>;
 
@@ -230,7 +286,7 @@ const MAX_QUOTAS: usize = 1024;
 pub struct ShardState {
     shard: usize,
     shards: usize,
-    kv: RefCell<Kv>,
+    kv: RefCell<Keyspace>,
     budget: u64,
     throttle: RefCell<HashMap<(i64, i64, i64), Limiter, SeededState>>,
     max_throttle_keys: usize,
@@ -264,7 +320,7 @@ impl ShardState {
         Ok(Self {
             shard,
             shards: shards as usize,
-            kv: RefCell::new(kv),
+            kv: RefCell::new(Keyspace { table: kv, changed: false }),
             budget,
             throttle: RefCell::new(HashMap::with_hasher(SeededState::new())),
             max_throttle_keys: cfg.max_throttle_keys.max(1),
@@ -303,8 +359,37 @@ impl ShardState {
     pub fn exec(&self, op: Op, buf: &[u8], args: &[Span], proto: Proto, out: &mut impl Sink) {
         let now = clock::now();
         if !self.watched.borrow().is_empty() && op.writes() {
-            self.touch_watched(op, buf, args);
+            return self.exec_watched(op, buf, args, now, proto, out);
         }
+        self.run(op, buf, args, now, proto, out)
+    }
+
+    /// [`exec`](Self::exec) of a write while some key is watched: marks the
+    /// watchers of what it changed dirty.
+    #[cold]
+    fn exec_watched(&self, op: Op, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, out: &mut impl Sink) {
+        if matches!(op, Op::Flushall | Op::Flushdb) {
+            // Only the watched keys that hold a live value change.
+            let kv = self.kv.borrow();
+            for (key, ws) in self.watched.borrow_mut().iter_mut() {
+                if kv.contains(key, now) {
+                    ws.iter_mut().for_each(|w| w.dirty = true);
+                }
+            }
+        }
+        self.kv.borrow_mut().changed = false;
+        self.run(op, buf, args, now, proto, out);
+        let changed = std::mem::take(&mut self.kv.borrow_mut().changed);
+        let flush = matches!(op, Op::Flushall | Op::Flushdb);
+        if let (true, false, Some(key)) = (changed, flush, args.first()) {
+            if let Some(ws) = self.watched.borrow_mut().get_mut(key.of(buf)) {
+                ws.iter_mut().for_each(|w| w.dirty = true);
+            }
+        }
+    }
+
+    #[inline]
+    fn run(&self, op: Op, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, out: &mut impl Sink) {
         match op {
             Op::Get => match self.kv.borrow_mut().get(args[0].of(buf), now) {
                 Some(e) => out.value(&e.value),
@@ -322,7 +407,7 @@ impl ShardState {
                     Err(e) => Encoder::error(out.buf(), &e.message(name)),
                 }
             }
-            Op::Getdel => match self.kv.borrow_mut().remove(args[0].of(buf)) {
+            Op::Getdel => match self.kv.borrow_mut().remove(args[0].of(buf), now) {
                 Some((_, e)) if e.live(now) => out.value(&e.value),
                 _ => Encoder::null(out.buf(), proto),
             },
@@ -341,7 +426,7 @@ impl ShardState {
         let arg = |i: usize| args.get(i).map(|s| s.of(buf)).unwrap_or(&[]);
         match op {
             Op::Del => {
-                let live = match self.kv.borrow_mut().remove(arg(0)) {
+                let live = match self.kv.borrow_mut().remove(arg(0), now) {
                     Some((_, e)) => e.live(now),
                     None => false,
                 };
@@ -453,10 +538,7 @@ impl ShardState {
                     None => -2,
                     Some(e) if e.expires == 0 => -1,
                     Some(e) => {
-                        // The deadline as Unix milliseconds (it is kept on
-                        // the monotonic clock), to the nearest millisecond.
-                        let at_ns = unix_ns() + e.expires.saturating_sub(now) as u128;
-                        let at = ((at_ns + 500_000) / 1_000_000).min(i64::MAX as u128) as i64;
+                        let at = deadline_unix_ms(e.expires, now);
                         if op == Op::Expiretime {
                             at / 1000
                         } else {
@@ -505,22 +587,6 @@ impl ShardState {
             Op::Watch | Op::Unwatch | Op::Exec => self.watch_op(op, buf, args, now, out),
             Op::Client => self.clients.exec(buf, args, out),
             _ => Encoder::error(out, "ERR internal: command routed to a shard"),
-        }
-    }
-
-    /// Marks the watchers of the key a write is about to touch (of every
-    /// key for `FLUSHALL`) dirty.
-    fn touch_watched(&self, op: Op, buf: &[u8], args: &[Span]) {
-        let mut watched = self.watched.borrow_mut();
-        let keys: Box<dyn Iterator<Item = &mut Vec<Watcher>>> = match (op, args.first()) {
-            (Op::Flushall | Op::Flushdb, _) => Box::new(watched.values_mut()),
-            (_, Some(key)) => Box::new(watched.get_mut(key.of(buf)).into_iter()),
-            (_, None) => return,
-        };
-        for ws in keys {
-            for w in ws {
-                w.dirty = true;
-            }
         }
     }
 
@@ -727,8 +793,10 @@ impl ShardState {
             expires = old.as_ref().map_or(0, |o| o.1);
         } else if expires != 0 && expires <= now {
             // An absolute deadline already past: the write happens and the
-            // key expires at once, as in Redis.
-            kv.remove(key);
+            // key expires at once, as in Redis (a change even where no key
+            // was).
+            kv.remove(key, now);
+            kv.changed = true;
             if !get {
                 Encoder::ok(out);
             }
@@ -773,7 +841,7 @@ impl ShardState {
         sink.value(&e.value);
         match expires {
             Some(d) if d != 0 && d <= now => {
-                kv.remove(key);
+                kv.remove(key, now);
             }
             Some(d) if d != e.expires => {
                 kv.insert(key.into(), Entry { value: e.value, expires: d }, d, now);
@@ -829,15 +897,19 @@ impl ShardState {
         let mut kv = self.kv.borrow_mut();
         let Some(e) = kv.peek(key, now).cloned() else { return Encoder::int(out, 0) };
         let cur = e.expires;
+        // GT and LT compare whole Unix milliseconds, as Redis keeps them:
+        // the same time given twice is neither greater nor less.
+        let (new_ms, cur_ms) =
+            (if absolute { ms } else { unix_ms().saturating_add(ms) }, deadline_unix_ms(cur, now));
         let ok = !(nx && cur != 0
             || xx && cur == 0
-            || gt && (cur == 0 || at <= cur as i128)
-            || lt && cur != 0 && at >= cur as i128);
+            || gt && (cur == 0 || new_ms <= cur_ms)
+            || lt && cur != 0 && new_ms >= cur_ms);
         if !ok {
             return Encoder::int(out, 0);
         }
         if at <= now as i128 {
-            kv.remove(key);
+            kv.remove(key, now);
         } else {
             let expires = at.min(u64::MAX as i128) as Nanos;
             kv.insert(key.into(), Entry { value: e.value, expires }, expires, now);

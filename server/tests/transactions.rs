@@ -102,7 +102,8 @@ fn watched_set(shards: usize, key: &str, meddle: &[&[&str]]) -> bool {
         for x in &args[1..] {
             c.arg(*x);
         }
-        let _: Value = c.query(&mut b).unwrap();
+        // Some meddling fails (INCR of a word): its error is the point.
+        let _: redis::RedisResult<Value> = c.query(&mut b);
     }
     let r: Option<(String,)> = redis::pipe().atomic().set(key, "mine").query(&mut a).unwrap();
     let v: Option<String> = cmd("GET").arg(key).query(&mut a).unwrap();
@@ -129,6 +130,18 @@ fn watch_aborts_exec_after_a_change() {
         assert!(!watched_set(shards, "w", &[&["EXPIRE", "w", "100"]]));
         assert!(!watched_set(shards, "w", &[&["FLUSHALL"]]));
         assert!(!watched_set(shards, "w", &[&["MSET", "a", "1", "w", "2"]]));
+        // Writes that change nothing do not count, as on Redis (a refused
+        // option, a failed INCR, no TTL to drop, a missing key to delete).
+        let noops: &[&[&str]] = &[
+            &["SET", "w", "x", "NX"],
+            &["EXPIRE", "w", "100", "XX"],
+            &["PERSIST", "w"],
+            &["INCR", "w"],
+            &["GETEX", "w"],
+            &["SETRANGE", "w", "0", ""],
+            &["DEL", "w-not"],
+        ];
+        assert!(watched_set(shards, "w", noops), "no-op writes");
     }
     let Some(engine) = common::start(2, |_| {}) else { return };
     let mut a = common::client(engine.local_addr());
@@ -147,6 +160,12 @@ fn watch_aborts_exec_after_a_change() {
     assert!(r.is_some());
     let _: () = cmd("WATCH").arg("absent").query(&mut a).unwrap();
     let r: Option<(String,)> = redis::pipe().atomic().set("absent", "y").query(&mut a).unwrap();
+    assert!(r.is_some());
+    // FLUSHALL and DEL leave a watched key that was missing unchanged.
+    let _: () = cmd("WATCH").arg("gone").query(&mut a).unwrap();
+    let _: () = cmd("FLUSHALL").query(&mut b).unwrap();
+    let _: () = cmd("DEL").arg("gone").query(&mut b).unwrap();
+    let r: Option<(String,)> = redis::pipe().atomic().set("gone", "y").query(&mut a).unwrap();
     assert!(r.is_some());
     // DISCARD forgets the watches too.
     let _: () = cmd("WATCH").arg("u").query(&mut a).unwrap();
