@@ -414,7 +414,7 @@ impl Conn {
         {
             return self.queue(spec, buf, args, out);
         }
-        if spec.op == Op::Mset && args.len() % 2 == 0 {
+        if spec.op == Op::Mset && args.len().is_multiple_of(2) {
             // Checked after queueing, as Redis does: inside MULTI an odd
             // MSET is queued and fails as one element of EXEC's reply.
             return self.refuse(out, "ERR wrong number of arguments for 'mset' command");
