@@ -155,6 +155,14 @@ fn deadline_unix_ms(deadline: Nanos, now: Nanos) -> i64 {
     ((at_ns + 500_000) / 1_000_000).min(i64::MAX as u128) as i64
 }
 
+/// How far the wall clock is into its current millisecond, in nanoseconds.
+/// A relative expiry ends that much earlier, so that deadlines fall on whole
+/// Unix milliseconds as Redis's do (`mstime() + ms`): two expiries set in
+/// the same millisecond are equal for `EXPIRE ... GT/LT`.
+fn ms_fraction() -> Nanos {
+    (unix_ns() % MILLISECOND as u128) as Nanos
+}
+
 /// The deadline (on the monotonic clock of `now`) that an expiry argument
 /// asks for, with Redis's checks: not positive, or overflowing, is invalid.
 /// A Unix time already past gives `now` (expired on arrival). A relative
@@ -165,9 +173,11 @@ fn deadline(kind: Expiry, arg: &[u8], now: Nanos) -> Result<Nanos, BadExpiry> {
         return Err(BadExpiry::Invalid);
     }
     match kind {
-        Expiry::In(unit) => {
-            (n as u64).checked_mul(unit).and_then(|d| now.checked_add(d)).ok_or(BadExpiry::Invalid)
-        }
+        Expiry::In(unit) => (n as u64)
+            .checked_mul(unit)
+            .and_then(|d| now.checked_add(d))
+            .map(|at| at - ms_fraction())
+            .ok_or(BadExpiry::Invalid),
         Expiry::At(unit_ms) => {
             let at_ms = n.checked_mul(unit_ms).ok_or(BadExpiry::Invalid)?;
             // In nanoseconds, so that EXPIRETIME gives the same time back.
@@ -554,11 +564,13 @@ impl ShardState {
                     None => -2,
                     Some(e) if e.expires == 0 => -1,
                     Some(e) => {
-                        let ms = (e.expires.saturating_sub(now) + MILLISECOND / 2) / MILLISECOND;
+                        // As Redis: whole milliseconds of the deadline less
+                        // those of now; TTL rounds them to seconds.
+                        let ms = deadline_unix_ms(e.expires, now).saturating_sub(unix_ms()).max(0);
                         if op == Op::Ttl {
-                            ((ms + 500) / 1000) as i64
+                            (ms + 500) / 1000
                         } else {
-                            ms as i64
+                            ms
                         }
                     }
                 };
@@ -892,7 +904,7 @@ impl ShardState {
             // A Unix time: nanoseconds from now on the monotonic clock.
             now as i128 + ms as i128 * MILLISECOND as i128 - unix_ns() as i128
         } else {
-            now as i128 + ms as i128 * MILLISECOND as i128
+            now as i128 + ms as i128 * MILLISECOND as i128 - ms_fraction() as i128
         };
         let mut kv = self.kv.borrow_mut();
         let Some(e) = kv.peek(key, now).cloned() else { return Encoder::int(out, 0) };

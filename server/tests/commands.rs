@@ -559,6 +559,14 @@ fn expireat_and_pexpireat() {
     // The options compare with the current deadline.
     assert_eq!(q::<i64>(&mut con, &["EXPIREAT", "x", &(unix + 50).to_string(), "GT"]).unwrap(), 0);
     assert_eq!(q::<i64>(&mut con, &["EXPIREAT", "x", &(unix + 50).to_string(), "LT"]).unwrap(), 1);
+    // The same time again is neither greater nor less (whole milliseconds,
+    // as Redis keeps them); a millisecond later is greater.
+    let same = ((unix + 50) * 1000).to_string();
+    assert_eq!(q::<i64>(&mut con, &["PEXPIREAT", "x", &same, "GT"]).unwrap(), 0);
+    assert_eq!(q::<i64>(&mut con, &["PEXPIREAT", "x", &same, "LT"]).unwrap(), 0);
+    let later = ((unix + 50) * 1000 + 1).to_string();
+    assert_eq!(q::<i64>(&mut con, &["PEXPIREAT", "x", &later, "GT"]).unwrap(), 1);
+    assert_eq!(q::<String>(&mut con, &["PEXPIRETIME", "x"]).unwrap(), later);
     assert!(
         err(&mut con, &["EXPIREAT", "x", "99999999999999999"]).contains("invalid expire time in 'expireat'")
     );
