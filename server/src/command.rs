@@ -43,6 +43,7 @@ pub enum Op {
     Append,
     Getrange,
     Setrange,
+    Incrbyfloat,
     Getset,
     Getex,
     Expiretime,
@@ -174,6 +175,7 @@ pub const TABLE: &[Spec] = &[
     Spec { name: "flushdb", arity: -1, op: Op::Flushdb, route: Route::All, flags: &["write"] },
     Spec { name: "getrange", arity: 4, op: Op::Getrange, route: Route::Key, flags: R },
     Spec { name: "setrange", arity: 4, op: Op::Setrange, route: Route::Key, flags: WD },
+    Spec { name: "incrbyfloat", arity: 3, op: Op::Incrbyfloat, route: Route::Key, flags: WD },
 ];
 
 /// Finds a command by name, ignoring ASCII case.

@@ -190,6 +190,19 @@ fn deadline(kind: Expiry, arg: &[u8], now: Nanos) -> Result<Nanos, BadExpiry> {
     }
 }
 
+extern "C" {
+    /// `src/float.c`: `cur` (null: none) plus `incr` printed into `out`;
+    /// the length, or -1 / -2 (not a float), -3 (NaN or infinite), -4.
+    fn rsl_incrbyfloat(
+        cur: *const libc::c_char,
+        cur_len: usize,
+        incr: *const libc::c_char,
+        incr_len: usize,
+        out: *mut libc::c_char,
+        out_len: usize,
+    ) -> libc::c_long;
+}
+
 /// Redis's largest string (`proto-max-bulk-len`): `SETRANGE` refuses to
 /// grow a value past it.
 const MAX_STRING: u64 = 512 << 20;
@@ -577,6 +590,7 @@ impl ShardState {
                 Encoder::int(out, v);
             }
             Op::Incr | Op::Decr | Op::Incrby | Op::Decrby => self.incr(op, buf, args, now, out),
+            Op::Incrbyfloat => self.incrbyfloat(arg(0), arg(1), now, out),
             Op::Dbsize => Encoder::int(out, self.kv.borrow().len() as i64),
             // One database: FLUSHDB is FLUSHALL.
             Op::Flushall | Op::Flushdb => {
@@ -956,6 +970,36 @@ impl ShardState {
         match kv.insert(key.into(), entry, expires, now) {
             Inserted::Rejected(_) => Encoder::error(out, OOM),
             _ => Encoder::int(out, v),
+        }
+    }
+
+    /// `INCRBYFLOAT key increment`: Redis's `long double` sum and printing
+    /// (`src/float.c`); the TTL is kept.
+    fn incrbyfloat(&self, key: &[u8], by: &[u8], now: Nanos, out: &mut Vec<u8>) {
+        let mut kv = self.kv.borrow_mut();
+        let (cur, expires) = match kv.get(key, now) {
+            Some(e) => (Some(e.value.clone()), e.expires),
+            None => (None, 0),
+        };
+        let mut sum = [0u8; 5120];
+        let (cp, cl) = cur.as_deref().map_or((std::ptr::null(), 0), |c| (c.as_ptr(), c.len()));
+        // SAFETY: `cp`/`cl` is null or the live bytes of `cur`, `by` and
+        // `sum` are live slices with their lengths; the C function reads
+        // and writes only within those bounds and keeps no pointer.
+        let n = unsafe {
+            rsl_incrbyfloat(cp.cast(), cl, by.as_ptr().cast(), by.len(), sum.as_mut_ptr().cast(), sum.len())
+        };
+        let value = match n {
+            n if n > 0 => &sum[..n as usize],
+            -3 => return Encoder::error(out, "ERR increment would produce NaN or Infinity"),
+            _ => return Encoder::error(out, "ERR value is not a valid float"),
+        };
+        if !fits(&kv, key, value.len()) {
+            return Encoder::error(out, OOM);
+        }
+        match kv.insert(key.into(), Entry { value: Arc::from(value), expires }, expires, now) {
+            Inserted::Rejected(_) => Encoder::error(out, OOM),
+            _ => Encoder::bulk(out, value),
         }
     }
 

@@ -692,3 +692,36 @@ fn getrange_and_setrange() {
         "a refused SETRANGE changes nothing"
     );
 }
+
+#[test]
+fn incrbyfloat_prints_as_redis() {
+    let Some(engine) = common::start(2, |_| {}) else { return };
+    let mut con = common::client(engine.local_addr());
+    let by =
+        |con: &mut redis::Connection, k: &str, n: &str| -> String { q(con, &["INCRBYFLOAT", k, n]).unwrap() };
+    // Redis's examples, and the sums a binary double would print longer.
+    ok(&mut con, &["SET", "f", "10.50"]);
+    assert_eq!(by(&mut con, "f", "0.1"), "10.6");
+    assert_eq!(by(&mut con, "f", "-5"), "5.6");
+    ok(&mut con, &["SET", "f", "5.0e3"]);
+    assert_eq!(by(&mut con, "f", "2.0e2"), "5200");
+    ok(&mut con, &["SET", "f", "0.1"]);
+    assert_eq!(by(&mut con, "f", "0.2"), "0.3");
+    assert_eq!(by(&mut con, "new", "1.5"), "1.5");
+    assert_eq!(by(&mut con, "new", "-1.5"), "0");
+    ok(&mut con, &["SET", "big", "9223372036854775807"]);
+    assert_eq!(by(&mut con, "big", "1"), "9223372036854775808");
+    // The TTL is kept.
+    ok(&mut con, &["SET", "t", "1", "EX", "100"]);
+    assert_eq!(by(&mut con, "t", "1"), "2");
+    assert!(q::<i64>(&mut con, &["TTL", "t"]).unwrap() > 0);
+    // Errors leave the value as it was.
+    ok(&mut con, &["SET", "w", "abc"]);
+    assert!(err(&mut con, &["INCRBYFLOAT", "w", "1"]).contains("value is not a valid float"));
+    for bad in ["nan", " 1", "1 ", "", "1e5000", "x"] {
+        assert!(err(&mut con, &["INCRBYFLOAT", "f", bad]).contains("value is not a valid float"), "{bad:?}");
+    }
+    assert!(err(&mut con, &["INCRBYFLOAT", "f", "inf"]).contains("would produce NaN or Infinity"));
+    assert_eq!(q::<String>(&mut con, &["GET", "f"]).unwrap(), "0.3");
+    assert_eq!(q::<String>(&mut con, &["GET", "w"]).unwrap(), "abc");
+}

@@ -83,6 +83,8 @@ VALUES = [
 ]
 INTS = [b"0", b"1", b"-1", b"2", b"-5", b"100", b"9223372036854775807",
         b"-9223372036854775808", b"9223372036854775808", b"x", b"1.5", b""]
+FLOATS = [b"0.1", b"-0.1", b"1", b"1.5e3", b"-2.5", b"1e308", b"-1e308", b"inf", b"nan", b" 1",
+          b"0x10", b"1e-20", b"3.0", b".5", b"abc", b"", b"1e5000", b"-0"]
 TTLS = [b"300", b"1000", b"86400", b"0", b"-1", b"x", b"9223372036854775807", b"2.5"]
 SET_OPTS = [[b"NX"], [b"XX"], [b"GET"], [b"KEEPTTL"], [b"EX", b"300"], [b"PX", b"300000"],
             [b"EX", b"0"], [b"PX", b"-1"], [b"EX", b"x"], [b"EXAT", b"FUTURE"],
@@ -116,7 +118,9 @@ def gen(r):
     if c < 31:
         return [b"EXISTS"] + [pick_key(r) for _ in range(r.randint(1, 3))]
     if c < 40:
-        op = r.choice([b"INCR", b"DECR", b"INCRBY", b"DECRBY"])
+        op = r.choice([b"INCR", b"DECR", b"INCRBY", b"DECRBY", b"INCRBYFLOAT"])
+        if op == b"INCRBYFLOAT":
+            return [op, k, r.choice(FLOATS)]
         return [op, k] + ([r.choice(INTS)] if op.endswith(b"BY") else [])
     if c < 46:
         op = r.choice([b"EXPIRE", b"PEXPIRE", b"EXPIREAT", b"PEXPIREAT"])
