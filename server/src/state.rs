@@ -924,9 +924,11 @@ impl ShardState {
         let Some(e) = kv.peek(key, now).cloned() else { return Encoder::int(out, 0) };
         let cur = e.expires;
         // GT and LT compare whole Unix milliseconds, as Redis keeps them:
-        // the same time given twice is neither greater nor less.
-        let (new_ms, cur_ms) =
-            (if absolute { ms } else { unix_ms().saturating_add(ms) }, deadline_unix_ms(cur, now));
+        // the same time given twice is neither greater nor less. A time past
+        // what a deadline can hold (about 584 years ahead) compares as that
+        // limit, where it is kept.
+        let new_ms = if absolute { ms } else { unix_ms().saturating_add(ms) };
+        let (new_ms, cur_ms) = (new_ms.min(deadline_unix_ms(Nanos::MAX, now)), deadline_unix_ms(cur, now));
         let ok = !(nx && cur != 0
             || xx && cur == 0
             || gt && (cur == 0 || new_ms <= cur_ms)
