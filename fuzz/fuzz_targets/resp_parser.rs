@@ -30,6 +30,9 @@ fn run_all(data: &[u8], limits: &Limits) {
     while let Ok(Parsed::Command { consumed } | Parsed::Empty { consumed }) = parse(&data[pos..], limits, &mut args) {
         let buf = &data[pos..];
         pos += consumed;
+        // Databases 0-2, picked by the request's length, so that keys of
+        // several databases (and database-0 keys that look marked) mix.
+        let db = (consumed % 3) as u8;
         let Some(spec) = args.first().and_then(|a| lookup(a.of(buf))) else { continue };
         // Key- and all-shard commands run on a shard's state as they are;
         // SCAN runs there too (the connection only picks the shard).
@@ -42,7 +45,7 @@ fn run_all(data: &[u8], limits: &Limits) {
             continue;
         }
         out.clear();
-        STATE.with(|s| s.exec(spec.op, buf, &args[1..], Proto::Resp3, &mut out));
+        STATE.with(|s| s.exec(spec.op, db, buf, &args[1..], Proto::Resp3, &mut out));
         assert!(matches!(out.first(), Some(b'+' | b'-' | b':' | b'$' | b'*' | b'_' | b'%')), "{:?}", out);
         assert!(out.ends_with(b"\r\n"));
     }

@@ -47,6 +47,8 @@ pub struct Client {
     pub multi: Cell<i64>,
     /// Keys watched.
     pub watch: Cell<usize>,
+    /// The selected database.
+    pub db: Cell<u8>,
     /// `CLIENT KILL` chose this connection: it closes after this turn.
     pub killed: Cell<bool>,
 }
@@ -70,6 +72,7 @@ impl Client {
             resp: Cell::new(2),
             multi: Cell::new(-1),
             watch: Cell::new(0),
+            db: Cell::new(0),
             killed: Cell::new(false),
         }
     }
@@ -81,7 +84,7 @@ impl Client {
             c.borrow().as_deref().unwrap_or_default().escape_ascii().to_string()
         };
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 multi={} watch={} \
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} multi={} watch={} \
              cmd={} user=default resp={} lib-name={} lib-ver={}\n",
             self.id,
             self.addr,
@@ -91,6 +94,7 @@ impl Client {
             now.saturating_sub(self.created) / SECOND,
             now.saturating_sub(self.last.get()) / SECOND,
             if self.multi.get() >= 0 { "x" } else { "N" },
+            self.db.get(),
             self.multi.get(),
             self.watch.get(),
             self.cmd.get(),

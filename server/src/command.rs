@@ -222,6 +222,34 @@ pub fn spec(op: Op) -> &'static Spec {
 }
 
 impl Op {
+    /// True when the command's first argument is a key of the selected
+    /// database (the cache commands); false for the resilience commands,
+    /// whose state belongs to no database, and for the commands that take
+    /// no key.
+    pub fn in_database(self) -> bool {
+        !matches!(
+            self,
+            Op::Info
+                | Op::Dbsize
+                | Op::Flushall
+                | Op::Flushdb
+                | Op::Keys
+                | Op::Scan
+                | Op::Watch
+                | Op::Unwatch
+                | Op::Exec
+                | Op::Client
+                | Op::Throttle
+                | Op::BreakerAcquire
+                | Op::BreakerRecord
+                | Op::BreakerState
+                | Op::BreakerConfig
+                | Op::IdemBegin
+                | Op::IdemComplete
+                | Op::IdemAbandon
+        )
+    }
+
     /// True when the command may change the key it is run on (or, for
     /// `FLUSHALL` / `FLUSHDB`, every key): what invalidates a `WATCH`.
     pub fn writes(self) -> bool {

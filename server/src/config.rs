@@ -29,6 +29,10 @@ pub struct Config {
     pub maxmemory: u64,
     /// Most client connections at once (default 10000).
     pub maxclients: usize,
+    /// Logical databases for `SELECT` (default 16, as Redis; at most 256).
+    /// They share the memory budget; keys of databases other than 0 carry
+    /// two extra bytes.
+    pub databases: usize,
     /// Request parser limits.
     pub limits: Limits,
     /// Most requests of one client parsed and run as one batch before its
@@ -65,6 +69,7 @@ impl Default for Config {
             pin: true,
             maxmemory: 1 << 30,
             maxclients: 10_000,
+            databases: 16,
             limits: Limits::default(),
             max_pipeline: 1024,
             max_output: 1 << 20,
@@ -84,13 +89,15 @@ pub const USAGE: &str = "\
 resilienced: libresilience served over RESP (every Redis client is a client)
 
 Usage: resilienced [--config FILE] [--bind ADDR] [--port N] [--shards N]
-                   [--maxmemory BYTES] [--maxclients N] [--no-pin] [--spin-us N]
+                   [--maxmemory BYTES] [--maxclients N] [--databases N]
+                   [--no-pin] [--spin-us N]
 
   --bind ADDR        listen address (default 127.0.0.1)
   --port N           TCP port (default 6390, beside Redis's 6379; 0 = any free port)
   --shards N         threads, one per CPU by default
   --maxmemory BYTES  cache memory budget, e.g. 512mb, 2gb (default 1gb)
   --maxclients N     most connections at once (default 10000)
+  --databases N      databases for SELECT, 1-256 (default 16)
   --no-pin           do not pin shard threads to CPUs
   --spin-us N        an idle shard polls N microseconds before sleeping (default 0)
   --config FILE      read `name value` lines (the same names, without --)
@@ -133,6 +140,12 @@ impl Config {
             "maxmemory" => {
                 self.maxmemory = parse_bytes(value).ok_or_else(bad)?;
                 if self.maxmemory == 0 {
+                    return Err(bad());
+                }
+            }
+            "databases" => {
+                self.databases = value.parse().map_err(|_| bad())?;
+                if !(1..=256).contains(&self.databases) {
                     return Err(bad());
                 }
             }

@@ -40,8 +40,8 @@ use crate::state::{ShardState, Sink};
 pub struct RemoteBatch {
     arena: Vec<u8>,
     spans: Vec<Span>,
-    /// (command, reply protocol, first span, span count).
-    ops: Vec<(Op, Proto, u32, u32)>,
+    /// (command, reply protocol, database, first span, span count).
+    ops: Vec<(Op, Proto, u8, u32, u32)>,
     /// `(i, n)`: op `i` is an `EXEC` check; when it fails, the `n` ops after
     /// it (the transaction's commands) are skipped.
     guards: Vec<(usize, usize)>,
@@ -76,14 +76,14 @@ impl Sink for RemoteReply {
 }
 
 impl RemoteBatch {
-    fn push(&mut self, op: Op, proto: Proto, buf: &[u8], args: &[Span]) -> usize {
+    fn push(&mut self, op: Op, proto: Proto, db: u8, buf: &[u8], args: &[Span]) -> usize {
         let first = self.spans.len() as u32;
         for a in args {
             let start = self.arena.len();
             self.arena.extend_from_slice(a.of(buf));
             self.spans.push(Span { start, end: self.arena.len() });
         }
-        self.ops.push((op, proto, first, args.len() as u32));
+        self.ops.push((op, proto, db, first, args.len() as u32));
         self.ops.len() - 1
     }
 
@@ -93,7 +93,7 @@ impl RemoteBatch {
             RemoteReply { out: Vec::with_capacity(32 * self.ops.len()), ..RemoteReply::default() };
         let mut guards = self.guards.iter().peekable();
         let mut skip = 0;
-        for (i, &(op, proto, first, n)) in self.ops.iter().enumerate() {
+        for (i, &(op, proto, db, first, n)) in self.ops.iter().enumerate() {
             if skip > 0 {
                 // A skipped command's reply is empty (never written out).
                 skip -= 1;
@@ -102,7 +102,7 @@ impl RemoteBatch {
             }
             let args = &self.spans[first as usize..(first + n) as usize];
             let start = reply.out.len();
-            state.exec(op, &self.arena, args, proto, &mut reply);
+            state.exec(op, db, &self.arena, args, proto, &mut reply);
             reply.ends.push(reply.out.len());
             if let Some(&(_, count)) = guards.next_if(|g| g.0 == i) {
                 if reply.out[start..] != *b":1\r\n" {
@@ -190,8 +190,11 @@ struct Conn {
     client: Rc<Client>,
     /// The commands queued since `MULTI`.
     multi: Option<Multi>,
-    /// The keys `WATCH`ed, until `EXEC`, `DISCARD` or `UNWATCH`.
+    /// The keys `WATCH`ed (as stored: see [`crate::state::stored_key`]),
+    /// until `EXEC`, `DISCARD` or `UNWATCH`.
     watching: Vec<Box<[u8]>>,
+    /// The database `SELECT`ed.
+    db: u8,
 }
 
 /// A transaction being queued: each command's arguments, copied.
@@ -243,6 +246,7 @@ pub(crate) async fn serve(stream: TcpStream, srv: Arc<Server>, id: u64) {
         client,
         multi: None,
         watching: Vec::new(),
+        db: 0,
     };
     let cfg = &srv.config;
     let mut inb: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -358,6 +362,11 @@ impl Conn {
     }
 
     /// The shard that owns `key`.
+    /// The shard of a watched key (kept as it is stored, database and all).
+    fn watch_owner(&self, stored: &[u8]) -> usize {
+        self.owner(crate::state::user_key(stored).1)
+    }
+
     fn owner(&self, key: &[u8]) -> usize {
         if self.shards == 1 {
             return 0;
@@ -383,11 +392,11 @@ impl Conn {
     /// Adds a part that runs `op` with `args` on `shard`.
     fn part(&mut self, shard: usize, op: Op, buf: &[u8], args: &[Span]) {
         if shard == self.me {
-            self.state.exec(op, buf, args, self.proto, &mut self.local);
+            self.state.exec(op, self.db, buf, args, self.proto, &mut self.local);
             self.local_ends.push(self.local.len());
             self.parts.push(Part::Local(self.local_ends.len() - 1));
         } else {
-            let i = self.remote[shard].push(op, self.proto, buf, args);
+            let i = self.remote[shard].push(op, self.proto, self.db, buf, args);
             self.parts.push(Part::Remote(shard, i));
         }
     }
@@ -396,7 +405,10 @@ impl Conn {
         let name = args[0].of(buf);
         let Some(spec) = command::lookup(name) else {
             let msg = unknown_command(buf, args);
-            return self.refuse(out, &msg);
+            if let Some(m) = &mut self.multi {
+                m.refused = true;
+            }
+            return self.reply_here(out, |o| Encoder::error_bytes(o, &msg));
         };
         self.client.cmd.set(spec.name);
         if !spec.arity_ok(args.len()) {
@@ -434,7 +446,7 @@ impl Conn {
             Route::Key => {
                 let owner = self.owner(args[1].of(buf));
                 if owner == self.me && !self.deferred {
-                    self.state.exec(spec.op, buf, &args[1..], self.proto, out);
+                    self.state.exec(spec.op, self.db, buf, &args[1..], self.proto, out);
                 } else {
                     let p = self.parts.len();
                     self.part(owner, spec.op, buf, &args[1..]);
@@ -658,14 +670,14 @@ impl Conn {
 
     /// Queues a command between `MULTI` and `EXEC`, copying its arguments.
     fn queue(&mut self, spec: &Spec, buf: &[u8], args: &[Span], out: &mut Vec<u8>) {
-        if matches!(spec.op, Op::Hello | Op::Client | Op::Auth)
-            && self.watching.first().is_some_and(|k| self.owner(k) != self.me)
+        if matches!(spec.op, Op::Hello | Op::Client | Op::Auth | Op::Select)
+            && self.watching.first().is_some_and(|k| self.watch_owner(k) != self.me)
         {
             // They change the connection at once, before another shard's
             // check of the watched keys can say the transaction will not run.
             return self.refuse(out, "ERR Command not allowed inside a transaction");
         }
-        if let Some(w) = self.watching.first().map(|k| self.owner(k)) {
+        if let Some(w) = self.watching.first().map(|k| self.watch_owner(k)) {
             let mut on = vec![false; self.shards];
             self.shards_of(buf, args, &mut on);
             if on.iter().enumerate().any(|(s, &on)| on && s != w) {
@@ -724,19 +736,23 @@ impl Conn {
             Op::Watch => {
                 // Watched keys live on one shard, whose check then runs
                 // right before the transaction's commands there.
-                let w = self.watching.first().map_or_else(|| self.owner(args[1].of(buf)), |k| self.owner(k));
+                let w = self
+                    .watching
+                    .first()
+                    .map_or_else(|| self.owner(args[1].of(buf)), |k| self.watch_owner(k));
                 if args[1..].iter().any(|a| self.owner(a.of(buf)) != w) {
                     return self.reply_here(out, |o| Encoder::error(o, CROSSSLOT));
                 }
                 let id = self.id.to_string();
                 let p = self.parts.len();
                 for a in &args[1..] {
-                    let key = a.of(buf);
+                    // Kept as stored: a later SELECT does not move it.
+                    let key = crate::state::stored_key(self.db, a.of(buf));
                     if self.watching.iter().any(|k| **k == *key) {
                         continue;
                     }
-                    self.watching.push(key.into());
-                    self.shard_op(self.owner(key), Op::Watch, &[id.as_bytes(), key]);
+                    self.watching.push(key[..].into());
+                    self.shard_op(self.owner(a.of(buf)), Op::Watch, &[id.as_bytes(), &key]);
                 }
                 self.client.watch.set(self.watching.len());
                 if self.parts.len() == p {
@@ -769,7 +785,7 @@ impl Conn {
         let commands = m.commands.len();
         let p = self.parts.len();
         let mut guard = None;
-        if let Some(w) = self.watching.first().map(|k| self.owner(k)) {
+        if let Some(w) = self.watching.first().map(|k| self.watch_owner(k)) {
             let keys = std::mem::take(&mut self.watching);
             self.client.watch.set(0);
             let id = self.id.to_string();
@@ -780,7 +796,7 @@ impl Conn {
                 // commands below.
                 let (fbuf, spans) = fields_buf(&fields);
                 let mut check = Vec::new();
-                self.state.exec(Op::Exec, &fbuf, &spans, self.proto, &mut check);
+                self.state.exec(Op::Exec, self.db, &fbuf, &spans, self.proto, &mut check);
                 if check != b":1\r\n" {
                     let proto = self.proto;
                     return self.reply_here(out, |o| Encoder::null_array(o, proto));
@@ -829,7 +845,7 @@ impl Conn {
         let p = self.parts.len();
         for s in 0..self.shards {
             let mut fields: Vec<&[u8]> = vec![id.as_bytes()];
-            fields.extend(keys.iter().filter(|k| self.owner(k) == s).map(|k| &k[..]));
+            fields.extend(keys.iter().filter(|k| self.watch_owner(k) == s).map(|k| &k[..]));
             if fields.len() > 1 {
                 self.shard_op(s, Op::Unwatch, &fields);
             }
@@ -856,14 +872,14 @@ impl Conn {
         let id = self.id.to_string();
         for s in 0..self.shards {
             let mut fields: Vec<&[u8]> = vec![id.as_bytes()];
-            fields.extend(keys.iter().filter(|k| self.owner(k) == s).map(|k| &k[..]));
+            fields.extend(keys.iter().filter(|k| self.watch_owner(k) == s).map(|k| &k[..]));
             if fields.len() == 1 {
                 continue;
             }
             let (buf, spans) = fields_buf(&fields);
             runtime::call(s, move || {
                 let state: Rc<ShardState> = runtime::state();
-                state.exec(Op::Unwatch, &buf, &spans, Proto::Resp2, &mut Vec::new());
+                state.exec(Op::Unwatch, 0, &buf, &spans, Proto::Resp2, &mut Vec::new());
             })
             .await;
         }
@@ -885,7 +901,11 @@ impl Conn {
                 self.close = true;
             }
             Op::Select => match parse_i64(arg(1)) {
-                Some(0) => self.reply_here(out, Encoder::ok),
+                Some(db) if (0..self.srv.config.databases as i64).contains(&db) => {
+                    self.db = db as u8;
+                    self.client.db.set(self.db);
+                    self.reply_here(out, Encoder::ok)
+                }
                 Some(_) => self.reply_here(out, |o| Encoder::error(o, "ERR DB index is out of range")),
                 None => {
                     self.reply_here(out, |o| Encoder::error(o, "ERR value is not an integer or out of range"))
@@ -1198,17 +1218,30 @@ fn command_entry(o: &mut Vec<u8>, s: &Spec) {
     Encoder::int(o, step);
 }
 
-/// Redis 7's wording: `ERR unknown command 'x', with args beginning with: 'a' 'b' `.
-fn unknown_command(buf: &[u8], args: &[Span]) -> String {
-    let name = String::from_utf8_lossy(&args[0].of(buf)[..args[0].len().min(128)]).into_owned();
-    let mut msg = format!("ERR unknown command '{name}', with args beginning with: ");
+/// Redis 7's wording, byte for byte: `ERR unknown command 'x', with args
+/// beginning with: 'a' 'b' `. As Redis prints them with `%.*s`: the name
+/// up to 128 bytes, the arguments while the list is under 128 bytes (each cut
+/// to what is left), each ending at a NUL byte; other bytes go out as they
+/// came (`Encoder::error` turns CR and LF into spaces).
+fn unknown_command(buf: &[u8], args: &[Span]) -> Vec<u8> {
+    let c_str = |b: &[u8], max: usize| -> Vec<u8> {
+        let b = &b[..b.len().min(max)];
+        b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())].to_vec()
+    };
+    let mut list = Vec::new();
     for a in &args[1..] {
-        if msg.len() > 256 {
+        if list.len() >= 128 {
             break;
         }
-        let a = a.of(buf);
-        msg.push_str(&format!("'{}' ", String::from_utf8_lossy(&a[..a.len().min(128)])));
+        let arg = c_str(a.of(buf), 128 - list.len());
+        list.push(b'\'');
+        list.extend_from_slice(&arg);
+        list.extend_from_slice(b"' ");
     }
+    let mut msg = b"ERR unknown command '".to_vec();
+    msg.extend_from_slice(&c_str(args[0].of(buf), 128));
+    msg.extend_from_slice(b"', with args beginning with: ");
+    msg.extend_from_slice(&list);
     msg
 }
 
@@ -1273,7 +1306,7 @@ mod tests {
         let args = [Span { start: 0, end: 3 }, Span { start: 4, end: 5 }, Span { start: 6, end: 7 }];
         assert_eq!(
             unknown_command(buf, &args),
-            "ERR unknown command 'FOO', with args beginning with: 'a' 'b' "
+            b"ERR unknown command 'FOO', with args beginning with: 'a' 'b' "
         );
     }
 }

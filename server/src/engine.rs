@@ -110,9 +110,15 @@ impl Server {
         });
         section(info::KEYSPACE, &mut |t| {
             t.push_str("# Keyspace\r\n");
-            let keys = total("keys");
-            if keys > 0 {
-                let _ = write!(t, "db0:keys={keys},expires={},avg_ttl=0\r\n", total("expires"));
+            for db in 0..self.config.databases {
+                let keys = total(&format!("keys_db{db}"));
+                if keys > 0 {
+                    let _ = write!(
+                        t,
+                        "db{db}:keys={keys},expires={},avg_ttl=0\r\n",
+                        total(&format!("expires_db{db}"))
+                    );
+                }
             }
         });
         let mut out = t.into_bytes();

@@ -337,8 +337,14 @@ impl Encoder {
     /// `-msg\r\n`; line breaks in `msg` are replaced by spaces so the reply
     /// stays one line.
     pub fn error(out: &mut Vec<u8>, msg: &str) {
+        Self::error_bytes(out, msg.as_bytes())
+    }
+
+    /// [`error`](Self::error) of a message that may hold any bytes (a
+    /// client's, quoted).
+    pub fn error_bytes(out: &mut Vec<u8>, msg: &[u8]) {
         out.push(b'-');
-        out.extend(msg.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+        out.extend(msg.iter().map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
         out.extend_from_slice(b"\r\n");
     }
 

@@ -240,6 +240,29 @@ fn weigh(key: &Box<[u8]>, e: &Entry) -> u64 {
 
 type Kv = cache::Table<Box<[u8]>, Entry>;
 
+/// First byte of a stored key that is not a plain key of database 0: the
+/// next byte is its database, the rest the key (a database-0 key that
+/// itself starts with this byte is stored escaped, as database 0).
+const DB_MARK: u8 = 0xFF;
+
+/// How `key` of database `db` is stored: as it is for database 0 (the
+/// common case costs nothing), else behind `DB_MARK, db`.
+pub fn stored_key(db: u8, key: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if db == 0 && key.first() != Some(&DB_MARK) {
+        std::borrow::Cow::Borrowed(key)
+    } else {
+        std::borrow::Cow::Owned([&[DB_MARK, db][..], key].concat())
+    }
+}
+
+/// The database and the key of a stored key ([`stored_key`] undone).
+pub fn user_key(stored: &[u8]) -> (u8, &[u8]) {
+    match stored {
+        [DB_MARK, db, key @ ..] => (*db, key),
+        key => (0, key),
+    }
+}
+
 /// The shard's keyspace: the cache table, and whether the command running
 /// now changed a live key. That flag is what a `WATCH` sees, as Redis's
 /// `signalModifiedKey`: a write that stores counts (even of the same value),
@@ -310,6 +333,9 @@ pub struct ShardState {
     shard: usize,
     shards: usize,
     kv: RefCell<Keyspace>,
+    /// Some key was stored with [`DB_MARK`] since the last `FLUSHALL`: until
+    /// then `DBSIZE` and `FLUSHDB` need not look at the keys one by one.
+    marked: Cell<bool>,
     budget: u64,
     throttle: RefCell<HashMap<(i64, i64, i64), Limiter, SeededState>>,
     max_throttle_keys: usize,
@@ -344,6 +370,7 @@ impl ShardState {
             shard,
             shards: shards as usize,
             kv: RefCell::new(Keyspace { table: kv, changed: false }),
+            marked: Cell::new(false),
             budget,
             throttle: RefCell::new(HashMap::with_hasher(SeededState::new())),
             max_throttle_keys: cfg.max_throttle_keys.max(1),
@@ -379,29 +406,72 @@ impl ShardState {
 
     /// Runs `op` with `args` (those after the command name, spans of `buf`)
     /// and writes its reply to `out`.
-    pub fn exec(&self, op: Op, buf: &[u8], args: &[Span], proto: Proto, out: &mut impl Sink) {
+    /// `db` is the connection's selected database: the key of a cache
+    /// command is looked up in it, and `KEYS`, `SCAN`, `DBSIZE` and
+    /// `FLUSHDB` work on it.
+    pub fn exec(&self, op: Op, db: u8, buf: &[u8], args: &[Span], proto: Proto, out: &mut impl Sink) {
+        if op.in_database() {
+            if let Some(key) = args.first().map(|a| a.of(buf)) {
+                if db != 0 || key.first() == Some(&DB_MARK) {
+                    return self.exec_marked(op, db, buf, args, proto, out);
+                }
+            }
+        }
+        self.exec_stored(op, db, buf, args, proto, out)
+    }
+
+    /// [`exec`](Self::exec) with the key rewritten as it is stored (the
+    /// arguments are copied behind it).
+    #[cold]
+    fn exec_marked(&self, op: Op, db: u8, buf: &[u8], args: &[Span], proto: Proto, out: &mut impl Sink) {
+        self.marked.set(true);
+        let key = stored_key(db, args[0].of(buf));
+        let mut b = Vec::with_capacity(key.len() + args[1..].iter().map(|a| a.len()).sum::<usize>());
+        b.extend_from_slice(&key);
+        let mut spans = Vec::with_capacity(args.len());
+        spans.push(Span { start: 0, end: b.len() });
+        for a in &args[1..] {
+            let start = b.len();
+            b.extend_from_slice(a.of(buf));
+            spans.push(Span { start, end: b.len() });
+        }
+        self.exec_stored(op, db, &b, &spans, proto, out)
+    }
+
+    fn exec_stored(&self, op: Op, db: u8, buf: &[u8], args: &[Span], proto: Proto, out: &mut impl Sink) {
         let now = clock::now();
         if !self.watched.borrow().is_empty() && op.writes() {
-            return self.exec_watched(op, buf, args, now, proto, out);
+            return self.exec_watched(op, db, buf, args, now, proto, out);
         }
-        self.run(op, buf, args, now, proto, out)
+        self.run(op, db, buf, args, now, proto, out)
     }
 
     /// [`exec`](Self::exec) of a write while some key is watched: marks the
     /// watchers of what it changed dirty.
     #[cold]
-    fn exec_watched(&self, op: Op, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, out: &mut impl Sink) {
+    #[allow(clippy::too_many_arguments)]
+    fn exec_watched(
+        &self,
+        op: Op,
+        db: u8,
+        buf: &[u8],
+        args: &[Span],
+        now: Nanos,
+        proto: Proto,
+        out: &mut impl Sink,
+    ) {
         if matches!(op, Op::Flushall | Op::Flushdb) {
-            // Only the watched keys that hold a live value change.
+            // Only the watched keys that hold a live value change (of the
+            // selected database, for FLUSHDB).
             let kv = self.kv.borrow();
             for (key, ws) in self.watched.borrow_mut().iter_mut() {
-                if kv.contains(key, now) {
+                if (op == Op::Flushall || user_key(key).0 == db) && kv.contains(key, now) {
                     ws.iter_mut().for_each(|w| w.dirty = true);
                 }
             }
         }
         self.kv.borrow_mut().changed = false;
-        self.run(op, buf, args, now, proto, out);
+        self.run(op, db, buf, args, now, proto, out);
         let changed = std::mem::take(&mut self.kv.borrow_mut().changed);
         let flush = matches!(op, Op::Flushall | Op::Flushdb);
         if let (true, false, Some(key)) = (changed, flush, args.first()) {
@@ -412,7 +482,8 @@ impl ShardState {
     }
 
     #[inline]
-    fn run(&self, op: Op, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, out: &mut impl Sink) {
+    #[allow(clippy::too_many_arguments)]
+    fn run(&self, op: Op, db: u8, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, out: &mut impl Sink) {
         match op {
             Op::Get => match self.kv.borrow_mut().get(args[0].of(buf), now) {
                 Some(e) => out.value(&e.value),
@@ -440,12 +511,22 @@ impl ShardState {
                 let o = Store { get: true, ..Store::default() };
                 self.store(args[0].of(buf), args[1].of(buf), o, now, proto, out)
             }
-            _ => self.exec_small(op, buf, args, now, proto, out.buf()),
+            _ => self.exec_small(op, db, buf, args, now, proto, out.buf()),
         }
     }
 
     /// The commands whose replies are small.
-    fn exec_small(&self, op: Op, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, out: &mut Vec<u8>) {
+    #[allow(clippy::too_many_arguments)]
+    fn exec_small(
+        &self,
+        op: Op,
+        db: u8,
+        buf: &[u8],
+        args: &[Span],
+        now: Nanos,
+        proto: Proto,
+        out: &mut Vec<u8>,
+    ) {
         let arg = |i: usize| args.get(i).map(|s| s.of(buf)).unwrap_or(&[]);
         match op {
             Op::Del => {
@@ -480,11 +561,16 @@ impl ShardState {
             }
             Op::Keys => {
                 let kv = self.kv.borrow();
-                let keys: Vec<&[u8]> =
-                    kv.iter().filter(|(k, e)| e.live(now) && glob(arg(0), k)).map(|(k, _)| &k[..]).collect();
+                let keys: Vec<&[u8]> = kv
+                    .iter()
+                    .filter(|(_, e)| e.live(now))
+                    .map(|(k, _)| user_key(k))
+                    .filter(|&(d, k)| d == db && glob(arg(0), k))
+                    .map(|(_, k)| k)
+                    .collect();
                 Encoder::command(out, &keys);
             }
-            Op::Scan => self.scan(buf, args, now, out),
+            Op::Scan => self.scan(db, buf, args, now, out),
             Op::Strlen => {
                 let n = self.kv.borrow().peek(arg(0), now).map_or(0, |e| e.value.len());
                 Encoder::int(out, n as i64);
@@ -591,10 +677,29 @@ impl ShardState {
             }
             Op::Incr | Op::Decr | Op::Incrby | Op::Decrby => self.incr(op, buf, args, now, out),
             Op::Incrbyfloat => self.incrbyfloat(arg(0), arg(1), now, out),
-            Op::Dbsize => Encoder::int(out, self.kv.borrow().len() as i64),
-            // One database: FLUSHDB is FLUSHALL.
-            Op::Flushall | Op::Flushdb => {
+            Op::Dbsize => Encoder::int(out, self.db_size(db) as i64),
+            Op::Flushdb if self.marked.get() => {
+                // Only this database's keys, found one by one.
+                let mut kv = self.kv.borrow_mut();
+                let keys: Vec<Box<[u8]>> =
+                    kv.iter().filter(|(k, _)| user_key(k).0 == db).map(|(k, _)| k.clone()).collect();
+                for k in keys {
+                    kv.remove(&k, now);
+                }
+                Encoder::ok(out);
+            }
+            Op::Flushdb => {
+                // Every key is database 0's.
+                if db == 0 {
+                    self.kv.borrow_mut().clear();
+                }
+                Encoder::ok(out);
+            }
+            // Every database, and the resilience state (which belongs to
+            // none).
+            Op::Flushall => {
                 self.kv.borrow_mut().clear();
+                self.marked.set(false);
                 self.throttle.borrow_mut().clear();
                 for name in self.breakers.names() {
                     self.breakers.remove(&name);
@@ -674,7 +779,18 @@ impl ShardState {
     /// `SCAN` on this shard: the entries of up to `COUNT` buckets holding
     /// one, from the cursor's bucket on, then a cursor to this shard's next
     /// bucket, or to the next shard's first, or 0 after the last shard.
-    fn scan(&self, buf: &[u8], args: &[Span], now: Nanos, out: &mut Vec<u8>) {
+    /// Keys stored in database `db` (expired ones not yet removed count,
+    /// as in Redis).
+    fn db_size(&self, db: u8) -> usize {
+        let kv = self.kv.borrow();
+        match (self.marked.get(), db) {
+            (false, 0) => kv.len(),
+            (false, _) => 0,
+            (true, _) => kv.iter().filter(|(k, _)| user_key(k).0 == db).count(),
+        }
+    }
+
+    fn scan(&self, db: u8, buf: &[u8], args: &[Span], now: Nanos, out: &mut Vec<u8>) {
         let raw: Vec<&[u8]> = args.iter().map(|a| a.of(buf)).collect();
         let a = match ScanArgs::parse(&raw) {
             Ok(a) => a,
@@ -690,8 +806,9 @@ impl ShardState {
                 next = Some(i as u64);
                 break;
             }
-            if a.strings && e.live(now) && glob(a.pattern, k) {
-                keys.push(&k[..]);
+            let (d, k) = user_key(k);
+            if a.strings && d == db && e.live(now) && glob(a.pattern, k) {
+                keys.push(k);
             }
         }
         let cursor = match next {
@@ -729,7 +846,7 @@ impl ShardState {
              keyspace_hits:{}\r\nkeyspace_misses:{}\r\nevictions:{}\r\nexpired_keys:{}\r\n\
              rejections:{}\r\nthrottle_quotas:{}\r\nthrottle_keys:{}\r\nthrottle_allowed:{}\r\n\
              throttle_limited:{}\r\nbreakers:{}\r\nidempotency_records:{}\r\n\
-             idempotency_in_progress:{}\r\nidempotency_bytes:{}\r\nidempotency_full:{}\r\nwatched_keys:{}\r\n\r\n",
+             idempotency_in_progress:{}\r\nidempotency_bytes:{}\r\nidempotency_full:{}\r\nwatched_keys:{}\r\n{}\r\n",
             self.shard,
             s.ops.get(),
             s.connections.get(),
@@ -752,7 +869,28 @@ impl ShardState {
             idem.bytes_used,
             idem.full,
             self.watched_keys(),
+            self.info_databases(&kv),
         )
+    }
+
+    /// `keys_dbN` / `expires_dbN` lines for each database holding keys (the
+    /// engine turns them into `INFO keyspace`'s `dbN:` lines).
+    fn info_databases(&self, kv: &Keyspace) -> String {
+        let mut per_db = std::collections::BTreeMap::<u8, (usize, usize)>::new();
+        if self.marked.get() {
+            for (k, e) in kv.iter() {
+                let c = per_db.entry(user_key(k).0).or_default();
+                c.0 += 1;
+                c.1 += (e.expires != 0) as usize;
+            }
+        } else if !kv.is_empty() {
+            per_db.insert(0, (kv.len(), kv.expiring()));
+        }
+        let mut text = String::new();
+        for (db, (keys, expires)) in per_db {
+            text.push_str(&format!("keys_db{db}:{keys}\r\nexpires_db{db}:{expires}\r\n"));
+        }
+        text
     }
 
     fn set(&self, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, sink: &mut impl Sink) {
@@ -887,8 +1025,11 @@ impl ShardState {
                 b"GT" => gt = true,
                 b"LT" => lt = true,
                 _ => {
-                    let msg = format!("ERR Unsupported option {}", String::from_utf8_lossy(a.of(buf)));
-                    return Encoder::error(out, &msg);
+                    // Redis prints the option with `%s`: as it came, up to
+                    // a NUL byte.
+                    let opt = a.of(buf);
+                    let opt = &opt[..opt.iter().position(|&b| b == 0).unwrap_or(opt.len())];
+                    return Encoder::error_bytes(out, &[&b"ERR Unsupported option "[..], opt].concat());
                 }
             }
         }

@@ -34,7 +34,7 @@ fn connection_and_server_commands() {
     assert_eq!(q::<String>(&mut con, &["PING", "hi"]).unwrap(), "hi");
     assert_eq!(q::<Vec<u8>>(&mut con, &["ECHO", "a\r\nb"]).unwrap(), b"a\r\nb");
     ok(&mut con, &["SELECT", "0"]);
-    assert!(err(&mut con, &["SELECT", "1"]).contains("out of range"));
+    assert!(err(&mut con, &["SELECT", "16"]).contains("out of range"));
     let hello: Vec<Value> = q(&mut con, &["HELLO", "2"]).unwrap();
     assert_eq!(hello.len(), 14);
     assert!(err(&mut con, &["HELLO", "4"]).contains("NOPROTO"));
@@ -724,4 +724,75 @@ fn incrbyfloat_prints_as_redis() {
     assert!(err(&mut con, &["INCRBYFLOAT", "f", "inf"]).contains("would produce NaN or Infinity"));
     assert_eq!(q::<String>(&mut con, &["GET", "f"]).unwrap(), "0.3");
     assert_eq!(q::<String>(&mut con, &["GET", "w"]).unwrap(), "abc");
+}
+
+#[test]
+fn select_keeps_databases_apart() {
+    let Some(engine) = common::start(3, |_| {}) else { return };
+    let addr = engine.local_addr();
+    let mut a = common::client(addr);
+    let mut b = common::client(addr);
+    ok(&mut b, &["SELECT", "5"]);
+    for i in 0..30 {
+        ok(&mut a, &["SET", &format!("k{i}"), "zero"]);
+    }
+    for i in 0..10 {
+        ok(&mut b, &["SET", &format!("k{i}"), "five", "EX", "100"]);
+    }
+    // A database-0 key that looks like how database 1 stores "k0".
+    ok(&mut a, &["SET", "\u{ff}\u{1}k0", "tricky"]);
+    assert_eq!(q::<String>(&mut a, &["GET", "k3"]).unwrap(), "zero");
+    assert_eq!(q::<String>(&mut b, &["GET", "k3"]).unwrap(), "five");
+    assert_eq!(q::<Option<String>>(&mut b, &["GET", "k20"]).unwrap(), None);
+    assert_eq!(q::<i64>(&mut a, &["DBSIZE"]).unwrap(), 31);
+    assert_eq!(q::<i64>(&mut b, &["DBSIZE"]).unwrap(), 10);
+    let mut keys: Vec<String> = q(&mut b, &["KEYS", "*"]).unwrap();
+    keys.sort();
+    assert_eq!(keys.len(), 10);
+    assert!(keys.iter().all(|k| k.starts_with('k') && k.len() == 2), "{keys:?}");
+    let (mut cursor, mut scanned) = (0u64, 0);
+    loop {
+        let (next, keys): (u64, Vec<String>) = cmd("SCAN").arg(cursor).query(&mut b).unwrap();
+        scanned += keys.len();
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    assert_eq!(scanned, 10, "SCAN walks database 5 only");
+    ok(&mut a, &["SELECT", "1"]);
+    assert_eq!(q::<Option<String>>(&mut a, &["GET", "k0"]).unwrap(), None, "database 1 is empty");
+    ok(&mut a, &["SELECT", "0"]);
+    assert_eq!(q::<String>(&mut a, &["GET", "\u{ff}\u{1}k0"]).unwrap(), "tricky");
+    // INFO keyspace and CLIENT LIST show the databases.
+    let info: String = q(&mut a, &["INFO", "keyspace"]).unwrap();
+    assert!(info.contains("db0:keys=31,expires=0"), "{info}");
+    assert!(info.contains("db5:keys=10,expires=10"), "{info}");
+    let list: String = q(&mut a, &["CLIENT", "LIST"]).unwrap();
+    assert!(list.contains(" db=5 ") && list.contains(" db=0 "), "{list}");
+    // FLUSHDB empties the selected database only; FLUSHALL every one.
+    ok(&mut b, &["FLUSHDB"]);
+    assert_eq!(q::<i64>(&mut b, &["DBSIZE"]).unwrap(), 0);
+    assert_eq!(q::<i64>(&mut a, &["DBSIZE"]).unwrap(), 31);
+    ok(&mut b, &["SET", "x", "1"]);
+    ok(&mut a, &["FLUSHALL"]);
+    assert_eq!(q::<i64>(&mut b, &["DBSIZE"]).unwrap(), 0);
+    assert_eq!(q::<i64>(&mut a, &["DBSIZE"]).unwrap(), 0);
+    assert!(err(&mut a, &["SELECT", "16"]).contains("out of range"));
+    assert!(err(&mut a, &["SELECT", "-1"]).contains("out of range"));
+
+    // SELECT inside MULTI takes effect when EXEC runs it, and a watch
+    // remembers its database. (One shard: with several, SELECT is refused
+    // in a transaction while keys of another shard are watched.)
+    let Some(engine) = common::start(1, |_| {}) else { return };
+    let mut a = common::client(engine.local_addr());
+    let mut b = common::client(engine.local_addr());
+    ok(&mut b, &["SELECT", "5"]);
+    ok(&mut a, &["SET", "w", "0"]);
+    let _: () = cmd("WATCH").arg("w").query(&mut a).unwrap();
+    ok(&mut b, &["SET", "w", "5"]);
+    let r: Option<(String, String)> =
+        redis::pipe().atomic().cmd("SELECT").arg(5).cmd("GET").arg("w").query(&mut a).unwrap();
+    assert_eq!(r, Some(("OK".into(), "5".into())), "a write in another database does not touch the watch");
+    assert_eq!(q::<String>(&mut a, &["GET", "w"]).unwrap(), "5", "still in database 5 after EXEC");
 }

@@ -18,12 +18,14 @@ already past, so no key expires while the stream runs.
 `--resp3` switches the command connections to RESP3 (`HELLO 3`) first.
 `--sharded` (resilienced runs several shards): transactions hold only keys
 under one hash tag and no keyless all-shard command (DBSIZE, KEYS, FLUSH*),
-which resilienced refuses with -CROSSSLOT while keys are watched, as
-documented.
+which resilienced refuses with -CROSSSLOT while keys are watched, nor
+SELECT, which it refuses while keys of another shard are watched (both as
+README.md documents).
 
 Exits 1 on the first mismatch, printing the commands that led to it.
 """
 
+import os
 import random
 import socket
 import sys
@@ -75,7 +77,8 @@ class Conn:
         return (t, rest)
 
 
-KEYS = [b"k1", b"k2", b"k3", b"{t}a", b"{t}b", b"{t}c", b"n"]
+# "\xff\x01k" looks like how resilienced stores key "k" of database 1.
+KEYS = [b"k1", b"k2", b"k3", b"{t}a", b"{t}b", b"{t}c", b"n", b"\xff\x01k1"]
 VALUES = [
     b"0", b"1", b"-1", b"42", b"007", b"+5", b" 1", b"1 ", b"3.5", b"1e3", b"abc", b"",
     b"9223372036854775807", b"-9223372036854775808", b"9223372036854775808",
@@ -161,7 +164,10 @@ def gen(r):
     if c < 75:
         return [b"SETNX", k, v]
     if c < 77:
-        return [r.choice([b"SETEX", b"PSETEX"]), k, r.choice(TTLS), v]
+        op, t = r.choice([b"SETEX", b"PSETEX"]), r.choice(TTLS)
+        if op == b"PSETEX" and t.isdigit() and len(t) < 8 and t != b"0":
+            t = t + b"000"  # seconds, as for PEXPIRE: nothing expires mid-run
+        return [op, k, t, v]
     if c < 80:
         return [b"GETRANGE", k, r.choice(RANGES), r.choice(RANGES)]
     if c < 82:
@@ -179,8 +185,15 @@ def gen(r):
     if c < 90:
         return [b"PING"] + ([v] if r.random() < 0.5 else [])
     if c < 91:
-        return [r.choice([b"FLUSHDB", b"FLUSHALL"])] if r.random() < 0.3 else [b"DBSIZE"]
+        if r.random() < 0.3:
+            return [r.choice([b"FLUSHDB", b"FLUSHDB", b"FLUSHALL"])]
+        return [b"DBSIZE"]
+    if c < 93:
+        return [b"SELECT", r.choice([b"0", b"0", b"1", b"2", b"15", b"16", b"-1", b"x"])]
     # wrong arity or unknown commands
+    if r.random() < 0.2:
+        # Quoted back in the error: long, binary and NUL-holding arguments.
+        return [r.choice([b"NOSUCH", b"x" * 140, b"NO\x00SUCH"])] + [r.choice(VALUES + [b"y" * 100, b"a\x00b"]) for _ in range(r.randint(0, 6))]
     name = r.choice([b"GET", b"SET", b"INCRBY", b"EXPIRE", b"MGET", b"GETRANGE", b"APPEND",
                      b"TTL", b"NOSUCH", b"SETEX", b"STRLEN", b"GETDEL"])
     return [name] + [pick_key(r) for _ in range(r.choice([0, 4, 5]))]
@@ -218,6 +231,15 @@ def same(cmd, a, b, queued=()):
     return False
 
 
+def dump(history):
+    """Writes the whole stream to $DIFF_HISTORY, when set, for a replay."""
+    path = os.environ.get("DIFF_HISTORY")
+    if path:
+        with open(path, "wb") as f:
+            for w, c in history:
+                f.write(b"%d %r\n" % (w, c))
+
+
 def main():
     argv = [a for a in sys.argv[1:] if not a.startswith("--")]
     sharded, resp3 = "--sharded" in sys.argv, "--resp3" in sys.argv
@@ -244,16 +266,21 @@ def main():
             # caught near the command that caused it.
             state = []
             for c in probe:
-                c.send([b"KEYS", b"*"])
-                keys = sorted(e[1] for e in c.reply()[1])
-                c.send([b"MGET"] + keys if keys else [b"PING"])
-                state.append((keys, c.reply()))
-            if state[0] != state[1]:
+                for db in (b"0", b"1", b"2"):
+                    c.send([b"SELECT", db])
+                    c.reply()
+                    c.send([b"KEYS", b"*"])
+                    keys = sorted(e[1] for e in c.reply()[1])
+                    c.send([b"MGET"] + keys if keys else [b"PING"])
+                    c.send([b"DBSIZE"])
+                    state.append((db, keys, c.reply(), c.reply()))
+            if state[:3] != state[3:]:
                 print(f"STATE DIFFERS after {i} commands (seed {seed})")
                 for w, c in history[-15:]:
                     print(f"  conn{w}:", b" ".join(c))
-                print("  redis-server:", state[0])
-                print("  resilienced: ", state[1])
+                print("  redis-server:", state[:3])
+                print("  resilienced: ", state[3:])
+                dump(history)
                 sys.exit(1)
         who = r.randrange(2)
         red, ours = conns[who]
@@ -270,7 +297,7 @@ def main():
             # KEYS is left out of transactions (its order is free inside
             # EXEC's array too).
             cmd = gen(r)
-            while cmd[0] == b"KEYS" or (sharded and cmd[0] in (b"DBSIZE", b"FLUSHDB", b"FLUSHALL")):
+            while cmd[0] == b"KEYS" or (sharded and cmd[0] in (b"DBSIZE", b"FLUSHDB", b"FLUSHALL", b"SELECT")):
                 cmd = gen(r)
             if sharded:
                 # Keep a transaction's keys on one hash tag, so that several
@@ -299,6 +326,11 @@ def main():
                 print(f"  conn{w}:", b" ".join(c))
             print("  redis-server:", a)
             print("  resilienced: ", b)
+            for name, c in (("redis-server", red), ("resilienced", ours)):
+                c.send([b"CLIENT", b"INFO"])
+                line = c.reply()[1]
+                print(f"  {name} conn{who}:", b" ".join(f for f in line.split() if f.split(b"=")[0] in (b"db", b"multi", b"watch")))
+            dump(history)
             sys.exit(1)
     print(f"{ops} commands, identical replies (seed {seed}{', sharded' if sharded else ''}{', RESP3' if resp3 else ''})")
 

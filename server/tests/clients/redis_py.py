@@ -139,12 +139,32 @@ def resilience_commands(r):
     assert r.execute_command("IDEM.BEGIN", "order-1", "fp", 1000) == ["completed", "done"]
 
 
+def databases(proto):
+    """A URL with a database number, as Laravel's cache (db 1) or redis-py's
+    own suite (db 9) use: redis-py sends SELECT on every connection."""
+    r0 = client(proto)
+    r9 = redis.Redis.from_url(f"redis://127.0.0.1:{PORT}/9", protocol=proto, decode_responses=True)
+    r0.flushall()
+    r0.set("shared-name", "zero")
+    r9.set("shared-name", "nine")
+    r9.mset({"a": 1, "b": 2})
+    assert r0.get("shared-name") == "zero" and r9.get("shared-name") == "nine"
+    assert r0.dbsize() == 1 and r9.dbsize() == 3
+    assert sorted(r9.keys("*")) == ["a", "b", "shared-name"]
+    with r9.pipeline(transaction=True) as p:
+        p.incr("a").get("shared-name")
+        assert p.execute() == [2, "nine"]
+    r9.flushdb()
+    assert r9.dbsize() == 0 and r0.get("shared-name") == "zero"
+    assert "db9" not in r0.info("keyspace") and r0.info("keyspace")["db0"]["keys"] == 1
+
+
 for proto in (2, 3):
     r = client(proto)
     for test in (strings_and_ttl, pipelines, scans, server_commands, resilience_commands):
         test(r)
         print(f"ok  RESP{proto} {test.__name__}")
-    for test in (binary_values, watch):
+    for test in (binary_values, watch, databases):
         test(proto)
         print(f"ok  RESP{proto} {test.__name__}")
 print(f"redis-py {redis.__version__}: all passed")
