@@ -44,6 +44,8 @@ pub enum Op {
     Getrange,
     Setrange,
     Incrbyfloat,
+    Rename,
+    Renamenx,
     Getset,
     Getex,
     Expiretime,
@@ -176,6 +178,9 @@ pub const TABLE: &[Spec] = &[
     Spec { name: "getrange", arity: 4, op: Op::Getrange, route: Route::Key, flags: R },
     Spec { name: "setrange", arity: 4, op: Op::Setrange, route: Route::Key, flags: WD },
     Spec { name: "incrbyfloat", arity: 3, op: Op::Incrbyfloat, route: Route::Key, flags: WD },
+    // Two keys, run on the first one's shard: both must live there.
+    Spec { name: "rename", arity: 3, op: Op::Rename, route: Route::Key, flags: &["write"] },
+    Spec { name: "renamenx", arity: 3, op: Op::Renamenx, route: Route::Key, flags: W },
 ];
 
 /// Finds a command by name, ignoring ASCII case.
@@ -222,6 +227,12 @@ pub fn spec(op: Op) -> &'static Spec {
 }
 
 impl Op {
+    /// True when the command's second argument is a key too (on the same
+    /// shard as the first).
+    pub fn two_keys(self) -> bool {
+        matches!(self, Op::Rename | Op::Renamenx)
+    }
+
     /// True when the command's first argument is a key of the selected
     /// database (the cache commands); false for the resilience commands,
     /// whose state belongs to no database, and for the commands that take

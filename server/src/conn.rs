@@ -214,6 +214,11 @@ const MAX_QUEUED: usize = 1 << 20;
 const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot \
                          (with WATCH, keep the watched keys and the transaction's keys under one {hash tag})";
 
+/// A two-key command (`RENAME`) whose keys live on different shards, as
+/// Redis Cluster answers across slots.
+const CROSSSLOT_KEYS: &str = "CROSSSLOT Keys in request don't hash to the same slot \
+                              (keep them under one {hash tag}, or run one shard)";
+
 /// Most keys one connection may watch.
 const MAX_WATCHED: usize = 1 << 16;
 
@@ -445,6 +450,9 @@ impl Conn {
             Route::Conn => self.conn_command(spec, buf, args, out),
             Route::Key => {
                 let owner = self.owner(args[1].of(buf));
+                if spec.op.two_keys() && self.owner(args[2].of(buf)) != owner {
+                    return self.refuse(out, CROSSSLOT_KEYS);
+                }
                 if owner == self.me && !self.deferred {
                     self.state.exec(spec.op, self.db, buf, &args[1..], self.proto, out);
                 } else {
@@ -820,7 +828,12 @@ impl Conn {
     fn shards_of(&self, buf: &[u8], args: &[Span], on: &mut [bool]) {
         let Some(spec) = command::lookup(args[0].of(buf)) else { return };
         match spec.route {
-            Route::Key => on[self.owner(args[1].of(buf))] = true,
+            Route::Key => {
+                on[self.owner(args[1].of(buf))] = true;
+                if spec.op.two_keys() {
+                    on[self.owner(args[2].of(buf))] = true;
+                }
+            }
             Route::Keys { step } => {
                 for a in args[1..].iter().step_by(step) {
                     on[self.owner(a.of(buf))] = true;

@@ -411,10 +411,10 @@ impl ShardState {
     /// `FLUSHDB` work on it.
     pub fn exec(&self, op: Op, db: u8, buf: &[u8], args: &[Span], proto: Proto, out: &mut impl Sink) {
         if op.in_database() {
-            if let Some(key) = args.first().map(|a| a.of(buf)) {
-                if db != 0 || key.first() == Some(&DB_MARK) {
-                    return self.exec_marked(op, db, buf, args, proto, out);
-                }
+            let marked = |a: Option<&Span>| a.is_some_and(|a| a.of(buf).first() == Some(&DB_MARK));
+            if !args.is_empty() && (db != 0 || marked(args.first()) || (op.two_keys() && marked(args.get(1))))
+            {
+                return self.exec_marked(op, db, buf, args, proto, out);
             }
         }
         self.exec_stored(op, db, buf, args, proto, out)
@@ -425,14 +425,16 @@ impl ShardState {
     #[cold]
     fn exec_marked(&self, op: Op, db: u8, buf: &[u8], args: &[Span], proto: Proto, out: &mut impl Sink) {
         self.marked.set(true);
-        let key = stored_key(db, args[0].of(buf));
-        let mut b = Vec::with_capacity(key.len() + args[1..].iter().map(|a| a.len()).sum::<usize>());
-        b.extend_from_slice(&key);
+        let keys = if op.two_keys() { 2 } else { 1 };
+        let mut b = Vec::with_capacity(2 * keys + args.iter().map(|a| a.len()).sum::<usize>());
         let mut spans = Vec::with_capacity(args.len());
-        spans.push(Span { start: 0, end: b.len() });
-        for a in &args[1..] {
+        for (i, a) in args.iter().enumerate() {
             let start = b.len();
-            b.extend_from_slice(a.of(buf));
+            if i < keys {
+                b.extend_from_slice(&stored_key(db, a.of(buf)));
+            } else {
+                b.extend_from_slice(a.of(buf));
+            }
             spans.push(Span { start, end: b.len() });
         }
         self.exec_stored(op, db, &b, &spans, proto, out)
@@ -474,9 +476,13 @@ impl ShardState {
         self.run(op, db, buf, args, now, proto, out);
         let changed = std::mem::take(&mut self.kv.borrow_mut().changed);
         let flush = matches!(op, Op::Flushall | Op::Flushdb);
-        if let (true, false, Some(key)) = (changed, flush, args.first()) {
-            if let Some(ws) = self.watched.borrow_mut().get_mut(key.of(buf)) {
-                ws.iter_mut().for_each(|w| w.dirty = true);
+        if changed && !flush {
+            let keys = if op.two_keys() { 2 } else { 1 };
+            let mut watched = self.watched.borrow_mut();
+            for key in args.iter().take(keys) {
+                if let Some(ws) = watched.get_mut(key.of(buf)) {
+                    ws.iter_mut().for_each(|w| w.dirty = true);
+                }
             }
         }
     }
@@ -677,6 +683,7 @@ impl ShardState {
             }
             Op::Incr | Op::Decr | Op::Incrby | Op::Decrby => self.incr(op, buf, args, now, out),
             Op::Incrbyfloat => self.incrbyfloat(arg(0), arg(1), now, out),
+            Op::Rename | Op::Renamenx => self.rename(op == Op::Renamenx, arg(0), arg(1), now, out),
             Op::Dbsize => Encoder::int(out, self.db_size(db) as i64),
             Op::Flushdb if self.marked.get() => {
                 // Only this database's keys, found one by one.
@@ -1113,6 +1120,38 @@ impl ShardState {
         match kv.insert(key.into(), entry, expires, now) {
             Inserted::Rejected(_) => Encoder::error(out, OOM),
             _ => Encoder::int(out, v),
+        }
+    }
+
+    /// `RENAME src dst` / `RENAMENX src dst`, as Redis 7: the value and its
+    /// TTL move to `dst` (replacing what was there, unless NX); `-ERR no such
+    /// key` when `src` is missing, even when `dst` is the same key.
+    fn rename(&self, nx: bool, src: &[u8], dst: &[u8], now: Nanos, out: &mut Vec<u8>) {
+        let mut kv = self.kv.borrow_mut();
+        let Some(e) = kv.peek(src, now).cloned() else {
+            return Encoder::error(out, "ERR no such key");
+        };
+        let done = |out: &mut Vec<u8>, moved: bool| match nx {
+            true => Encoder::int(out, moved as i64),
+            false => Encoder::ok(out),
+        };
+        if src == dst {
+            return done(out, false);
+        }
+        if nx && kv.contains(dst, now) {
+            return Encoder::int(out, 0);
+        }
+        if !fits(&kv, dst, e.value.len()) {
+            return Encoder::error(out, OOM);
+        }
+        // The old entry goes first, so its weight makes room for the new.
+        kv.remove(src, now);
+        match kv.insert(dst.into(), e.clone(), e.expires, now) {
+            Inserted::Rejected(_) => {
+                kv.insert(src.into(), e.clone(), e.expires, now);
+                Encoder::error(out, OOM)
+            }
+            _ => done(out, true),
         }
     }
 

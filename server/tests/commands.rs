@@ -796,3 +796,44 @@ fn select_keeps_databases_apart() {
     assert_eq!(r, Some(("OK".into(), "5".into())), "a write in another database does not touch the watch");
     assert_eq!(q::<String>(&mut a, &["GET", "w"]).unwrap(), "5", "still in database 5 after EXEC");
 }
+
+#[test]
+fn rename_moves_value_and_ttl() {
+    let Some(engine) = common::start(3, |_| {}) else { return };
+    let mut con = common::client(engine.local_addr());
+    ok(&mut con, &["SET", "{u}a", "1", "EX", "100"]);
+    ok(&mut con, &["SET", "{u}b", "2"]);
+    ok(&mut con, &["RENAME", "{u}a", "{u}b"]);
+    assert_eq!(q::<Option<String>>(&mut con, &["GET", "{u}a"]).unwrap(), None);
+    assert_eq!(q::<String>(&mut con, &["GET", "{u}b"]).unwrap(), "1");
+    assert!(q::<i64>(&mut con, &["TTL", "{u}b"]).unwrap() > 90, "the TTL moves with the value");
+    assert!(err(&mut con, &["RENAME", "{u}a", "{u}b"]).contains("no such key"));
+    assert!(err(&mut con, &["RENAME", "{u}a", "{u}a"]).contains("no such key"));
+    ok(&mut con, &["RENAME", "{u}b", "{u}b"]);
+    ok(&mut con, &["SET", "{u}c", "3"]);
+    assert_eq!(q::<i64>(&mut con, &["RENAMENX", "{u}b", "{u}c"]).unwrap(), 0);
+    assert_eq!(q::<i64>(&mut con, &["RENAMENX", "{u}b", "{u}d"]).unwrap(), 1);
+    assert_eq!(q::<String>(&mut con, &["GET", "{u}d"]).unwrap(), "1");
+    // Keys of two shards are refused, as Redis Cluster refuses two slots.
+    let (x, y) = (0..100)
+        .map(|i| (format!("x{i}"), format!("y{i}")))
+        .find(|(x, y)| {
+            ok(&mut con, &["SET", x, "v"]);
+            matches!(q::<redis::Value>(&mut con, &["RENAME", x, y]), Err(_))
+        })
+        .expect("some pair of keys spans shards");
+    let e = err(&mut con, &["RENAME", &x, &y]);
+    assert!(e.contains("CrossSlot"), "{e}");
+    assert_eq!(q::<String>(&mut con, &["GET", &x]).unwrap(), "v", "a refused RENAME moves nothing");
+
+    // One shard: any two keys, and a rename touches the watches of both.
+    let Some(engine) = common::start(1, |_| {}) else { return };
+    let mut a = common::client(engine.local_addr());
+    let mut b = common::client(engine.local_addr());
+    ok(&mut a, &["SET", "src", "s"]);
+    let _: () = cmd("WATCH").arg("dst").query(&mut a).unwrap();
+    ok(&mut b, &["RENAME", "src", "dst"]);
+    let r: Option<(String,)> = redis::pipe().atomic().set("dst", "mine").query(&mut a).unwrap();
+    assert_eq!(r, None, "the rename wrote the watched destination");
+    assert_eq!(q::<String>(&mut a, &["GET", "dst"]).unwrap(), "s");
+}

@@ -100,6 +100,10 @@ RANGES = [b"0", b"-1", b"2", b"-3", b"100", b"-100", b"x", b"9223372036854775807
 OFFSETS = [b"0", b"1", b"5", b"-1", b"x", b"536870912"]
 
 
+# Set by main: resilienced runs several shards.
+SHARDED = False
+
+
 def pick_key(r):
     return r.choice(KEYS)
 
@@ -188,7 +192,13 @@ def gen(r):
         if r.random() < 0.3:
             return [r.choice([b"FLUSHDB", b"FLUSHDB", b"FLUSHALL"])]
         return [b"DBSIZE"]
-    if c < 93:
+    if c < 95:
+        # Both keys under {t}: with several shards, keys of two shards are
+        # refused (-CROSSSLOT), as Redis Cluster does.
+        pool = KEYS[3:6] if SHARDED else KEYS
+        src, dst = r.choice(pool), r.choice(pool + [b"{t}new"])
+        return [r.choice([b"RENAME", b"RENAMENX"]), src, dst]
+    if c < 97:
         return [b"SELECT", r.choice([b"0", b"0", b"1", b"2", b"15", b"16", b"-1", b"x"])]
     # wrong arity or unknown commands
     if r.random() < 0.2:
@@ -242,7 +252,9 @@ def dump(history):
 
 def main():
     argv = [a for a in sys.argv[1:] if not a.startswith("--")]
+    global SHARDED
     sharded, resp3 = "--sharded" in sys.argv, "--resp3" in sys.argv
+    SHARDED = sharded
     redis_port, ours_port = int(argv[0]), int(argv[1])
     ops = int(argv[2]) if len(argv) > 2 else 20000
     seed = int(argv[3]) if len(argv) > 3 else 1
