@@ -46,6 +46,10 @@ pub enum Op {
     Incrbyfloat,
     Rename,
     Renamenx,
+    Copy,
+    Move,
+    Msetnx,
+    Substr,
     Getset,
     Getex,
     Expiretime,
@@ -181,6 +185,10 @@ pub const TABLE: &[Spec] = &[
     // Two keys, run on the first one's shard: both must live there.
     Spec { name: "rename", arity: 3, op: Op::Rename, route: Route::Key, flags: &["write"] },
     Spec { name: "renamenx", arity: 3, op: Op::Renamenx, route: Route::Key, flags: W },
+    Spec { name: "copy", arity: -3, op: Op::Copy, route: Route::Key, flags: &["write"] },
+    Spec { name: "move", arity: 3, op: Op::Move, route: Route::Key, flags: W },
+    Spec { name: "msetnx", arity: -3, op: Op::Msetnx, route: Route::Key, flags: WD },
+    Spec { name: "substr", arity: 4, op: Op::Substr, route: Route::Key, flags: R },
 ];
 
 /// Finds a command by name, ignoring ASCII case.
@@ -227,10 +235,21 @@ pub fn spec(op: Op) -> &'static Spec {
 }
 
 impl Op {
-    /// True when the command's second argument is a key too (on the same
-    /// shard as the first).
-    pub fn two_keys(self) -> bool {
-        matches!(self, Op::Rename | Op::Renamenx)
+    /// True when argument `i` (0: the first after the name) is a key, for
+    /// the commands that run on one shard: the first argument, and for the
+    /// commands of several keys, which must all live on that shard, the
+    /// others too.
+    pub fn key_at(self, i: usize) -> bool {
+        match self {
+            Op::Rename | Op::Renamenx | Op::Copy => i < 2,
+            Op::Msetnx => i.is_multiple_of(2),
+            _ => i == 0,
+        }
+    }
+
+    /// True when the command has keys beyond its first argument.
+    pub fn more_keys(self) -> bool {
+        matches!(self, Op::Rename | Op::Renamenx | Op::Copy | Op::Msetnx)
     }
 
     /// True when the command's first argument is a key of the selected
@@ -270,6 +289,7 @@ impl Op {
                 | Op::Exists
                 | Op::Touch
                 | Op::Getrange
+                | Op::Substr
                 | Op::Strlen
                 | Op::Type
                 | Op::Ttl

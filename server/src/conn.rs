@@ -214,7 +214,8 @@ const MAX_QUEUED: usize = 1 << 20;
 const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot \
                          (with WATCH, keep the watched keys and the transaction's keys under one {hash tag})";
 
-/// A two-key command (`RENAME`) whose keys live on different shards, as
+/// A command of several keys (`RENAME`, `COPY`, `MSETNX`) whose keys live
+/// on different shards, as
 /// Redis Cluster answers across slots.
 const CROSSSLOT_KEYS: &str = "CROSSSLOT Keys in request don't hash to the same slot \
                               (keep them under one {hash tag}, or run one shard)";
@@ -431,10 +432,10 @@ impl Conn {
         {
             return self.queue(spec, buf, args, out);
         }
-        if spec.op == Op::Mset && args.len().is_multiple_of(2) {
+        if matches!(spec.op, Op::Mset | Op::Msetnx) && args.len().is_multiple_of(2) {
             // Checked after queueing, as Redis does: inside MULTI an odd
             // MSET is queued and fails as one element of EXEC's reply.
-            return self.refuse(out, "ERR wrong number of arguments for 'mset' command");
+            return self.refuse(out, &format!("ERR wrong number of arguments for '{}' command", spec.name));
         }
         if matches!(spec.op, Op::Flushall | Op::Flushdb)
             && (args.len() > 2 || args.get(1).is_some_and(|a| !is_word(a.of(buf), &["ASYNC", "SYNC"])))
@@ -450,7 +451,9 @@ impl Conn {
             Route::Conn => self.conn_command(spec, buf, args, out),
             Route::Key => {
                 let owner = self.owner(args[1].of(buf));
-                if spec.op.two_keys() && self.owner(args[2].of(buf)) != owner {
+                if spec.op.more_keys()
+                    && (2..args.len()).any(|i| spec.op.key_at(i - 1) && self.owner(args[i].of(buf)) != owner)
+                {
                     return self.refuse(out, CROSSSLOT_KEYS);
                 }
                 if owner == self.me && !self.deferred {
@@ -829,9 +832,8 @@ impl Conn {
         let Some(spec) = command::lookup(args[0].of(buf)) else { return };
         match spec.route {
             Route::Key => {
-                on[self.owner(args[1].of(buf))] = true;
-                if spec.op.two_keys() {
-                    on[self.owner(args[2].of(buf))] = true;
+                for i in (1..args.len()).filter(|&i| spec.op.key_at(i - 1)) {
+                    on[self.owner(args[i].of(buf))] = true;
                 }
             }
             Route::Keys { step } => {
@@ -919,6 +921,12 @@ impl Conn {
                     self.client.db.set(self.db);
                     self.reply_here(out, Encoder::ok)
                 }
+                Some(db) if i32::try_from(db).is_err() => self.reply_here(out, |o| {
+                    Encoder::error(
+                        o,
+                        "ERR value is out of range, value must between -2147483648 and 2147483647",
+                    )
+                }),
                 Some(_) => self.reply_here(out, |o| Encoder::error(o, "ERR DB index is out of range")),
                 None => {
                     self.reply_here(out, |o| Encoder::error(o, "ERR value is not an integer or out of range"))

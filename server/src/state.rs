@@ -343,6 +343,8 @@ pub struct ShardState {
     idem: RefCell<idempotency::Table>,
     idem_cfg: idempotency::Config,
     idem_retention: Nanos,
+    /// `SELECT`'s range (for `MOVE` and `COPY ... DB`).
+    databases: usize,
     watched: RefCell<HashMap<Box<[u8]>, Vec<Watcher>, SeededState>>,
     /// The shard's connections.
     pub clients: crate::clients::Registry,
@@ -377,6 +379,7 @@ impl ShardState {
             breakers: breaker::Registry::new(cfg.max_breakers.max(1)),
             idem: RefCell::new(idem),
             idem_retention: idem_cfg.retention,
+            databases: cfg.databases,
             idem_cfg,
             watched: RefCell::new(HashMap::with_hasher(SeededState::new())),
             clients: crate::clients::Registry::default(),
@@ -411,9 +414,8 @@ impl ShardState {
     /// `FLUSHDB` work on it.
     pub fn exec(&self, op: Op, db: u8, buf: &[u8], args: &[Span], proto: Proto, out: &mut impl Sink) {
         if op.in_database() {
-            let marked = |a: Option<&Span>| a.is_some_and(|a| a.of(buf).first() == Some(&DB_MARK));
-            if !args.is_empty() && (db != 0 || marked(args.first()) || (op.two_keys() && marked(args.get(1))))
-            {
+            let marked = |(i, a): (usize, &Span)| op.key_at(i) && a.of(buf).first() == Some(&DB_MARK);
+            if !args.is_empty() && (db != 0 || args.iter().enumerate().any(marked)) {
                 return self.exec_marked(op, db, buf, args, proto, out);
             }
         }
@@ -425,12 +427,11 @@ impl ShardState {
     #[cold]
     fn exec_marked(&self, op: Op, db: u8, buf: &[u8], args: &[Span], proto: Proto, out: &mut impl Sink) {
         self.marked.set(true);
-        let keys = if op.two_keys() { 2 } else { 1 };
-        let mut b = Vec::with_capacity(2 * keys + args.iter().map(|a| a.len()).sum::<usize>());
+        let mut b = Vec::with_capacity(2 * args.len() + args.iter().map(|a| a.len()).sum::<usize>());
         let mut spans = Vec::with_capacity(args.len());
         for (i, a) in args.iter().enumerate() {
             let start = b.len();
-            if i < keys {
+            if op.key_at(i) {
                 b.extend_from_slice(&stored_key(db, a.of(buf)));
             } else {
                 b.extend_from_slice(a.of(buf));
@@ -476,10 +477,11 @@ impl ShardState {
         self.run(op, db, buf, args, now, proto, out);
         let changed = std::mem::take(&mut self.kv.borrow_mut().changed);
         let flush = matches!(op, Op::Flushall | Op::Flushdb);
-        if changed && !flush {
-            let keys = if op.two_keys() { 2 } else { 1 };
+        // COPY and MOVE touch what they change themselves (another
+        // database's key, not the source).
+        if changed && !flush && !matches!(op, Op::Copy | Op::Move) {
             let mut watched = self.watched.borrow_mut();
-            for key in args.iter().take(keys) {
+            for key in args.iter().enumerate().filter(|&(i, _)| op.key_at(i)).map(|(_, a)| a) {
                 if let Some(ws) = watched.get_mut(key.of(buf)) {
                     ws.iter_mut().for_each(|w| w.dirty = true);
                 }
@@ -596,7 +598,7 @@ impl ShardState {
                     _ => Encoder::int(out, n),
                 }
             }
-            Op::Getrange => {
+            Op::Getrange | Op::Substr => {
                 let (Some(start), Some(end)) = (parse_i64(arg(1)), parse_i64(arg(2))) else {
                     return Encoder::error(out, "ERR value is not an integer or out of range");
                 };
@@ -684,6 +686,9 @@ impl ShardState {
             Op::Incr | Op::Decr | Op::Incrby | Op::Decrby => self.incr(op, buf, args, now, out),
             Op::Incrbyfloat => self.incrbyfloat(arg(0), arg(1), now, out),
             Op::Rename | Op::Renamenx => self.rename(op == Op::Renamenx, arg(0), arg(1), now, out),
+            Op::Copy => self.copy(db, buf, args, now, out),
+            Op::Move => self.move_key(db, arg(0), arg(1), now, out),
+            Op::Msetnx => self.msetnx(buf, args, now, out),
             Op::Dbsize => Encoder::int(out, self.db_size(db) as i64),
             Op::Flushdb if self.marked.get() => {
                 // Only this database's keys, found one by one.
@@ -1153,6 +1158,126 @@ impl ShardState {
             }
             _ => done(out, true),
         }
+    }
+
+    /// Marks the watchers of the stored key `key` dirty.
+    fn touch(&self, key: &[u8]) {
+        if let Some(ws) = self.watched.borrow_mut().get_mut(key) {
+            ws.iter_mut().for_each(|w| w.dirty = true);
+        }
+    }
+
+    /// A database number argument, as Redis's `getIntFromObjectOrReply` and
+    /// `selectDb` check it.
+    fn database_arg(&self, arg: &[u8]) -> Result<u8, &'static str> {
+        match parse_i64(arg) {
+            None => Err("ERR value is not an integer or out of range"),
+            Some(n) if i32::try_from(n).is_err() => {
+                Err("ERR value is out of range, value must between -2147483648 and 2147483647")
+            }
+            Some(n) if n < 0 || n as usize >= self.databases => Err("ERR DB index is out of range"),
+            Some(n) => Ok(n as u8),
+        }
+    }
+
+    /// `COPY src dst [DB n] [REPLACE]`, as Redis 7: `:1` when copied (value
+    /// and TTL), `:0` when `src` is missing or `dst` exists without REPLACE.
+    fn copy(&self, db: u8, buf: &[u8], args: &[Span], now: Nanos, out: &mut Vec<u8>) {
+        let (src, dst) = (args[0].of(buf), args[1].of(buf));
+        let (mut to, mut replace) = (db, false);
+        let mut i = 2;
+        while i < args.len() {
+            let opt = args[i].of(buf).to_ascii_uppercase();
+            match opt.as_slice() {
+                b"REPLACE" => replace = true,
+                b"DB" if i + 1 < args.len() => {
+                    match self.database_arg(args[i + 1].of(buf)) {
+                        Ok(n) => to = n,
+                        Err(e) => return Encoder::error(out, e),
+                    }
+                    i += 1;
+                }
+                _ => return Encoder::error(out, "ERR syntax error"),
+            }
+            i += 1;
+        }
+        // The keys arrive as stored for `db`; the copy goes to `to`.
+        let dst = stored_key(to, user_key(dst).1).into_owned();
+        if dst == src {
+            return Encoder::error(out, "ERR source and destination objects are the same");
+        }
+        if to != 0 {
+            self.marked.set(true);
+        }
+        let mut kv = self.kv.borrow_mut();
+        let Some(e) = kv.peek(src, now).cloned() else { return Encoder::int(out, 0) };
+        if kv.contains(&dst[..], now) && !replace {
+            return Encoder::int(out, 0);
+        }
+        if !fits(&kv, &dst, e.value.len()) {
+            return Encoder::error(out, OOM);
+        }
+        match kv.insert(dst.clone().into(), e.clone(), e.expires, now) {
+            Inserted::Rejected(_) => Encoder::error(out, OOM),
+            _ => {
+                drop(kv);
+                self.touch(&dst);
+                Encoder::int(out, 1)
+            }
+        }
+    }
+
+    /// `MOVE key db`, as Redis 7: `:1` when moved (value and TTL), `:0` when
+    /// `key` is missing here or present there.
+    fn move_key(&self, db: u8, key: &[u8], to: &[u8], now: Nanos, out: &mut Vec<u8>) {
+        let to = match self.database_arg(to) {
+            Ok(n) => n,
+            Err(e) => return Encoder::error(out, e),
+        };
+        if to == db {
+            return Encoder::error(out, "ERR source and destination objects are the same");
+        }
+        let dst = stored_key(to, user_key(key).1).into_owned();
+        if to != 0 {
+            self.marked.set(true);
+        }
+        let mut kv = self.kv.borrow_mut();
+        let Some(e) = kv.peek(key, now).cloned() else { return Encoder::int(out, 0) };
+        if kv.contains(&dst[..], now) {
+            return Encoder::int(out, 0);
+        }
+        kv.remove(key, now);
+        match kv.insert(dst.clone().into(), e.clone(), e.expires, now) {
+            Inserted::Rejected(_) => {
+                kv.insert(key.into(), e.clone(), e.expires, now);
+                Encoder::error(out, OOM)
+            }
+            _ => {
+                drop(kv);
+                self.touch(key);
+                self.touch(&dst);
+                Encoder::int(out, 1)
+            }
+        }
+    }
+
+    /// `MSETNX key value [key value ...]`: all or nothing (`:1` / `:0`); the
+    /// keys are on this shard (the connection checked).
+    fn msetnx(&self, buf: &[u8], args: &[Span], now: Nanos, out: &mut Vec<u8>) {
+        let mut kv = self.kv.borrow_mut();
+        let pairs = args.chunks_exact(2);
+        if pairs.clone().any(|p| kv.contains(p[0].of(buf), now)) {
+            return Encoder::int(out, 0);
+        }
+        // The budget is checked for every value before the first is stored.
+        if pairs.clone().any(|p| !fits(&kv, p[0].of(buf), p[1].len())) {
+            return Encoder::error(out, OOM);
+        }
+        for p in pairs {
+            let entry = Entry { value: Arc::from(p[1].of(buf)), expires: 0 };
+            kv.insert(p[0].of(buf).into(), entry, 0, now);
+        }
+        Encoder::int(out, 1);
     }
 
     /// `INCRBYFLOAT key increment`: Redis's `long double` sum and printing

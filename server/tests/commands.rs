@@ -837,3 +837,42 @@ fn rename_moves_value_and_ttl() {
     assert_eq!(r, None, "the rename wrote the watched destination");
     assert_eq!(q::<String>(&mut a, &["GET", "dst"]).unwrap(), "s");
 }
+
+#[test]
+fn copy_move_msetnx_substr() {
+    let Some(engine) = common::start(3, |_| {}) else { return };
+    let mut con = common::client(engine.local_addr());
+    // COPY keeps the source; DB picks another database; REPLACE overwrites.
+    ok(&mut con, &["SET", "{c}a", "1", "EX", "100"]);
+    assert_eq!(q::<i64>(&mut con, &["COPY", "{c}a", "{c}b"]).unwrap(), 1);
+    assert_eq!(q::<i64>(&mut con, &["COPY", "{c}a", "{c}b"]).unwrap(), 0, "exists");
+    ok(&mut con, &["SET", "{c}a", "2"]);
+    assert_eq!(q::<i64>(&mut con, &["COPY", "{c}a", "{c}b", "REPLACE"]).unwrap(), 1);
+    assert_eq!(q::<String>(&mut con, &["GET", "{c}b"]).unwrap(), "2");
+    assert_eq!(q::<i64>(&mut con, &["COPY", "{c}a", "{c}a", "DB", "3"]).unwrap(), 1);
+    assert!(err(&mut con, &["COPY", "{c}a", "{c}a"]).contains("same"));
+    assert!(err(&mut con, &["COPY", "{c}a", "{c}x", "DB", "16"]).contains("out of range"));
+    assert!(err(&mut con, &["COPY", "{c}a", "{c}x", "BAD"]).contains("syntax error"));
+    assert_eq!(q::<i64>(&mut con, &["COPY", "{c}none", "{c}x"]).unwrap(), 0);
+    // MOVE takes the key (and its TTL) to another database.
+    ok(&mut con, &["SET", "m", "v", "EX", "100"]);
+    assert_eq!(q::<i64>(&mut con, &["MOVE", "m", "3"]).unwrap(), 1);
+    assert_eq!(q::<i64>(&mut con, &["EXISTS", "m"]).unwrap(), 0);
+    assert_eq!(q::<i64>(&mut con, &["MOVE", "m", "3"]).unwrap(), 0, "gone here");
+    assert!(err(&mut con, &["MOVE", "m", "0"]).contains("same"));
+    ok(&mut con, &["SELECT", "3"]);
+    assert_eq!(q::<String>(&mut con, &["GET", "m"]).unwrap(), "v");
+    assert!(q::<i64>(&mut con, &["TTL", "m"]).unwrap() > 90);
+    assert_eq!(q::<String>(&mut con, &["GET", "{c}a"]).unwrap(), "2", "COPY ... DB 3 landed here");
+    ok(&mut con, &["SET", "m2", "x"]);
+    ok(&mut con, &["SELECT", "0"]);
+    ok(&mut con, &["SET", "m2", "y"]);
+    assert_eq!(q::<i64>(&mut con, &["MOVE", "m2", "3"]).unwrap(), 0, "present there");
+    // MSETNX: all or nothing, on one shard.
+    assert_eq!(q::<i64>(&mut con, &["MSETNX", "{n}1", "a", "{n}2", "b"]).unwrap(), 1);
+    assert_eq!(q::<i64>(&mut con, &["MSETNX", "{n}2", "c", "{n}3", "d"]).unwrap(), 0);
+    assert_eq!(q::<i64>(&mut con, &["EXISTS", "{n}3"]).unwrap(), 0, "nothing set");
+    assert!(err(&mut con, &["MSETNX", "{n}4", "a", "{n}5"]).contains("wrong number of arguments"));
+    // SUBSTR is GETRANGE's old name.
+    assert_eq!(q::<String>(&mut con, &["SUBSTR", "{n}1", "0", "-1"]).unwrap(), "a");
+}

@@ -197,9 +197,23 @@ def gen(r):
         # refused (-CROSSSLOT), as Redis Cluster does.
         pool = KEYS[3:6] if SHARDED else KEYS
         src, dst = r.choice(pool), r.choice(pool + [b"{t}new"])
-        return [r.choice([b"RENAME", b"RENAMENX"]), src, dst]
+        op = r.choice([b"RENAME", b"RENAMENX", b"COPY", b"COPY", b"MOVE", b"MSETNX", b"SUBSTR"])
+        if op == b"COPY":
+            opts = r.choice([[], [b"REPLACE"], [b"DB", r.choice([b"0", b"1", b"2", b"16", b"x"])], [b"DB"],
+                             [b"DB", b"1", b"REPLACE"], [b"BAD"]])
+            return [op, src, dst] + opts
+        if op == b"MOVE":
+            return [op, src, r.choice([b"0", b"1", b"2", b"16", b"-1", b"x", b"99999999999"])]
+        if op == b"MSETNX":
+            args = [op]
+            for _ in range(r.randint(1, 3)):
+                args += [r.choice(pool + [b"{t}new"]), r.choice(VALUES)]
+            return args[:-1] if r.random() < 0.1 else args
+        if op == b"SUBSTR":
+            return [op, src, r.choice(RANGES), r.choice(RANGES)]
+        return [op, src, dst]
     if c < 97:
-        return [b"SELECT", r.choice([b"0", b"0", b"1", b"2", b"15", b"16", b"-1", b"x"])]
+        return [b"SELECT", r.choice([b"0", b"0", b"1", b"2", b"15", b"16", b"-1", b"x", b"99999999999"])]
     # wrong arity or unknown commands
     if r.random() < 0.2:
         # Quoted back in the error: long, binary and NUL-holding arguments.
