@@ -1228,6 +1228,8 @@ fn command_entry(o: &mut Vec<u8>, s: &Spec) {
         Encoder::simple(o, f);
     }
     let (first, last, step) = match s.route {
+        Route::Key if s.op == Op::Msetnx => (1, -1, 2),
+        Route::Key if s.op.more_keys() => (1, 2, 1),
         Route::Key => (1, 1, 1),
         Route::Keys { step } => (1, -1, step as i64),
         // Routed by the connection, but its arguments are keys.
