@@ -480,11 +480,8 @@ impl ShardState {
         // COPY and MOVE touch what they change themselves (another
         // database's key, not the source).
         if changed && !flush && !matches!(op, Op::Copy | Op::Move) {
-            let mut watched = self.watched.borrow_mut();
-            for key in args.iter().enumerate().filter(|&(i, _)| op.key_at(i)).map(|(_, a)| a) {
-                if let Some(ws) = watched.get_mut(key.of(buf)) {
-                    ws.iter_mut().for_each(|w| w.dirty = true);
-                }
+            for (_, key) in args.iter().enumerate().filter(|&(i, _)| op.key_at(i)) {
+                self.touch(key.of(buf));
             }
         }
     }
