@@ -215,8 +215,7 @@ const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot \
                          (with WATCH, keep the watched keys and the transaction's keys under one {hash tag})";
 
 /// A command of several keys (`RENAME`, `COPY`, `MSETNX`) whose keys live
-/// on different shards, as
-/// Redis Cluster answers across slots.
+/// on different shards, as Redis Cluster answers across slots.
 const CROSSSLOT_KEYS: &str = "CROSSSLOT Keys in request don't hash to the same slot \
                               (keep them under one {hash tag}, or run one shard)";
 
@@ -367,12 +366,12 @@ impl Conn {
         (pos, need)
     }
 
-    /// The shard that owns `key`.
     /// The shard of a watched key (kept as it is stored, database and all).
     fn watch_owner(&self, stored: &[u8]) -> usize {
         self.owner(crate::state::user_key(stored).1)
     }
 
+    /// The shard that owns `key`.
     fn owner(&self, key: &[u8]) -> usize {
         if self.shards == 1 {
             return 0;
@@ -411,10 +410,7 @@ impl Conn {
         let name = args[0].of(buf);
         let Some(spec) = command::lookup(name) else {
             let msg = unknown_command(buf, args);
-            if let Some(m) = &mut self.multi {
-                m.refused = true;
-            }
-            return self.reply_here(out, |o| Encoder::error_bytes(o, &msg));
+            return self.refuse(out, &msg);
         };
         self.client.cmd.set(spec.name);
         if !spec.arity_ok(args.len()) {
@@ -672,11 +668,11 @@ impl Conn {
 
     /// Replies with an error; inside `MULTI`, the transaction is then
     /// discarded at `EXEC`, as Redis does.
-    fn refuse(&mut self, out: &mut Vec<u8>, msg: &str) {
+    fn refuse(&mut self, out: &mut Vec<u8>, msg: &(impl AsRef<[u8]> + ?Sized)) {
         if let Some(m) = &mut self.multi {
             m.refused = true;
         }
-        self.reply_here(out, |o| Encoder::error(o, msg));
+        self.reply_here(out, |o| Encoder::error_bytes(o, msg.as_ref()));
     }
 
     /// Queues a command between `MULTI` and `EXEC`, copying its arguments.

@@ -301,6 +301,20 @@ impl Keyspace {
         r
     }
 
+    /// Moves entry `e` (read from `from`) to `to`, TTL and all; false, with
+    /// `from` put back, when the table refuses it.
+    fn relocate(&mut self, from: &[u8], to: &[u8], e: Entry, now: Nanos) -> bool {
+        // The old entry goes first, so its weight makes room for the new.
+        self.remove(from, now);
+        match self.insert(to.into(), e.clone(), e.expires, now) {
+            Inserted::Rejected(_) => {
+                self.insert(from.into(), e.clone(), e.expires, now);
+                false
+            }
+            _ => true,
+        }
+    }
+
     fn clear(&mut self) {
         self.changed = true;
         self.table.clear();
@@ -1146,14 +1160,9 @@ impl ShardState {
         if !fits(&kv, dst, e.value.len()) {
             return Encoder::error(out, OOM);
         }
-        // The old entry goes first, so its weight makes room for the new.
-        kv.remove(src, now);
-        match kv.insert(dst.into(), e.clone(), e.expires, now) {
-            Inserted::Rejected(_) => {
-                kv.insert(src.into(), e.clone(), e.expires, now);
-                Encoder::error(out, OOM)
-            }
-            _ => done(out, true),
+        match kv.relocate(src, dst, e, now) {
+            true => done(out, true),
+            false => Encoder::error(out, OOM),
         }
     }
 
@@ -1243,19 +1252,13 @@ impl ShardState {
         if kv.contains(&dst[..], now) {
             return Encoder::int(out, 0);
         }
-        kv.remove(key, now);
-        match kv.insert(dst.clone().into(), e.clone(), e.expires, now) {
-            Inserted::Rejected(_) => {
-                kv.insert(key.into(), e.clone(), e.expires, now);
-                Encoder::error(out, OOM)
-            }
-            _ => {
-                drop(kv);
-                self.touch(key);
-                self.touch(&dst);
-                Encoder::int(out, 1)
-            }
+        if !kv.relocate(key, &dst, e, now) {
+            return Encoder::error(out, OOM);
         }
+        drop(kv);
+        self.touch(key);
+        self.touch(&dst);
+        Encoder::int(out, 1)
     }
 
     /// `MSETNX key value [key value ...]`: all or nothing (`:1` / `:0`); the
