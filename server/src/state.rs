@@ -113,6 +113,19 @@ struct Store {
     keepttl: bool,
 }
 
+/// One command as the shard runs it: its name, the connection's database,
+/// its arguments (spans of `buf`, keys already in stored form), the time it
+/// runs at and the protocol of its reply.
+#[derive(Clone, Copy)]
+struct Req<'a> {
+    op: Op,
+    db: u8,
+    buf: &'a [u8],
+    args: &'a [Span],
+    now: Nanos,
+    proto: Proto,
+}
+
 /// How an expiry argument counts.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Expiry {
@@ -456,27 +469,18 @@ impl ShardState {
     }
 
     fn exec_stored(&self, op: Op, db: u8, buf: &[u8], args: &[Span], proto: Proto, out: &mut impl Sink) {
-        let now = clock::now();
+        let r = Req { op, db, buf, args, now: clock::now(), proto };
         if !self.watched.borrow().is_empty() && op.writes() {
-            return self.exec_watched(op, db, buf, args, now, proto, out);
+            return self.exec_watched(r, out);
         }
-        self.run(op, db, buf, args, now, proto, out)
+        self.run(r, out)
     }
 
     /// [`exec`](Self::exec) of a write while some key is watched: marks the
     /// watchers of what it changed dirty.
     #[cold]
-    #[allow(clippy::too_many_arguments)]
-    fn exec_watched(
-        &self,
-        op: Op,
-        db: u8,
-        buf: &[u8],
-        args: &[Span],
-        now: Nanos,
-        proto: Proto,
-        out: &mut impl Sink,
-    ) {
+    fn exec_watched(&self, r: Req<'_>, out: &mut impl Sink) {
+        let Req { op, db, buf, args, now, .. } = r;
         if matches!(op, Op::Flushall | Op::Flushdb) {
             // Only the watched keys that hold a live value change (of the
             // selected database, for FLUSHDB).
@@ -488,7 +492,7 @@ impl ShardState {
             }
         }
         self.kv.borrow_mut().changed = false;
-        self.run(op, db, buf, args, now, proto, out);
+        self.run(r, out);
         let changed = std::mem::take(&mut self.kv.borrow_mut().changed);
         let flush = matches!(op, Op::Flushall | Op::Flushdb);
         // COPY and MOVE touch what they change themselves (another
@@ -501,8 +505,8 @@ impl ShardState {
     }
 
     #[inline]
-    #[allow(clippy::too_many_arguments)]
-    fn run(&self, op: Op, db: u8, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, out: &mut impl Sink) {
+    fn run(&self, r: Req<'_>, out: &mut impl Sink) {
+        let Req { op, buf, args, now, proto, .. } = r;
         match op {
             Op::Get => match self.kv.borrow_mut().get(args[0].of(buf), now) {
                 Some(e) => out.value(&e.value),
@@ -530,22 +534,13 @@ impl ShardState {
                 let o = Store { get: true, ..Store::default() };
                 self.store(args[0].of(buf), args[1].of(buf), o, now, proto, out)
             }
-            _ => self.exec_small(op, db, buf, args, now, proto, out.buf()),
+            _ => self.exec_small(r, out.buf()),
         }
     }
 
     /// The commands whose replies are small.
-    #[allow(clippy::too_many_arguments)]
-    fn exec_small(
-        &self,
-        op: Op,
-        db: u8,
-        buf: &[u8],
-        args: &[Span],
-        now: Nanos,
-        proto: Proto,
-        out: &mut Vec<u8>,
-    ) {
+    fn exec_small(&self, r: Req<'_>, out: &mut Vec<u8>) {
+        let Req { op, db, buf, args, now, proto } = r;
         let arg = |i: usize| args.get(i).map(|s| s.of(buf)).unwrap_or(&[]);
         match op {
             Op::Del => {
