@@ -1894,7 +1894,10 @@ rsl_status rsl_cache_insert(const struct rsl_cache *cache,
 
 /**
  * rsl_cache_insert at time `now_ns` (the entry expires at now_ns + ttl).
- * Thread-safe. Returns as rsl_cache_insert.
+ * An entry whose deadline has passed already at `now_ns` (now_ns of
+ * UINT64_MAX) is not kept, and any previous value of the key is removed:
+ * RSL_OK, as for a value that expired at once. Thread-safe. Returns as
+ * rsl_cache_insert.
  */
 rsl_status rsl_cache_insert_at(const struct rsl_cache *cache,
                                const uint8_t *key,
@@ -1906,8 +1909,8 @@ rsl_status rsl_cache_insert_at(const struct rsl_cache *cache,
 
 /**
  * Removes `key` (expired or not). Thread-safe.
- * Returns RSL_ERR_NOT_FOUND if it was absent, RSL_ERR_NULL_ARG,
- * RSL_ERR_TOO_LARGE, RSL_ERR_PANIC.
+ * Returns RSL_ERR_NOT_FOUND if it was absent (an answer: `rsl_last_error`
+ * is not set), RSL_ERR_NULL_ARG, RSL_ERR_TOO_LARGE, RSL_ERR_PANIC.
  */
 rsl_status rsl_cache_remove(const struct rsl_cache *cache, const uint8_t *key, size_t key_len);
 

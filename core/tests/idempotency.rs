@@ -267,6 +267,45 @@ fn full_of_in_progress_records_refuses_and_evicts_none() {
     assert_eq!(store.stats().bytes_used as usize, 10 * record_cost(8, 2, 0));
 }
 
+#[test]
+fn a_full_begin_leaves_the_keys_own_stale_record_alone() {
+    let config = Config {
+        shards: 1,
+        max_bytes: 10 * record_cost(8, 0, 0),
+        max_key_len: 8,
+        max_fingerprint_len: 64,
+        max_response_len: 0,
+        ..Config::default()
+    };
+    let (clock, store) = manual_store(config);
+    let stale = started(store.begin_at(&key(0), b"", 10, 0));
+    for i in 1..10 {
+        started(store.begin_at(&key(i), b"", LEASE, 0));
+    }
+    // Key 0's lease ran out, but a retry with a larger fingerprint does not
+    // fit even without that record: Full, and nothing is removed.
+    clock.set(20);
+    assert_eq!(store.begin_at(&key(0), &[7; 64], LEASE, 20), Err(Error::Full));
+    let s = store.stats();
+    assert_eq!((s.records, s.takeovers, s.expired, s.evicted, s.full), (10, 0, 0, 0, 1));
+    // So the late owner may still complete, as nobody took over.
+    assert_eq!(store.complete_at(&key(0), stale, b"", SECOND, 21), Ok(()));
+}
+
+#[test]
+fn records_reclaimed_past_their_deadline_count_as_expired() {
+    let (_clock, store) = tight(4);
+    for i in 0..4 {
+        let t = started(store.begin_at(&key(i), b"fp", LEASE, 0));
+        store.complete_at(&key(i), t, b"", 100, 0).unwrap();
+    }
+    // Before the deadline, room is made by eviction; after it, by expiry.
+    started(store.begin_at(&key(10), b"fp", LEASE, 50));
+    started(store.begin_at(&key(11), b"fp", LEASE, 200));
+    let s = store.stats();
+    assert_eq!((s.evicted, s.expired, s.records), (1, 1, 4));
+}
+
 /// Whether `key` has a live completed record, probed without side effects
 /// (abandon with a token nobody holds).
 fn holds_completed<C: Clock>(store: &Store<C>, key: &[u8]) -> bool {

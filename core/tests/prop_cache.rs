@@ -250,7 +250,16 @@ impl Model {
             if in_small {
                 self.small_weight = self.small_weight - ow + w;
             }
-            self.make_room(0, 0, now);
+            if self.weight > self.wlimit {
+                // A grown value evicts others, never itself, and goes back as
+                // its queue's newest.
+                let q = if in_small { &mut self.small } else { &mut self.main };
+                let at = q.iter().position(|&x| x == k).expect("queued");
+                q.remove(at);
+                self.make_room(0, 0, now);
+                let q = if in_small { &mut self.small } else { &mut self.main };
+                q.push_front(k);
+            }
             return ("replaced", Some(old));
         }
         self.make_room(1, w, now);

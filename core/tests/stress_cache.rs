@@ -196,3 +196,106 @@ fn a_panicking_loader_does_not_wedge_its_waiters() {
     assert_eq!(calls.load(Ordering::SeqCst), 2, "one waiter took over");
     assert_eq!(cache.get(&9), Some(99));
 }
+
+/// Starts `get_or_insert_with(key)` on a thread whose loader returns
+/// `loaded` once `release` is sent; returns after the loader has started.
+fn load_in_background(
+    cache: &Arc<Cache<u64, u64>>,
+    key: u64,
+    loaded: u64,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<Result<u64, Arc<()>>>) {
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let (started, is_started) = std::sync::mpsc::channel::<()>();
+    let cache = cache.clone();
+    let h = std::thread::spawn(move || {
+        cache.get_or_insert_with(key, || {
+            started.send(()).unwrap();
+            wait.recv().unwrap();
+            Ok::<_, ()>(loaded)
+        })
+    });
+    is_started.recv().unwrap();
+    (release, h)
+}
+
+#[test]
+fn a_write_during_a_load_wins_over_the_loaded_value() {
+    let cache: Arc<Cache<u64, u64>> = Arc::new(Cache::builder().max_entries(1000).build().unwrap());
+    // An insert made while the load runs stays.
+    let (release, h) = load_in_background(&cache, 1, 10);
+    cache.insert(1, 20);
+    release.send(()).unwrap();
+    assert_eq!(h.join().unwrap(), Ok(10), "the caller gets what it loaded");
+    assert_eq!(cache.get(&1), Some(20), "the newer write is kept");
+    // A remove made while the load runs: the key stays absent.
+    cache.remove(&1);
+    let (release, h) = load_in_background(&cache, 1, 11);
+    cache.remove(&1);
+    release.send(()).unwrap();
+    assert_eq!(h.join().unwrap(), Ok(11));
+    assert_eq!(cache.get(&1), None);
+    // So does a clear.
+    let (release, h) = load_in_background(&cache, 2, 12);
+    cache.clear();
+    release.send(()).unwrap();
+    assert_eq!(h.join().unwrap(), Ok(12));
+    assert_eq!(cache.get(&2), None);
+    // A write to another key does not supersede the load.
+    let (release, h) = load_in_background(&cache, 3, 13);
+    cache.insert(4, 40);
+    release.send(()).unwrap();
+    assert_eq!(h.join().unwrap(), Ok(13));
+    assert_eq!(cache.get(&3), Some(13));
+}
+
+/// A value whose clone number `PANIC_AT` panics (counted per test).
+#[derive(Debug)]
+struct Fragile(u64, Arc<AtomicUsize>);
+
+const PANIC_AT: usize = 2;
+
+impl Clone for Fragile {
+    fn clone(&self) -> Self {
+        if self.1.fetch_add(1, Ordering::SeqCst) + 1 == PANIC_AT {
+            panic!("clone {PANIC_AT} fails");
+        }
+        Fragile(self.0, self.1.clone())
+    }
+}
+
+#[test]
+fn a_panicking_clone_after_the_load_does_not_wedge_its_waiters() {
+    let cache: Arc<Cache<u64, Fragile>> = Arc::new(Cache::builder().max_entries(100).build().unwrap());
+    let clones = Arc::new(AtomicUsize::new(0));
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let (started, is_started) = std::sync::mpsc::channel::<()>();
+    let loader = {
+        let (cache, clones) = (cache.clone(), clones.clone());
+        std::thread::spawn(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                cache.get_or_insert_with(5, || {
+                    started.send(()).unwrap();
+                    wait.recv().unwrap();
+                    Ok::<_, ()>(Fragile(55, clones))
+                })
+            }))
+        })
+    };
+    is_started.recv().unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    let waiter = {
+        let cache = cache.clone();
+        std::thread::spawn(move || {
+            let r = cache.get_or_insert_with(5, || Ok::<_, ()>(Fragile(0, Arc::new(AtomicUsize::new(0)))));
+            done.send(r.map(|v| v.0)).unwrap();
+        })
+    };
+    // Give the waiter time to start waiting, then let the loader finish: its
+    // first clone is stored, its second (the waiters' copy) panics.
+    std::thread::sleep(Duration::from_millis(50));
+    release.send(()).unwrap();
+    assert!(loader.join().unwrap().is_err(), "the loader's clone panicked");
+    let got = finished.recv_timeout(Duration::from_secs(10)).expect("the waiter was woken");
+    assert_eq!(got, Ok(55), "the waiter then reads the stored value");
+    waiter.join().unwrap();
+}

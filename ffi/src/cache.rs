@@ -10,7 +10,7 @@ use crate::handle::{self, opaque, Plain};
 use crate::status::{
     rsl_status, RSL_ERR_BUFFER_TOO_SMALL, RSL_ERR_INVALID_ARG, RSL_ERR_NOT_FOUND, RSL_ERR_TOO_LARGE, RSL_OK,
 };
-use resilience::cache::Cache;
+use resilience::cache::{ttl, Cache};
 use resilience::clock::Nanos;
 use resilience::key::{copy_bytes, ByteKey, ByteStr};
 use std::time::Duration;
@@ -408,6 +408,14 @@ fn insert(
     let key = handle::bytes(key, key_len, "key")?;
     let value = handle::bytes(value, value_len, "value")?;
     let ttl = c.ttl(ttl_ns);
+    if let (Some(t), Some(now)) = (ttl, now) {
+        if ttl::is_expired(ttl::deadline(now, Some(t)), now) {
+            // Past its deadline already at `now_ns` (the end of the clock):
+            // kept no more than a value that expired at once would be.
+            drop(c.cache.remove(ByteStr::new(key)));
+            return Ok(());
+        }
+    }
     let stored = match now {
         None => c.cache.try_insert(key.into(), value.into(), ttl),
         Some(t) => c.cache.try_insert_at(key.into(), value.into(), ttl, t),
@@ -446,7 +454,10 @@ pub extern "C" fn rsl_cache_insert(
 }
 
 /// rsl_cache_insert at time `now_ns` (the entry expires at now_ns + ttl).
-/// Thread-safe. Returns as rsl_cache_insert.
+/// An entry whose deadline has passed already at `now_ns` (now_ns of
+/// UINT64_MAX) is not kept, and any previous value of the key is removed:
+/// RSL_OK, as for a value that expired at once. Thread-safe. Returns as
+/// rsl_cache_insert.
 #[unsafe(no_mangle)]
 pub extern "C" fn rsl_cache_insert_at(
     cache: *const rsl_cache,
@@ -461,8 +472,8 @@ pub extern "C" fn rsl_cache_insert_at(
 }
 
 /// Removes `key` (expired or not). Thread-safe.
-/// Returns RSL_ERR_NOT_FOUND if it was absent, RSL_ERR_NULL_ARG,
-/// RSL_ERR_TOO_LARGE, RSL_ERR_PANIC.
+/// Returns RSL_ERR_NOT_FOUND if it was absent (an answer: `rsl_last_error`
+/// is not set), RSL_ERR_NULL_ARG, RSL_ERR_TOO_LARGE, RSL_ERR_PANIC.
 #[unsafe(no_mangle)]
 pub extern "C" fn rsl_cache_remove(cache: *const rsl_cache, key: *const u8, key_len: usize) -> rsl_status {
     boundary(|| {

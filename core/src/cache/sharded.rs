@@ -137,6 +137,9 @@ struct Load<K, V> {
     hash: u64,
     key: K,
     slot: Arc<LoadSlot<V>>,
+    /// The key was written or removed (or the cache cleared) while the load
+    /// ran: the newer state wins, so the loaded value is not stored.
+    superseded: bool,
 }
 
 /// A shard on its own cache lines.
@@ -146,6 +149,20 @@ struct Shard<K, V, S> {
     table: Table<K, V, S>,
     /// Loads in flight for keys of this shard (few: at most one per thread).
     loads: Vec<Load<K, V>>,
+}
+
+impl<K, V, S> Shard<K, V, S> {
+    /// Marks the load of `key`, if one runs, as superseded by a write.
+    #[inline]
+    fn supersede<Q>(&mut self, hash: u64, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        for l in self.loads.iter_mut().filter(|l| l.hash == hash && l.key.borrow() == key) {
+            l.superseded = true;
+        }
+    }
 }
 
 /// A concurrent, bounded, sharded cache with S3-FIFO eviction and TTL.
@@ -189,17 +206,25 @@ impl<K, V, S> std::fmt::Debug for CacheBuilder<K, V, S> {
 pub const MAX_SHARDS: usize = 1 << 16;
 
 /// Default shard count: four per CPU, rounded up to a power of two, at most
-/// 1024, and fewer when that would leave a shard under 64 entries.
-pub fn default_shards(max_entries: Option<usize>) -> usize {
+/// 1024, and fewer when that would leave a shard under 64 entries or under
+/// 64 units of weight.
+pub fn default_shards(max_entries: Option<usize>, max_weight: Option<u64>) -> usize {
     // A query, not a thread: `std` directly even under loom.
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut n = (cpus * 4).next_power_of_two().min(1024);
-    if let Some(m) = max_entries {
-        while n > 1 && m / n < 64 {
-            n /= 2;
-        }
+    let small =
+        |n: usize| max_entries.is_some_and(|m| m / n < 64) || max_weight.is_some_and(|w| w / (n as u64) < 64);
+    while n > 1 && small(n) {
+        n /= 2;
     }
     n
+}
+
+/// Shard `i`'s part of a limit split over `shards`: the parts differ by at
+/// most one and add up to exactly `limit`.
+fn share(limit: u64, shards: usize, i: usize) -> u64 {
+    let n = shards as u64;
+    limit / n + u64::from((i as u64) < limit % n)
 }
 
 impl<K: Hash + Eq, V: Clone> Cache<K, V> {
@@ -228,14 +253,15 @@ where
     V: Clone,
     S: BuildHasher + Clone,
 {
-    /// Most entries held at once (divided evenly among the shards).
+    /// Most entries held at once, in all (divided among the shards, whose
+    /// parts differ by at most one).
     pub fn max_entries(mut self, n: usize) -> Self {
         self.max_entries = Some(n);
         self
     }
 
-    /// Most total weight held at once (divided evenly among the shards, so
-    /// one entry may weigh at most `max_weight / shards`).
+    /// Most total weight held at once, in all (divided among the shards, so
+    /// one entry may weigh at most `max_weight / shards`, rounded down).
     pub fn max_weight(mut self, w: u64) -> Self {
         self.max_weight = Some(w);
         self
@@ -295,19 +321,19 @@ where
                 return Err(CapacityError::BadShardCount)
             }
             Some(n) => n,
-            None => default_shards(self.max_entries),
+            None => default_shards(self.max_entries, self.max_weight),
         };
         if self.max_entries.is_some_and(|m| m < shards) || self.max_weight.is_some_and(|w| w < shards as u64)
         {
             return Err(CapacityError::MoreShardsThanEntries);
         }
-        let per_shard = Limits {
-            max_entries: self.max_entries.map(|m| m.div_ceil(shards)),
-            max_weight: self.max_weight.map(|w| w.div_ceil(shards as u64)),
-        };
-        per_shard.validate()?;
         let mut v = Vec::with_capacity(shards);
-        for _ in 0..shards {
+        for i in 0..shards {
+            // Exact shares, so the whole cache never holds more than asked.
+            let per_shard = Limits {
+                max_entries: self.max_entries.map(|m| share(m as u64, shards, i) as usize),
+                max_weight: self.max_weight.map(|w| share(w, shards, i)),
+            };
             let table = Table::with_limits(per_shard, self.weigher, self.hasher.clone())?;
             v.push(CachePadded(ShardLock::new(Shard { table, loads: Vec::new() })));
         }
@@ -483,9 +509,14 @@ where
         };
         let expires = ttl::deadline(now.unwrap_or(0), ttl);
         let clock = &*self.clock;
-        let old = self.shard(hash).with(|s| match now {
-            Some(t) => s.table.insert_hashed(hash, key, value, expires, t),
-            None => s.table.insert_hashed(hash, key, value, expires, LazyNow::new(clock)),
+        let old = self.shard(hash).with(|s| {
+            if !s.loads.is_empty() {
+                s.supersede(hash, &key);
+            }
+            match now {
+                Some(t) => s.table.insert_hashed(hash, key, value, expires, t),
+                None => s.table.insert_hashed(hash, key, value, expires, LazyNow::new(clock)),
+            }
         });
         let stored = !matches!(old, Inserted::Rejected(_));
         drop(old); // outside the lock
@@ -499,7 +530,14 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
-        self.shard(hash).with(|s| s.table.remove_hashed(hash, key)).map(|(_, v)| v)
+        self.shard(hash)
+            .with(|s| {
+                if !s.loads.is_empty() {
+                    s.supersede(hash, key);
+                }
+                s.table.remove_hashed(hash, key)
+            })
+            .map(|(_, v)| v)
     }
 
     /// The value for `key`, loading it with `load` on a miss. Only one load
@@ -507,8 +545,11 @@ where
     /// it and get its value, or its error (the same `Arc<E>`). A loaded value
     /// is stored with the default TTL. If the loader panics, its waiters are
     /// woken and one of them loads instead; a waiter whose error type differs
-    /// from the loader's also loads itself. Do not call it for the same key
-    /// from inside `load` (it would wait for itself).
+    /// from the loader's also loads itself. If the key is written or removed,
+    /// or the cache cleared, while the load runs, that newer state wins: the
+    /// loaded value goes to the caller and its waiters but is not stored. Do
+    /// not call it for the same key from inside `load` (it would wait for
+    /// itself).
     pub fn get_or_insert_with<E, F>(&self, key: K, load: F) -> Result<V, std::sync::Arc<E>>
     where
         F: FnOnce() -> Result<V, E>,
@@ -529,7 +570,7 @@ where
                 }
                 let slot = Arc::new(LoadSlot::new());
                 let key = key.take()?;
-                s.loads.push(Load { hash, key, slot: slot.clone() });
+                s.loads.push(Load { hash, key, slot: slot.clone(), superseded: false });
                 Some(Step::Load(slot))
             });
             match step {
@@ -564,6 +605,7 @@ where
             let at = s.loads.iter().position(|l| Arc::ptr_eq(&l.slot, slot))?;
             let load = s.loads.swap_remove(at);
             Some(match &result {
+                Ok(_) if load.superseded => Inserted::Rejected(None),
                 Ok(v) => {
                     let v = v.clone();
                     match now {
@@ -574,12 +616,16 @@ where
                 Err(_) => Inserted::Rejected(None),
             })
         });
+        // The waiters' copy is made while the guard is armed (a panicking
+        // clone abandons the load, which wakes them); `finish` runs no user
+        // code, and the replaced value is dropped only after it.
+        let outcome = match &result {
+            Ok(v) => LoadState::Value(v.clone()),
+            Err(e) => LoadState::Error(e.clone()),
+        };
         guard.armed = false;
+        slot.finish(outcome);
         drop(published);
-        match &result {
-            Ok(v) => slot.finish(LoadState::Value(v.clone())),
-            Err(e) => slot.finish(LoadState::Error(e.clone())),
-        }
         result
     }
 
@@ -632,10 +678,14 @@ where
         }
     }
 
-    /// Removes every entry (counters are kept).
+    /// Removes every entry (counters are kept); loads running meanwhile do
+    /// not store their values.
     pub fn clear(&self) {
         for s in self.shards.iter() {
-            s.with(|s| s.table.clear());
+            s.with(|s| {
+                s.loads.iter_mut().for_each(|l| l.superseded = true);
+                s.table.clear()
+            });
         }
     }
 
@@ -709,6 +759,26 @@ mod tests {
         assert!(c.contains_at(&b"t"[..], 1_004));
         assert!(!c.contains_at(&b"t"[..], 1_005));
         assert!(!c.try_insert_at(b"x".to_vec().into(), vec![0; 100].into(), Some(5), 0), "too heavy");
+    }
+
+    #[test]
+    fn the_whole_cache_never_holds_more_than_its_limits() {
+        for (max, shards) in [(9usize, 8usize), (65, 64), (1001, 8), (8, 8)] {
+            let c: Cache<u64, u64> = Cache::builder().max_entries(max).shards(shards).build().unwrap();
+            for k in 0..(20 * max as u64) {
+                c.insert(k, k);
+                assert!(c.len() <= max, "{} entries in a cache of {max} over {shards} shards", c.len());
+            }
+            let w: Cache<u64, u64> =
+                Cache::builder().max_weight(max as u64).shards(shards).weigher(|_, _| 1).build().unwrap();
+            for k in 0..(20 * max as u64) {
+                w.insert(k, k);
+                assert!(w.weight() <= max as u64, "weight {} over {max}", w.weight());
+            }
+        }
+        // Shards chosen automatically fit a small weight budget too.
+        let c: Cache<u64, u64> = Cache::builder().max_weight(7).weigher(|_, _| 1).build().unwrap();
+        assert_eq!(c.shard_count(), 1);
     }
 
     /// `get_many_with` answers each key as `get_with_at` would, in key order

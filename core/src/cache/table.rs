@@ -90,8 +90,9 @@ pub struct Stats {
     /// Entries removed because their deadline passed (on read, by eviction
     /// or by a sweep).
     pub expirations: u64,
-    /// Inserts refused: heavier than the whole weight budget, or already
-    /// expired.
+    /// Inserts refused as heavier than the table's whole weight budget (a
+    /// shard's budget, in a [`Cache`](super::Cache)). Inserts born expired
+    /// are not stored either, but are not counted here.
     pub rejections: u64,
 }
 
@@ -539,9 +540,10 @@ where
     ) -> Inserted<V> {
         let weigher = self.weigher;
         let w = Self::weigh(weigher, &key, &value);
-        if w > self.weight_limit || (expires != NEVER && time.now() >= expires) {
+        let heavy = w > self.weight_limit;
+        if heavy || (expires != NEVER && time.now() >= expires) {
             let old = self.find(hash, &key).map(|i| self.take(i).1);
-            self.stats.rejections += 1;
+            self.stats.rejections += u64::from(heavy);
             return Inserted::Rejected(old);
         }
         if let Some(i) = self.find(hash, &key) {
@@ -562,7 +564,22 @@ where
                 _ => {}
             }
             self.stats.updates += 1;
-            self.make_room(0, 0, &mut time);
+            if self.weight > self.weight_limit {
+                // The value grew: evict others, never the entry just
+                // written (off its queue meanwhile; it fits alone, as
+                // `w <= weight_limit`). It goes back as its queue's newest.
+                let q = if in_small { Queue::Small } else { Queue::Main };
+                let i = i as u32;
+                match q {
+                    Queue::Small => self.small.unlink(&mut self.slots, i),
+                    _ => self.main.unlink(&mut self.slots, i),
+                }
+                self.make_room(0, 0, &mut time);
+                match q {
+                    Queue::Small => self.small.push_head(&mut self.slots, i, q),
+                    _ => self.main.push_head(&mut self.slots, i, q),
+                }
+            }
             return Inserted::Replaced(old);
         }
         self.make_room(1, w, &mut time);
@@ -1059,6 +1076,42 @@ mod tests {
         t.insert(1000, vec![0; 100], NEVER, 0);
         assert_eq!(t.len(), 1);
         assert_eq!(t.weight(), 100);
+    }
+
+    #[test]
+    fn a_growing_update_evicts_others_not_itself() {
+        let mut t: Table<u64, Vec<u8>> = Table::with_limits(
+            Limits::weight(100),
+            Some(|_, v: &Vec<u8>| v.len() as u64),
+            SeededState::new(),
+        )
+        .unwrap();
+        // 1 and 2 in main (read often), then one-hit entries fill small; 1 is
+        // the next main victim when 2 has been read since.
+        t.insert(1, vec![0; 10], NEVER, 0);
+        t.insert(2, vec![0; 10], NEVER, 0);
+        for _ in 0..3 {
+            t.get(&1, 0);
+            t.get(&2, 0);
+        }
+        for k in 10..110 {
+            t.insert(k, vec![0; 1], NEVER, 0);
+        }
+        for _ in 0..3 {
+            t.get(&2, 0);
+        }
+        for victim_first in [1u64, 2] {
+            if t.get(&victim_first, 0).is_none() {
+                t.insert(victim_first, vec![0; 10], NEVER, 0);
+            }
+        }
+        assert_eq!(t.insert(1, vec![7; 95], NEVER, 0), Inserted::Replaced(vec![0; 10]));
+        assert_eq!(t.get(&1, 0).map(|v| v.len()), Some(95), "the update itself stays");
+        assert!(t.weight() <= 100, "weight {}", t.weight());
+        // An update to exactly the whole budget leaves that entry alone.
+        assert!(matches!(t.insert(1, vec![1; 100], NEVER, 0), Inserted::Replaced(_)));
+        assert_eq!((t.len(), t.weight()), (1, 100));
+        assert_eq!(t.get(&1, 0), Some(&vec![1; 100]));
     }
 
     #[test]

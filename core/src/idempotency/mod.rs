@@ -46,7 +46,9 @@
 //!   over (whatever its fingerprint: a request that never completed leaves
 //!   no result to protect) and gets a new token with `takeover: true`, and
 //!   the stale owner's later `complete` / `abandon` is refused
-//!   ([`Error::NotOwner`], or [`Error::NotFound`] if the record is gone).
+//!   ([`Error::NotOwner`]; [`Error::AlreadyCompleted`] once the new owner
+//!   has completed; [`Error::NotFound`] if the record is gone). A `begin`
+//!   answered [`Error::Full`] removes nothing, not even that stale record.
 //!   Until someone takes over, the stale owner may still complete: its work
 //!   is done and storing it prevents a duplicate. A stale record may also be
 //!   evicted for room or removed by a sweep at any time.

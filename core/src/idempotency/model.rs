@@ -108,10 +108,21 @@ impl Model {
         }
         while sh.used() + need > budget {
             let i = sh.min_by_deadline(eligible).expect("counted as reclaimable");
-            sh.recs.remove(i);
-            self.stats.evicted += 1;
+            // Past its deadline a record expired; before it, it was evicted.
+            if sh.recs.remove(i).deadline <= now {
+                self.stats.expired += 1;
+            } else {
+                self.stats.evicted += 1;
+            }
         }
         true
+    }
+
+    /// Whether `make_room(s, need, now, None)` would succeed.
+    fn room_possible(&self, s: usize, need: usize, now: Nanos) -> bool {
+        let sh = &self.shards[s];
+        let reclaimable: usize = sh.recs.iter().filter(|r| r.reclaimable(now)).map(|r| r.cost).sum();
+        sh.used() + need <= self.budget + reclaimable
     }
 
     /// The model of `Store::begin_at`; `s` is the key's shard.
@@ -130,7 +141,8 @@ impl Model {
         if lease == 0 {
             return Err(Error::ZeroLease);
         }
-        let mut takeover = false;
+        // The key's stale record, if any: completed (true) or in progress.
+        let mut stale = None;
         if let Some(i) = self.shards[s].find(key) {
             let r = &self.shards[s].recs[i];
             if r.deadline > now {
@@ -149,18 +161,21 @@ impl Model {
                     }
                 });
             }
-            if r.resp.is_some() {
-                self.stats.expired += 1;
-            } else {
-                takeover = true;
-            }
-            self.shards[s].recs.remove(i);
+            stale = Some(r.resp.is_some());
         }
         let cost = record_cost(key.len(), fp.len(), 0);
-        if !self.make_room(s, cost, now, None) {
+        // `Full` removes nothing, not even the key's own stale record.
+        if !self.room_possible(s, cost, now) {
             self.stats.full += 1;
             return Err(Error::Full);
         }
+        let takeover = stale == Some(false);
+        if let Some(completed) = stale {
+            let i = self.shards[s].find(key).expect("found above");
+            self.shards[s].recs.remove(i);
+            self.stats.expired += completed as u64;
+        }
+        assert!(self.make_room(s, cost, now, None), "room was possible");
         let token = self.next_token;
         self.next_token += 1;
         let sh = &mut self.shards[s];

@@ -159,7 +159,7 @@ impl Table {
         now: Nanos,
     ) -> Result<Begin, Error> {
         self.limits.check_begin(key, fingerprint, lease)?;
-        let mut takeover = false;
+        let mut stale = None;
         if let Some(rec) = self.map.get(key) {
             match &rec.state {
                 State::Completed { response, expires_at } if *expires_at > now => {
@@ -178,20 +178,25 @@ impl Table {
                     self.stats.in_progress += 1;
                     return Ok(Begin::InProgress { retry_after: *lease_until - now });
                 }
-                State::Completed { .. } => {
-                    self.remove(key, Cause::Expired);
-                }
-                State::InProgress { .. } => {
-                    takeover = true;
-                    self.remove(key, Cause::TakenOver);
-                }
+                State::Completed { .. } => stale = Some(Cause::Expired),
+                State::InProgress { .. } => stale = Some(Cause::TakenOver),
             }
         }
         let cost = record_cost(key.len(), fingerprint.len(), 0);
-        if !self.make_room(cost, now) {
+        // Decided before anything is removed, so that `Full` leaves the
+        // key's stale record (and its owner's chance to complete) in place.
+        // That record is reclaimable itself, so removing it first would not
+        // change the answer.
+        if !self.room_possible(cost, now) {
             self.stats.full += 1;
             return Err(Error::Full);
         }
+        if let Some(cause) = stale {
+            self.remove(key, cause);
+        }
+        let made = self.make_room(cost, now);
+        debug_assert!(made, "room was possible");
+        let takeover = stale == Some(Cause::TakenOver);
         let token = self.tokens.next();
         let lease_until = now.saturating_add(lease);
         let seq = self.next_seq();
@@ -348,33 +353,39 @@ impl Table {
         }
     }
 
+    /// True when `need` more bytes fit once every reclaimable record
+    /// (completed, or in progress past its lease) is gone.
+    fn room_possible(&self, need: usize, now: Nanos) -> bool {
+        let Some(deficit) = (self.used + need).checked_sub(self.budget) else { return true };
+        let mut reclaimable = self.done_bytes;
+        if reclaimable >= deficit {
+            return true;
+        }
+        for key in self.leases.range(..=(now, u64::MAX)).map(|(_, k)| k) {
+            reclaimable += self.map.get(key).map_or(0, |r| r.cost);
+            if reclaimable >= deficit {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Makes the budget fit `need` more bytes by removing completed records
     /// and in-progress records whose lease ran out, earliest deadline first.
     /// Removes nothing and answers `false` when even that would not do:
     /// in-progress records with a live lease are never evicted.
     fn make_room(&mut self, need: usize, now: Nanos) -> bool {
-        let Some(deficit) = (self.used + need).checked_sub(self.budget) else { return true };
-        if deficit == 0 {
-            return true;
-        }
-        let mut reclaimable = self.done_bytes;
-        if reclaimable < deficit {
-            for key in self.leases.range(..=(now, u64::MAX)).map(|(_, k)| k) {
-                reclaimable += self.map.get(key).map_or(0, |r| r.cost);
-                if reclaimable >= deficit {
-                    break;
-                }
-            }
-            if reclaimable < deficit {
-                return false;
-            }
+        if !self.room_possible(need, now) {
+            return false;
         }
         while self.used + need > self.budget {
             let Some((slot, from_done)) = self.first_reclaimable(now) else {
                 debug_assert!(false, "reclaimable bytes were counted but not found");
                 return false;
             };
-            self.remove_slot(slot, from_done, Cause::Evicted);
+            // Past its deadline it expired; before it, it made room.
+            let cause = if slot.0 <= now { Cause::Expired } else { Cause::Evicted };
+            self.remove_slot(slot, from_done, cause);
         }
         true
     }

@@ -137,6 +137,17 @@ static void test_ttl_and_weight(void) {
     CHECK_STATUS(rsl_cache_insert_at(cache, K("c"), big, 64, 5, t), RSL_ERR_TOO_LARGE);
     CHECK_OK(rsl_cache_contains(cache, K("c"), &present));
     CHECK(!present);
+    /* Born expired (at the end of the clock): OK, not kept, the old value
+     * gone, and not counted as a rejection. */
+    rsl_cache_stats before;
+    CHECK_OK(rsl_cache_insert(cache, K("d"), K("4"), RSL_CACHE_TTL_NEVER));
+    CHECK_OK(rsl_cache_get_stats(cache, &before));
+    CHECK_OK(rsl_cache_insert_at(cache, K("d"), K("5"), 10, UINT64_MAX));
+    CHECK_OK(rsl_cache_contains(cache, K("d"), &present));
+    CHECK(!present);
+    rsl_cache_stats after;
+    CHECK_OK(rsl_cache_get_stats(cache, &after));
+    CHECK(after.rejections == before.rejections);
     /* Eviction keeps the weight within the budget. */
     for (int i = 0; i < 40; i++) {
         char key[16];
