@@ -1,5 +1,9 @@
 //! The command table: names, arity, and where each command runs.
 
+/// The Redis version whose commands `resilienced` answers (`INFO`'s
+/// `redis_version`, `HELLO`'s `version`).
+pub const REDIS_VERSION: &str = "7.0.0";
+
 /// Every command `resilienced` knows. Keyed ones run on the shard that owns
 /// their key; the others run on the connection's shard or on every shard.
 #[allow(missing_docs)]

@@ -44,8 +44,10 @@ pub struct Config {
     pub max_output: usize,
     /// Most bytes buffered for one incomplete request (default 64 MiB).
     pub max_query: usize,
-    /// Idempotency: byte budget for records (default 64 MiB), split between shards.
-    pub idem_max_bytes: usize,
+    /// Idempotency: byte budget for records, split between shards (default
+    /// 64 MiB, or 4 MiB per shard when that is more: each shard must hold
+    /// one record of the largest size, about 1 MiB).
+    pub idem_max_bytes: Option<usize>,
     /// Idempotency: how long completed records are replayed (default 24 h).
     pub idem_retention: Duration,
     /// Most circuit breakers per shard (default 65536).
@@ -74,7 +76,7 @@ impl Default for Config {
             max_pipeline: 1024,
             max_output: 1 << 20,
             max_query: 64 << 20,
-            idem_max_bytes: 64 << 20,
+            idem_max_bytes: None,
             idem_retention: Duration::from_secs(24 * 3600),
             max_breakers: 65_536,
             max_throttle_keys: 1 << 20,
@@ -90,7 +92,8 @@ resilienced: libresilience served over RESP (every Redis client is a client)
 
 Usage: resilienced [--config FILE] [--bind ADDR] [--port N] [--shards N]
                    [--maxmemory BYTES] [--maxclients N] [--databases N]
-                   [--no-pin] [--spin-us N]
+                   [--no-pin] [--spin-us N] [--idem-max-bytes BYTES]
+                   [--idem-retention SECONDS] [--proto-max-bulk-len BYTES]
 
   --bind ADDR        listen address (default 127.0.0.1)
   --port N           TCP port (default 6390, beside Redis's 6379; 0 = any free port)
@@ -100,7 +103,11 @@ Usage: resilienced [--config FILE] [--bind ADDR] [--port N] [--shards N]
   --databases N      databases for SELECT, 1-256 (default 16)
   --no-pin           do not pin shard threads to CPUs
   --spin-us N        an idle shard polls N microseconds before sleeping (default 0)
-  --config FILE      read `name value` lines (the same names, without --)
+  --idem-max-bytes BYTES   IDEM.* record budget (default 64mb, at least 4mb per shard)
+  --idem-retention SECONDS how long completed IDEM.* answers replay (default 86400)
+  --proto-max-bulk-len BYTES  largest bulk string of a request (default 16mb)
+  --config FILE      read `name value` lines: the same names without --, any
+                     case, values optionally quoted; `no-pin` or `pin no`
   --help, --version
 ";
 
@@ -125,10 +132,20 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
 }
 
 impl Config {
-    /// Applies one setting (`name` without dashes).
+    /// The idempotency byte budget in effect (see `idem_max_bytes`).
+    pub fn idem_budget(&self) -> usize {
+        self.idem_max_bytes.unwrap_or((64usize << 20).max(self.shards.saturating_mul(4 << 20)))
+    }
+
+    /// Applies one setting (`name` without dashes, any case).
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
         let bad = || format!("invalid value for {name}: {value:?}");
-        match name {
+        let yes_no = |v: &str| match v.to_ascii_lowercase().as_str() {
+            "yes" | "true" => Ok(true),
+            "no" | "false" => Ok(false),
+            _ => Err(bad()),
+        };
+        match name.to_ascii_lowercase().as_str() {
             "bind" => self.bind = value.parse().map_err(|_| bad())?,
             "port" => self.port = value.parse().map_err(|_| bad())?,
             "shards" => {
@@ -155,15 +172,26 @@ impl Config {
                     return Err(bad());
                 }
             }
-            "pin" => {
-                self.pin = match value {
-                    "yes" | "true" => true,
-                    "no" | "false" => false,
-                    _ => return Err(bad()),
-                }
+            "pin" => self.pin = yes_no(value)?,
+            // `--no-pin` as a file line: `no-pin` alone or `no-pin yes`.
+            "no-pin" => self.pin = !(value.is_empty() || yes_no(value)?),
+            "idem-max-bytes" => {
+                self.idem_max_bytes = Some(parse_bytes(value).filter(|&b| b > 0).ok_or_else(bad)? as usize)
+            }
+            "idem-retention" => {
+                let secs: u64 =
+                    value.parse().ok().filter(|s| (1..=365 * 24 * 3600).contains(s)).ok_or_else(bad)?;
+                self.idem_retention = Duration::from_secs(secs);
             }
             "spin-us" => self.spin_us = value.parse().ok().filter(|v| *v <= 1_000_000).ok_or_else(bad)?,
-            "proto-max-bulk-len" => self.limits.max_bulk = parse_bytes(value).ok_or_else(bad)? as usize,
+            "proto-max-bulk-len" => {
+                // Redis's range (1mb..512mb); one request must be able to
+                // carry such a string, so the query buffer grows with it.
+                let n =
+                    parse_bytes(value).filter(|n| ((1 << 20)..=(512 << 20)).contains(n)).ok_or_else(bad)?;
+                self.limits.max_bulk = n as usize;
+                self.max_query = self.max_query.max(self.limits.max_bulk + (1 << 20));
+            }
             _ => return Err(format!("unknown setting {name:?}")),
         }
         Ok(())
@@ -177,7 +205,11 @@ impl Config {
                 continue;
             }
             let (name, value) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-            self.set(name, value.trim()).map_err(|e| format!("line {}: {e}", n + 1))?;
+            // redis.conf style: a value may be quoted.
+            let value = value.trim();
+            let value =
+                ['"', '\''].iter().find_map(|&q| value.strip_prefix(q)?.strip_suffix(q)).unwrap_or(value);
+            self.set(name, value).map_err(|e| format!("line {}: {e}", n + 1))?;
         }
         Ok(())
     }
@@ -257,6 +289,36 @@ mod tests {
             .unwrap();
         std::fs::remove_file(&dir).ok();
         assert_eq!((c.port, c.maxmemory, c.shards, c.maxclients), (7001, 2 << 20, 3, 5));
+    }
+
+    #[test]
+    fn the_file_reads_like_redis_conf() {
+        let mut c = Config::default();
+        c.apply_file("MAXMEMORY \"512mb\"\nno-pin\nIdem-Retention '60'\nidem-max-bytes 8mb\n").unwrap();
+        assert_eq!((c.maxmemory, c.pin, c.idem_retention.as_secs()), (512 << 20, false, 60));
+        assert_eq!(c.idem_budget(), 8 << 20);
+        c.apply_file("pin yes\nno-pin no\n").unwrap();
+        assert!(c.pin);
+        // A larger bulk limit carries the query buffer with it.
+        c.apply_file("proto-max-bulk-len 128mb").unwrap();
+        assert!(c.max_query > 128 << 20);
+        assert!(c.apply_file("proto-max-bulk-len 1gb").is_err(), "Redis's limit is 512mb");
+        assert!(c.apply_file("idem-retention 0").is_err());
+    }
+
+    #[test]
+    fn the_idempotency_budget_grows_with_the_shards() {
+        let mut c = Config { shards: 2, ..Config::default() };
+        assert_eq!(c.idem_budget(), 64 << 20);
+        c.shards = 64;
+        assert_eq!(c.idem_budget(), 256 << 20);
+        // Every shard can hold the largest record, so 64 shards start.
+        for shard in [0, 63] {
+            crate::state::ShardState::new(shard, 64, &c).unwrap();
+        }
+        c.idem_max_bytes = Some(1 << 20);
+        let e = crate::state::ShardState::new(0, 64, &c).err().unwrap();
+        assert!(e.contains("idem-max-bytes 1048576 is too small for 64 shards"), "{e}");
     }
 
     #[test]

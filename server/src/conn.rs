@@ -29,7 +29,7 @@ use resilience::runtime::{self, net::TcpStream};
 use resilience::sync::{Arc, Ordering};
 
 use crate::clients::{self, Client};
-use crate::command::{self, glob, parse_i64, Op, Route, Spec};
+use crate::command::{self, glob, parse_i64, Op, Route, Spec, REDIS_VERSION};
 use crate::engine::Server;
 use crate::resp::{self, Encoder, Parsed, Proto, Span};
 use crate::state::{ShardState, Sink};
@@ -418,6 +418,18 @@ impl Conn {
                 Op::Throttle => {
                     "Cell error: Usage: cl.throttle <key> <max_burst> <count per period> <period> [<quantity>]"
                         .to_string()
+                }
+                // As Redis's rejectCommand: a refused EXEC ends the
+                // transaction (and the watches) with EXECABORT, in MULTI or not.
+                Op::Exec => {
+                    self.multi = None;
+                    self.unwatch_all(Merge::Silent, out);
+                    return self.reply_here(out, |o| {
+                        Encoder::error(
+                            o,
+                            "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command",
+                        )
+                    });
                 }
                 _ => format!("ERR wrong number of arguments for '{}' command", spec.name),
             };
@@ -1029,8 +1041,10 @@ impl Conn {
             Encoder::map(o, 7, proto);
             Encoder::bulk(o, b"server");
             Encoder::bulk(o, b"resilienced");
+            // The Redis version whose commands it answers, as INFO's
+            // redis_version (clients compare it; INFO has our own version).
             Encoder::bulk(o, b"version");
-            Encoder::bulk(o, env!("CARGO_PKG_VERSION").as_bytes());
+            Encoder::bulk(o, REDIS_VERSION.as_bytes());
             Encoder::bulk(o, b"proto");
             Encoder::int(o, if proto == Proto::Resp3 { 3 } else { 2 });
             Encoder::bulk(o, b"id");

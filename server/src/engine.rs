@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use resilience::runtime::{self, net::TcpListener, Runtime};
 use resilience::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
 
+use crate::command::REDIS_VERSION;
 use crate::config::Config;
 use crate::conn;
 use crate::resp::Encoder;
@@ -50,17 +51,21 @@ impl Server {
         };
         let c = &self.config;
         let mut t = String::new();
+        // Sections are separated by a blank line, as Redis prints them (none
+        // after the last).
         let mut section = |bit: u8, body: &mut dyn FnMut(&mut String)| {
             if sections & bit != 0 {
+                if !t.is_empty() {
+                    t.push_str("\r\n");
+                }
                 body(&mut t);
-                t.push_str("\r\n");
             }
         };
         let up = self.started.elapsed().as_secs();
         section(info::SERVER, &mut |t| {
             let _ = write!(
                 t,
-                "# Server\r\nresilienced_version:{v}\r\nredis_version:7.0.0\r\nredis_mode:standalone\r\n\
+                "# Server\r\nresilienced_version:{v}\r\nredis_version:{REDIS_VERSION}\r\nredis_mode:standalone\r\n\
                  os:{os}\r\narch_bits:{bits}\r\nmultiplexing_api:io_uring\r\nprocess_id:{pid}\r\n\
                  tcp_port:{port}\r\nuptime_in_seconds:{up}\r\nuptime_in_days:{days}\r\nshards:{shards}\r\n",
                 v = env!("CARGO_PKG_VERSION"),
@@ -124,8 +129,25 @@ impl Server {
         let mut out = t.into_bytes();
         if sections & info::SHARDS != 0 {
             debug_assert_eq!(shard_texts.len(), shards);
-            for s in shard_texts {
-                out.extend_from_slice(s);
+            for (i, text) in shard_texts.iter().enumerate() {
+                // Fields get a `shardN_` prefix: the totals above keep their
+                // names unique, so clients that read INFO into one map
+                // (redis-py's `info()`) see the totals.
+                for line in text.split(|&b| b == b'\n') {
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    if line.is_empty() {
+                        continue;
+                    }
+                    if line.starts_with(b"# ") {
+                        if !out.is_empty() {
+                            out.extend_from_slice(b"\r\n");
+                        }
+                    } else {
+                        out.extend_from_slice(format!("shard{i}_").as_bytes());
+                    }
+                    out.extend_from_slice(line);
+                    out.extend_from_slice(b"\r\n");
+                }
             }
         }
         out
@@ -140,7 +162,7 @@ impl Server {
             ("maxmemory", c.maxmemory.to_string()),
             ("maxmemory-policy", "s3fifo".into()),
             ("maxclients", c.maxclients.to_string()),
-            ("databases", "1".into()),
+            ("databases", c.databases.to_string()),
             ("save", String::new()),
             ("appendonly", "no".into()),
             ("proto-max-bulk-len", c.limits.max_bulk.to_string()),

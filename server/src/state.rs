@@ -11,7 +11,7 @@
 //! - `CL.THROTTLE`: a [`KeyedLimiter`] per distinct `(max_burst, count,
 //!   period)`, rendered with [`Decision::throttle_reply`];
 //! - breakers: a [`breaker::Registry`];
-//! - idempotency: an [`idempotency::Table`] with `idem_max_bytes / shards`.
+//! - idempotency: an [`idempotency::Table`] with `Config::idem_budget() / shards`.
 //!
 //! It also keeps the `WATCH`es on its keys: each watcher (a connection id)
 //! of a key, whether the key was live when watched, and whether a write has
@@ -237,7 +237,7 @@ fn byte_range(len: usize, start: i64, end: i64) -> std::ops::Range<usize> {
 }
 
 /// The reply to a write the memory budget cannot take.
-const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'";
+const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
 /// True when an entry for `key` with a value of `len` bytes fits the shard's
 /// weight budget at all (eviction makes room for anything that fits).
@@ -390,10 +390,22 @@ impl ShardState {
         let kv = Kv::with_limits(cache::Limits::weight(budget), Some(weigh), SeededState::new())
             .map_err(|e| format!("cache: {e}"))?;
         let idem_cfg = idempotency::Config {
-            max_bytes: cfg.idem_max_bytes / shards as usize,
+            max_bytes: cfg.idem_budget() / shards as usize,
             retention: clock::nanos(cfg.idem_retention).max(1),
             ..idempotency::Config::default()
         };
+        let largest = idempotency::record_cost(
+            idem_cfg.max_key_len,
+            idem_cfg.max_fingerprint_len,
+            idem_cfg.max_response_len,
+        );
+        if idem_cfg.max_bytes < largest {
+            return Err(format!(
+                "idem-max-bytes {} is too small for {shards} shards: each shard needs at least {largest} bytes \
+                 (one record of the largest size)",
+                cfg.idem_budget()
+            ));
+        }
         let idem = idempotency::Table::new(&idem_cfg).map_err(|e| format!("idempotency: {e}"))?;
         Ok(Self {
             shard,
@@ -1514,8 +1526,12 @@ impl ShardState {
     /// `IDEM.BEGIN key fingerprint lease_ms`.
     fn idem_begin(&self, buf: &[u8], args: &[Span], now: Nanos, sink: &mut impl Sink) {
         let out = sink.buf();
-        let Some(lease_ms) = parse_i64(args[2].of(buf)).filter(|v| *v > 0) else {
-            return Encoder::error(out, "ERR lease must be a positive number of milliseconds");
+        // A lease at most as long as a completed answer is kept: in-progress
+        // records are never evicted, so an unbounded lease would pin memory.
+        let max_ms = (self.idem_retention / MILLISECOND).max(1);
+        let Some(lease_ms) = parse_i64(args[2].of(buf)).filter(|v| (1..=max_ms as i64).contains(v)) else {
+            let msg = format!("ERR lease must be from 1 to {max_ms} milliseconds (the retention)");
+            return Encoder::error(out, &msg);
         };
         let lease = (lease_ms as u64).saturating_mul(MILLISECOND);
         let r = self.idem.borrow_mut().begin_at(args[0].of(buf), args[1].of(buf), lease, now);

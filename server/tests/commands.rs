@@ -50,6 +50,12 @@ fn connection_and_server_commands() {
     let info: String = q(&mut con, &["INFO"]).unwrap();
     assert!(info.contains("# Server") && info.contains("# Shard 0") && info.contains("# Shard 1"), "{info}");
     assert!(info.contains("connected_clients:1"), "{info}");
+    // Every field name once (shard fields are prefixed), so a client that
+    // reads INFO into one map gets the totals; no blank line at the end.
+    let names: Vec<&str> = info.lines().filter_map(|l| l.split_once(':').map(|(k, _)| k)).collect();
+    let unique: std::collections::HashSet<&str> = names.iter().copied().collect();
+    assert_eq!(names.len(), unique.len(), "{info}");
+    assert!(info.contains("\r\nshard1_used_memory:") && !info.ends_with("\r\n\r\n"), "{info}");
     // Totals over the shards, and the sections asked for only.
     assert!(info.contains("# Keyspace\r\ndb0:keys=3,expires=0,avg_ttl=0\r\n"), "{info}");
     assert!(info.contains("# Stats\r\n") && info.contains("role:master"), "{info}");
@@ -243,7 +249,9 @@ fn ttl_expiry_is_lazy_and_active() {
     // Counted by the shards, and in the total.
     let mut expired = |section: &str| -> u64 {
         let info: String = q(&mut con, &["INFO", section]).unwrap();
+        // Shard fields read `shardN_expired_keys:`.
         info.lines()
+            .map(|l| l.strip_prefix("shard").and_then(|r| Some(r.split_once('_')?.1)).unwrap_or(l))
             .filter_map(|l| l.strip_prefix("expired_keys:"))
             .map(|v| v.trim().parse::<u64>().unwrap())
             .sum()
@@ -354,6 +362,14 @@ fn idempotency_begin_complete_abandon() {
     assert!(busy.1 > 9000);
     let mismatch: Vec<String> = q(&mut con, &["IDEM.BEGIN", "order-1", "fp-b", "10000"]).unwrap();
     assert_eq!(mismatch, vec!["mismatch"]);
+    // Leases are at most the retention (24 h): in-progress records are
+    // never evicted, so a longer lease would pin memory.
+    for lease in ["0", "-1", "86400001", "18446744073709551615", "x"] {
+        let e = err(&mut con, &["IDEM.BEGIN", "order-9", "fp", lease]);
+        assert!(e.contains("lease must be from 1 to 86400000 milliseconds"), "{lease}: {e}");
+    }
+    let day: (String, String, i64) = q(&mut con, &["IDEM.BEGIN", "order-9", "fp", "86400000"]).unwrap();
+    assert_eq!(day.0, "started");
     assert!(err(&mut con, &["IDEM.COMPLETE", "order-1", "12345", "resp"]).contains("does not own"));
     ok(&mut con, &["IDEM.COMPLETE", "order-1", &token, "201 Created"]);
     let done: (String, String) = q(&mut con, &["IDEM.BEGIN", "order-1", "fp-a", "10000"]).unwrap();
@@ -732,6 +748,8 @@ fn select_keeps_databases_apart() {
     let addr = engine.local_addr();
     let mut a = common::client(addr);
     let mut b = common::client(addr);
+    let dbs: Vec<String> = q(&mut a, &["CONFIG", "GET", "databases"]).unwrap();
+    assert_eq!(dbs, ["databases", "16"]);
     ok(&mut b, &["SELECT", "5"]);
     for i in 0..30 {
         ok(&mut a, &["SET", &format!("k{i}"), "zero"]);

@@ -129,7 +129,11 @@ fn maxmemory_evicts_and_stays_under_budget() {
     }
     let info: String = redis::cmd("INFO").arg("shards").query(&mut con).unwrap();
     let field = |name: &str| -> Vec<u64> {
-        info.lines().filter_map(|l| l.strip_prefix(name)).map(|v| v.trim().parse().unwrap()).collect()
+        // Shard fields read `shardN_name:value`.
+        info.lines()
+            .filter_map(|l| l.strip_prefix("shard")?.split_once('_')?.1.strip_prefix(name))
+            .map(|v| v.trim().parse().unwrap())
+            .collect()
     };
     let (used, max, evicted) = (field("used_memory:"), field("maxmemory:"), field("evictions:"));
     assert_eq!((used.len(), max.len()), (2, 2), "{info}");

@@ -76,9 +76,10 @@ fn main() {
         }
     };
     println!(
-        "resilienced {} listening on {} ({shards} shards, io_uring)",
+        "resilienced {} listening on {} ({shards} shard{}, io_uring)",
         env!("CARGO_PKG_VERSION"),
-        engine.local_addr()
+        engine.local_addr(),
+        if shards == 1 { "" } else { "s" }
     );
     let sig = wait_for_signal(&signals);
     eprintln!("resilienced: signal {sig}, shutting down");

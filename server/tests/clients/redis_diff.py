@@ -315,8 +315,12 @@ def main():
             cmd = [b"MULTI"]
             in_multi[who] = True
         elif x < 0.06 and in_multi[who]:
-            cmd = [r.choice([b"EXEC", b"EXEC", b"DISCARD"])]
+            # EXEC with an argument ends the transaction with EXECABORT.
+            cmd = r.choice([[b"EXEC"], [b"EXEC"], [b"DISCARD"], [b"EXEC", b"x"]])
             in_multi[who] = False
+        elif x < 0.062:
+            # Outside MULTI it also drops the watches.
+            cmd = [b"EXEC", b"now"]
         elif x < 0.07:
             cmd = [b"WATCH"] + r.sample([b"{t}a", b"{t}b", b"{t}c"], r.randint(1, 2))
         elif in_multi[who]:
