@@ -126,6 +126,76 @@ struct Req<'a> {
     proto: Proto,
 }
 
+/// `BREAKER.CONFIG`'s `name value` pairs, checked, with errors naming the
+/// command's options: rates are percentages (decimals allowed), the rest
+/// whole numbers; one kind of window.
+fn breaker_settings(buf: &[u8], pairs: &[Span]) -> Result<breaker::Config, String> {
+    if !pairs.len().is_multiple_of(2) {
+        return Err("ERR syntax error".into());
+    }
+    let mut cfg = breaker::Config::default();
+    let mut window = None;
+    for pair in pairs.chunks_exact(2) {
+        let name = pair[0].of(buf).to_ascii_lowercase();
+        let text = std::str::from_utf8(pair[1].of(buf)).unwrap_or("");
+        let shown = String::from_utf8_lossy(&name).into_owned();
+        let rate = || text.parse::<f32>().ok().filter(|p| *p > 0.0 && *p <= 100.0);
+        let whole = |max: u64| text.parse::<u64>().ok().filter(|n| (1..=max).contains(n));
+        let bad = |range: &str| format!("ERR breaker setting '{shown}' must be {range}");
+        match name.as_slice() {
+            b"failure_rate" => {
+                cfg.failure_rate_threshold = rate().ok_or_else(|| bad("a percentage in (0, 100]"))?
+            }
+            b"slow_call_rate" => {
+                cfg.slow_call_rate_threshold = rate().ok_or_else(|| bad("a percentage in (0, 100]"))?
+            }
+            b"slow_call_ms" | b"open_ms" | b"half_open_max_ms" => {
+                // Half-open's limit may be 0 (no limit); the others not.
+                let min = u64::from(name != b"half_open_max_ms");
+                let ms = text
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n >= min && *n <= u64::MAX / MILLISECOND)
+                    .ok_or_else(|| bad(&format!("a whole number of milliseconds, at least {min}")))?;
+                let ns = ms * MILLISECOND;
+                match name.as_slice() {
+                    b"slow_call_ms" => cfg.slow_call_duration_threshold = ns,
+                    b"open_ms" => cfg.wait_in_open = ns,
+                    _ => cfg.max_wait_in_half_open = ns,
+                }
+            }
+            b"window" | b"window_seconds" => {
+                if window.is_some_and(|w: &[u8]| w != name.as_slice()) {
+                    return Err("ERR give either window or window_seconds, not both".into());
+                }
+                cfg.sliding_window = if name == b"window" {
+                    let size = whole(u64::from(breaker::MAX_COUNT_WINDOW))
+                        .ok_or_else(|| bad("from 1 to 65536 calls"))?;
+                    SlidingWindow::CountBased { size: size as u32 }
+                } else {
+                    let secs = whole(u64::from(breaker::MAX_TIME_WINDOW_SECONDS))
+                        .ok_or_else(|| bad("from 1 to 3600 seconds"))?;
+                    SlidingWindow::TimeBased { seconds: secs as u32 }
+                };
+                window = Some(if name == b"window" { &b"window"[..] } else { &b"window_seconds"[..] });
+            }
+            b"minimum_calls" => {
+                cfg.minimum_calls = whole(u64::from(u32::MAX))
+                    .ok_or_else(|| bad("a whole number of calls, at least 1"))?
+                    as u32
+            }
+            b"half_open_calls" => {
+                cfg.permitted_calls_in_half_open = whole(u64::from(breaker::MAX_HALF_OPEN_CALLS))
+                    .ok_or_else(|| bad("from 1 to 1023 calls"))?
+                    as u32
+            }
+            _ => return Err(format!("ERR unknown breaker setting '{shown}'")),
+        }
+    }
+    cfg.validate().map_err(|e| format!("ERR {e}"))?;
+    Ok(cfg)
+}
+
 /// How an expiry argument counts.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Expiry {
@@ -1471,46 +1541,16 @@ impl ShardState {
     /// `BREAKER.CONFIG key [field value ...]`: (re)creates the breaker with
     /// Resilience4j's defaults changed by the fields given.
     fn breaker_config(&self, buf: &[u8], args: &[Span], out: &mut Vec<u8>) {
-        let mut cfg = breaker::Config::default();
-        let mut i = 1;
-        while i + 1 < args.len() {
-            let v = args[i + 1].of(buf);
-            let num = |v: &[u8]| {
-                std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| s.parse::<f64>().ok())
-                    .filter(|x| x.is_finite() && *x >= 0.0)
-            };
-            let Some(x) = num(v) else {
-                return Encoder::error(out, "ERR breaker settings must be non-negative numbers");
-            };
-            let ms = (x * MILLISECOND as f64) as u64;
-            match args[i].of(buf).to_ascii_lowercase().as_slice() {
-                b"failure_rate" => cfg.failure_rate_threshold = x as f32,
-                b"slow_call_rate" => cfg.slow_call_rate_threshold = x as f32,
-                b"slow_call_ms" => cfg.slow_call_duration_threshold = ms,
-                b"window" => cfg.sliding_window = SlidingWindow::CountBased { size: x as u32 },
-                b"window_seconds" => cfg.sliding_window = SlidingWindow::TimeBased { seconds: x as u32 },
-                b"minimum_calls" => cfg.minimum_calls = x as u32,
-                b"open_ms" => cfg.wait_in_open = ms,
-                b"half_open_calls" => cfg.permitted_calls_in_half_open = x as u32,
-                b"half_open_max_ms" => cfg.max_wait_in_half_open = ms,
-                other => {
-                    let msg = format!("ERR unknown breaker setting '{}'", String::from_utf8_lossy(other));
-                    return Encoder::error(out, &msg);
-                }
-            }
-            i += 2;
+        match breaker_settings(buf, &args[1..]) {
+            Ok(cfg) => self.breaker_install(args[0].of(buf), &cfg, out),
+            Err(e) => Encoder::error(out, &e),
         }
-        if i != args.len() {
-            return Encoder::error(out, "ERR syntax error");
-        }
-        if let Err(e) = cfg.validate() {
-            return Encoder::error(out, &format!("ERR {e}"));
-        }
-        let key = args[0].of(buf);
+    }
+
+    /// Replaces `key`'s breaker with a fresh one of `cfg`.
+    fn breaker_install(&self, key: &[u8], cfg: &breaker::Config, out: &mut Vec<u8>) {
         let old = self.breakers.remove(key);
-        match self.breakers.get_or_create(key, &cfg) {
+        match self.breakers.get_or_create(key, cfg) {
             Ok(_) => Encoder::ok(out),
             Err(e) => {
                 // Put the old breaker's name back with its config if we can.

@@ -345,9 +345,29 @@ fn breakers_open_on_failures_and_reject_stale_permits() {
     let state: Vec<Value> = q(&mut con, &["BREAKER.STATE", "db"]).unwrap();
     assert_eq!(state.len(), 16);
     assert!(err(&mut con, &["BREAKER.RECORD", "db", "0", "maybe"]).contains("success, failure or ignore"));
-    let e = err(&mut con, &["BREAKER.CONFIG", "db", "failure_rate", "150"]);
-    assert!(e.contains("failure"), "{e}");
-    assert!(err(&mut con, &["BREAKER.CONFIG", "db", "colour", "1"]).contains("unknown breaker setting"));
+    // Errors name the command's options and their ranges.
+    for (args, want) in [
+        (&["failure_rate", "150"][..], "'failure_rate' must be a percentage in (0, 100]"),
+        (&["window", "1.5"], "'window' must be from 1 to 65536 calls"),
+        (&["window", "65537"], "'window' must be from 1 to 65536 calls"),
+        (&["window_seconds", "0"], "'window_seconds' must be from 1 to 3600 seconds"),
+        (&["window", "10", "window_seconds", "10"], "either window or window_seconds, not both"),
+        (&["slow_call_ms", "1.5"], "'slow_call_ms' must be a whole number of milliseconds, at least 1"),
+        (&["open_ms", "0"], "'open_ms' must be a whole number of milliseconds, at least 1"),
+        (&["half_open_calls", "1024"], "'half_open_calls' must be from 1 to 1023 calls"),
+        (&["minimum_calls", "-1"], "'minimum_calls' must be a whole number of calls, at least 1"),
+        (&["colour", "1"], "unknown breaker setting 'colour'"),
+        (&["window"], "syntax error"),
+    ] {
+        let mut cmd = vec!["BREAKER.CONFIG", "db"];
+        cmd.extend_from_slice(args);
+        let e = err(&mut con, &cmd);
+        assert!(e.contains(want), "{args:?}: {e}");
+    }
+    ok(
+        &mut con,
+        &["BREAKER.CONFIG", "db", "half_open_max_ms", "0", "window_seconds", "60", "window_seconds", "30"],
+    );
 }
 
 #[test]
