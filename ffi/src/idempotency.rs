@@ -293,7 +293,7 @@ fn begin(
 /// needs the buffer; RSL_ERR_BUFFER_TOO_SMALL (only for a completed record
 /// whose response exceeds `response_cap`) writes the needed size to
 /// `*response_len_out` and nothing else, and calling again with a large
-/// enough buffer replays it.
+/// enough buffer replays it (the stats count a replay for each call).
 ///
 /// Thread-safe: racing begins on one key start exactly one record.
 /// Returns RSL_ERR_MISMATCH (the key's record has another fingerprint; no
