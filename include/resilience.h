@@ -802,8 +802,9 @@ typedef struct rsl_cache_config {
   uint64_t max_entries;
   /**
    * Most bytes (key_len + value_len summed) held at once; 0: no weight
-   * limit. At least one of the two limits must be set. Divided evenly
-   * among the shards, so one entry may weigh at most max_weight / shards.
+   * limit. At least one of the two limits must be set. Both are totals,
+   * divided among the shards in shares that differ by at most one, so
+   * one entry may weigh at most max_weight / shards (rounded down).
    * Default 64 MiB.
    */
   uint64_t max_weight;

@@ -61,9 +61,9 @@ const NoExpiry time.Duration = -1
 type CacheConfig struct {
 	// MaxEntries bounds the number of entries; 0: no count limit.
 	MaxEntries uint64
-	// MaxWeight bounds the bytes held (key + value lengths summed), split
-	// evenly among the shards, so one entry may weigh at most
-	// MaxWeight/shards. 0: 64 MiB when MaxEntries is 0 too, else no weight
+	// MaxWeight bounds the bytes held (key + value lengths summed) in all,
+	// split among the shards in shares that differ by at most one, so one
+	// entry may weigh at most MaxWeight/shards (rounded down). 0: 64 MiB when MaxEntries is 0 too, else no weight
 	// limit.
 	MaxWeight uint64
 	// DefaultTTL is the time to live of entries set without one; 0: never

@@ -29,8 +29,9 @@ pub struct rsl_cache_config {
     /// Most entries held at once; 0: no count limit. Default 0.
     pub max_entries: u64,
     /// Most bytes (key_len + value_len summed) held at once; 0: no weight
-    /// limit. At least one of the two limits must be set. Divided evenly
-    /// among the shards, so one entry may weigh at most max_weight / shards.
+    /// limit. At least one of the two limits must be set. Both are totals,
+    /// divided among the shards in shares that differ by at most one, so
+    /// one entry may weigh at most max_weight / shards (rounded down).
     /// Default 64 MiB.
     pub max_weight: u64,
     /// Time to live of entries inserted with RSL_CACHE_TTL_DEFAULT; 0: they
