@@ -290,9 +290,12 @@ fn a_panicking_clone_after_the_load_does_not_wedge_its_waiters() {
             done.send(r.map(|v| v.0)).unwrap();
         })
     };
-    // Give the waiter time to start waiting, then let the loader finish: its
-    // first clone is stored, its second (the waiters' copy) panics.
-    std::thread::sleep(Duration::from_millis(50));
+    // Give the waiter time to start waiting (a waiter that came late would
+    // find the stored value and pass without the wake-up being tested; 200
+    // ms makes that unlikely even on a loaded machine), then let the loader
+    // finish: its first clone is stored, its second (the waiters' copy)
+    // panics.
+    std::thread::sleep(Duration::from_millis(200));
     release.send(()).unwrap();
     assert!(loader.join().unwrap().is_err(), "the loader's clone panicked");
     let got = finished.recv_timeout(Duration::from_secs(10)).expect("the waiter was woken");

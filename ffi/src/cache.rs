@@ -79,6 +79,9 @@ type ByteCache = Cache<ByteKey, Box<[u8]>>;
 pub struct CacheHandle {
     cache: ByteCache,
     default_ttl: Option<Nanos>,
+    /// The heaviest entry every shard accepts (max_weight / shards, rounded
+    /// down; u64::MAX without a weight limit).
+    max_entry_weight: u64,
 }
 
 /// A cache of byte keys to byte values; every function on it is
@@ -117,7 +120,11 @@ impl CacheHandle {
         }
         let cache = b.build().map_err(|e| fail(RSL_ERR_INVALID_ARG, format!("rsl_cache_config: {e}")))?;
         let default_ttl = (c.default_ttl_ns != 0).then_some(c.default_ttl_ns);
-        Ok(Self { cache, default_ttl })
+        let max_entry_weight = match c.max_weight {
+            0 => u64::MAX,
+            w => w / cache.shard_count() as u64,
+        };
+        Ok(Self { cache, default_ttl, max_entry_weight })
     }
 
     fn ttl(&self, ttl_ns: u64) -> Option<Nanos> {
@@ -409,10 +416,12 @@ fn insert(
     let key = handle::bytes(key, key_len, "key")?;
     let value = handle::bytes(value, value_len, "value")?;
     let ttl = c.ttl(ttl_ns);
+    let weight = (key.len() + value.len()) as u64;
     if let (Some(t), Some(now)) = (ttl, now) {
-        if ttl::is_expired(ttl::deadline(now, Some(t)), now) {
+        if ttl::is_expired(ttl::deadline(now, Some(t)), now) && weight <= c.max_entry_weight {
             // Past its deadline already at `now_ns` (the end of the clock):
-            // kept no more than a value that expired at once would be.
+            // kept no more than a value that expired at once would be. (Too
+            // heavy as well, it is TOO_LARGE below, as without a TTL.)
             drop(c.cache.remove(ByteStr::new(key)));
             return Ok(());
         }

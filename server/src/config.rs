@@ -185,7 +185,8 @@ impl Config {
             }
             "spin-us" => self.spin_us = value.parse().ok().filter(|v| *v <= 1_000_000).ok_or_else(bad)?,
             "proto-max-bulk-len" => {
-                // Redis's range (1mb..512mb); one request must be able to
+                // 1mb..512mb (Redis's default is 512mb; it allows more, this
+                // server does not); one request must be able to
                 // carry such a string, so the query buffer grows with it.
                 let n =
                     parse_bytes(value).filter(|n| ((1 << 20)..=(512 << 20)).contains(n)).ok_or_else(bad)?;
@@ -222,7 +223,7 @@ impl Config {
         // The file first, so that flags override it.
         let mut i = 0;
         while i < args.len() {
-            if args[i] == "--config" {
+            if args[i].eq_ignore_ascii_case("--config") {
                 let path = args.get(i + 1).ok_or("--config needs a file")?;
                 let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
                 cfg.apply_file(&text).map_err(|e| format!("{path}: {e}"))?;
@@ -233,7 +234,7 @@ impl Config {
         let mut i = 0;
         while i < args.len() {
             let a = args[i].as_str();
-            match a {
+            match a.to_ascii_lowercase().as_str() {
                 "--help" | "-h" => {
                     print!("{USAGE}");
                     return Ok(None);
@@ -302,8 +303,11 @@ mod tests {
         // A larger bulk limit carries the query buffer with it.
         c.apply_file("proto-max-bulk-len 128mb").unwrap();
         assert!(c.max_query > 128 << 20);
-        assert!(c.apply_file("proto-max-bulk-len 1gb").is_err(), "Redis's limit is 512mb");
+        assert!(c.apply_file("proto-max-bulk-len 1gb").is_err(), "at most 512mb here");
         assert!(c.apply_file("idem-retention 0").is_err());
+        // Flag names ignore case too; `--NO-PIN` takes no value.
+        let c = Config::from_args(args("--NO-PIN --Port 7005")).unwrap().unwrap();
+        assert_eq!((c.pin, c.port), (false, 7005));
     }
 
     #[test]

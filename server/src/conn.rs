@@ -423,6 +423,7 @@ impl Conn {
                 // transaction (and the watches) with EXECABORT, in MULTI or not.
                 Op::Exec => {
                     self.multi = None;
+                    self.client.multi.set(-1);
                     self.unwatch_all(Merge::Silent, out);
                     return self.reply_here(out, |o| {
                         Encoder::error(

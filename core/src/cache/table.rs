@@ -574,10 +574,18 @@ where
                     Queue::Small => self.small.unlink(&mut self.slots, i),
                     _ => self.main.unlink(&mut self.slots, i),
                 }
-                self.make_room(0, 0, &mut time);
+                // Eviction runs user code (drops, hashing, the clock, the
+                // weigher): the entry goes back on its queue even if that
+                // panics, so the table stays whole for the next holder.
+                let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.make_room(0, 0, &mut time);
+                }));
                 match q {
                     Queue::Small => self.small.push_head(&mut self.slots, i, q),
                     _ => self.main.push_head(&mut self.slots, i, q),
+                }
+                if let Err(panic) = made {
+                    std::panic::resume_unwind(panic);
                 }
             }
             return Inserted::Replaced(old);
@@ -1076,6 +1084,41 @@ mod tests {
         t.insert(1000, vec![0; 100], NEVER, 0);
         assert_eq!(t.len(), 1);
         assert_eq!(t.weight(), 100);
+    }
+
+    /// A value whose drop panics when asked to.
+    struct Grenade(Vec<u8>, bool);
+
+    impl Drop for Grenade {
+        fn drop(&mut self) {
+            if self.1 && !std::thread::panicking() {
+                panic!("a value's drop panicked");
+            }
+        }
+    }
+
+    #[test]
+    fn a_panic_while_a_growing_update_makes_room_leaves_the_table_whole() {
+        let mut t: Table<u64, Grenade> = Table::with_limits(
+            Limits::weight(100),
+            Some(|_, v: &Grenade| v.0.len() as u64),
+            SeededState::new(),
+        )
+        .unwrap();
+        t.insert(1, Grenade(vec![0; 10], false), NEVER, 0);
+        t.insert(2, Grenade(vec![0; 10], true), NEVER, 0);
+        let grown = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            t.insert(1, Grenade(vec![0; 95], false), NEVER, 0);
+        }));
+        assert!(grown.is_err(), "evicting 2 ran its panicking drop");
+        assert_eq!(t.get(&1, 0).map(|v| v.0.len()), Some(95), "the update stays, on its queue");
+        assert_eq!((t.len(), t.weight()), (1, 95));
+        // Still evictable like any entry: queues and weights add up.
+        for k in 10..30 {
+            t.insert(k, Grenade(vec![0; 30], false), NEVER, 0);
+            assert!(t.weight() <= 100);
+        }
+        assert!(t.get(&1, 0).is_none(), "1 was evicted in turn");
     }
 
     #[test]

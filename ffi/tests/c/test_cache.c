@@ -148,6 +148,8 @@ static void test_ttl_and_weight(void) {
     rsl_cache_stats after;
     CHECK_OK(rsl_cache_get_stats(cache, &after));
     CHECK(after.rejections == before.rejections);
+    /* Born expired and too heavy: too heavy wins, as without a TTL. */
+    CHECK_STATUS(rsl_cache_insert_at(cache, K("d"), big, 64, 10, UINT64_MAX), RSL_ERR_TOO_LARGE);
     /* Eviction keeps the weight within the budget. */
     for (int i = 0; i < 40; i++) {
         char key[16];

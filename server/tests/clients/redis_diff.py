@@ -318,11 +318,11 @@ def main():
             # EXEC with an argument ends the transaction with EXECABORT.
             cmd = r.choice([[b"EXEC"], [b"EXEC"], [b"DISCARD"], [b"EXEC", b"x"]])
             in_multi[who] = False
-        elif x < 0.062:
-            # Outside MULTI it also drops the watches.
-            cmd = [b"EXEC", b"now"]
         elif x < 0.07:
             cmd = [b"WATCH"] + r.sample([b"{t}a", b"{t}b", b"{t}c"], r.randint(1, 2))
+        elif x < 0.072 and not in_multi[who]:
+            # Outside MULTI it also drops the watches.
+            cmd = [b"EXEC", b"now"]
         elif in_multi[who]:
             # KEYS is left out of transactions (its order is free inside
             # EXEC's array too).

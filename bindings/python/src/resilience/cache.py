@@ -58,9 +58,9 @@ class Cache:
     Args:
         max_entries: most entries held at once (0: no count limit).
         max_weight: most bytes (keys + values) held at once (0: no limit;
-            default 64 MiB). At least one limit must be set. The budget is
-            split evenly among the shards, so one entry may weigh at most
-            ``max_weight / shards``.
+            default 64 MiB). At least one limit must be set. Both are
+            totals, split among the shards in shares that differ by at most
+            one, so one entry may weigh at most ``max_weight // shards``.
         default_ttl: time to live of entries set without ``ttl`` (None: never
             expire). Seconds or ``timedelta``.
         shards: a power of two up to 65536 (0: automatic).
