@@ -162,7 +162,9 @@ static void test_ttl_and_weight(void) {
     CHECK(weight <= 64 && n <= 6 && n > 0);
     rsl_cache_stats st;
     CHECK_OK(rsl_cache_get_stats(cache, &st));
-    CHECK(st.evictions > 0 && st.rejections == 2 && st.expirations >= 2);
+    /* Three too heavy (one of them born expired too); the light born-expired
+     * insert is not a rejection. */
+    CHECK(st.evictions > 0 && st.rejections == 3 && st.expirations >= 2);
     rsl_cache_free(cache);
 }
 
