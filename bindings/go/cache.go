@@ -129,9 +129,8 @@ func (c *Cache) Close() error {
 	return nil
 }
 
-// scratch buffers for Get, which copies the value out of a scratch buffer
-// into an exactly sized new slice (one allocation, one cgo call for values
-// up to the scratch size).
+// Scratch buffers for IdempotencyStore.Begin's response (Cache.Get sizes
+// its result from a hint instead).
 var scratchPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
 // Get returns a copy of key's value, or ErrNotFound (absent or expired).
@@ -167,6 +166,11 @@ func (c *Cache) getNew(kp *C.uint8_t, klen int, op string) ([]byte, error) {
 			n = 1 << 20
 		}
 		atomic.StoreInt32(&c.sizeHint, int32(n))
+	}
+	if spare := cap(v) - len(v); spare > len(v)+64 {
+		// The hint came from a larger value: return an exactly sized copy,
+		// so a small value never keeps a large buffer alive.
+		v = append(make([]byte, 0, len(v)), v...)
 	}
 	return v, nil
 }
@@ -294,7 +298,8 @@ func (c *Cache) set(kp *C.uint8_t, klen int, value []byte, ttl time.Duration, op
 	return nil
 }
 
-// Delete removes key and reports whether it was present.
+// Delete removes key and reports whether it was held (an entry past its TTL
+// that no read or sweep has removed yet counts as held).
 func (c *Cache) Delete(key []byte) (bool, error) {
 	h := c.h
 	if h == nil {

@@ -123,6 +123,11 @@ func TestCacheGetAcrossValueSizes(t *testing.T) {
 			if len(prev) > 0 && len(v) > 0 && &prev[0] == &v[0] {
 				t.Fatal("two Get results share memory")
 			}
+			// A small value never keeps a large buffer alive (the size hint
+			// of the previous, larger value must not leak into its capacity).
+			if cap(v) > 2*len(v)+64 {
+				t.Fatalf("round %d, size %d: capacity %d", round, n, cap(v))
+			}
 			prev = v
 		}
 	}

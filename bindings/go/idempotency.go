@@ -22,7 +22,8 @@ type IdempotencyConfig struct {
 	MaxResponseLen    int           // longest response [1 MiB]
 }
 
-// IdempotencyStats are a store's counters and occupancy.
+// IdempotencyStats are a store's counters and occupancy. A replay of a
+// response larger than 16 KiB takes two calls, and Replays counts both.
 type IdempotencyStats struct {
 	Started, Takeovers, Replays, InProgress, Mismatches, Full uint64
 	Completed, CompleteFull, Abandoned, Evicted, Expired      uint64

@@ -117,7 +117,7 @@ def test_too_large_entry_is_refused_and_removes_old_value() -> None:
 
 @pytest.mark.parametrize("kw", [
     dict(max_entries=0, max_weight=0), dict(shards=3), dict(max_entries=-1), dict(default_ttl=-1),
-    dict(max_weight=2**64),
+    dict(max_weight=2**64), dict(default_ttl=-math.inf),
 ])
 def test_bad_settings(kw: dict) -> None:
     with pytest.raises(InvalidArgument):
@@ -134,6 +134,8 @@ def test_bad_arguments() -> None:
         c.set("k", b"x", ttl=-1)
     with pytest.raises(InvalidArgument):
         c.set("k", b"x", ttl=0)
+    with pytest.raises(InvalidArgument):
+        c.set("k", b"x", ttl=-math.inf)  # not a bare OverflowError
     with pytest.raises(TypeError):
         c.set("k", b"x", ttl="1")  # type: ignore[arg-type]
     c.close()

@@ -36,6 +36,8 @@ def to_ns(d: Duration, name: str, *, allow_zero: bool = True, allow_inf: bool = 
             raise InvalidArgument(f"{name} must be a number of seconds, not NaN")
         if d_ == math.inf and allow_inf:
             return U64_MAX
+        if d_ < 0:
+            raise InvalidArgument(f"{name} must not be negative (got {d!r})")
         if d_ > U64_MAX / _NS_PER_S:
             raise InvalidArgument(f"{name}={d!r} s is too long (at most ~584 years)")
         ns = round(d_ * _NS_PER_S)

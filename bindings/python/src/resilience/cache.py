@@ -209,7 +209,8 @@ class Cache:
         self.set(key, value)
 
     def delete(self, key: Key) -> bool:
-        """Removes ``key``; returns whether it was present."""
+        """Removes ``key``; returns whether it was held (an entry past its
+        TTL that no read or sweep has removed yet counts as held)."""
         k = to_key(key)
         st = lib.rsl_cache_remove(self._ptr, k, len(k))
         if st == 0:

@@ -148,7 +148,11 @@ class IdempotencyStore:
         only the key matters) with a lease of ``lease`` seconds, or answers
         from its record. Raises :class:`~resilience.Mismatch` when the key's
         record has another fingerprint, :class:`~resilience.Full` when
-        in-progress records fill the budget."""
+        in-progress records fill the budget, :class:`~resilience.InvalidArgument`
+        for an empty key or a lease of 0, :class:`~resilience.TooLarge` for a
+        key or fingerprint over the limits. A stored response larger than
+        the scratch buffer (4 KiB at first; it grows) is fetched with a
+        second call, and the store's ``replays`` counter counts both."""
         k = to_key(key)
         fp = to_key(fingerprint, "fingerprint")
         lease_ns = to_ns(lease, "lease", allow_zero=False)
@@ -251,7 +255,11 @@ def idempotent(store: IdempotencyStore, *, key: KeyFunc,
         fingerprint: identifies the request so that reusing a key for a
             different request raises :class:`~resilience.Mismatch`. None
             (default): SHA-256 of ``serializer.dumps`` of the bound arguments
-            (excluding ``self``/``cls``); a callable taking the function's
+            (excluding ``self``/``cls``): pickle is not canonical, so equal
+            arguments built differently (``{"x": 1, "y": 2}`` and
+            ``{"y": 2, "x": 1}``, ``1`` and ``1.0``) may fingerprint apart
+            and raise Mismatch; pass a callable over the fields that identify
+            the request when that matters. A callable taking the function's
             arguments; or False for none (only the key matters).
         lease: how long a caller may work before a retry may take over.
         retention: how long the result is replayed (default: the store's).
@@ -262,7 +270,11 @@ def idempotent(store: IdempotencyStore, *, key: KeyFunc,
             long for its result instead of raising :class:`~resilience.InProgress`.
 
     Only results are stored: a call that raises abandons its record and the
-    exception propagates, so a retry runs the function again.
+    exception propagates, so a retry runs the function again. So does a call
+    whose result cannot be stored (the serializer fails, or ``complete``
+    raises TooLarge or Full): its side effects happened, and the error
+    propagates after the record is abandoned. Size ``max_response_len`` and
+    the store's budget for the results you return.
     """
     lease_ns = to_ns(lease, "lease", allow_zero=False)
     wait_s = to_ns(wait, "wait") / 1e9
