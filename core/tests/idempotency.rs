@@ -226,15 +226,24 @@ fn only_the_owner_completes_or_abandons() {
 /// A one-shard store whose budget holds exactly `n` in-progress records of
 /// 8-byte keys and 2-byte fingerprints.
 fn tight(n: usize) -> (Arc<ManualClock>, Store<Arc<ManualClock>>) {
-    let config = Config {
+    one_shard(n * record_cost(8, 2, 0), 2, 0)
+}
+
+/// A one-shard store of `max_bytes` for 8-byte keys, with the given
+/// fingerprint and response limits.
+fn one_shard(
+    max_bytes: usize,
+    max_fp: usize,
+    max_resp: usize,
+) -> (Arc<ManualClock>, Store<Arc<ManualClock>>) {
+    manual_store(Config {
         shards: 1,
-        max_bytes: n * record_cost(8, 2, 0),
+        max_bytes,
         max_key_len: 8,
-        max_fingerprint_len: 2,
-        max_response_len: 0,
+        max_fingerprint_len: max_fp,
+        max_response_len: max_resp,
         ..Config::default()
-    };
-    manual_store(config)
+    })
 }
 
 fn key(i: usize) -> [u8; 8] {
@@ -269,15 +278,7 @@ fn full_of_in_progress_records_refuses_and_evicts_none() {
 
 #[test]
 fn a_full_begin_leaves_the_keys_own_stale_record_alone() {
-    let config = Config {
-        shards: 1,
-        max_bytes: 10 * record_cost(8, 0, 0),
-        max_key_len: 8,
-        max_fingerprint_len: 64,
-        max_response_len: 0,
-        ..Config::default()
-    };
-    let (clock, store) = manual_store(config);
+    let (clock, store) = one_shard(10 * record_cost(8, 0, 0), 64, 0);
     let stale = started(store.begin_at(&key(0), b"", 10, 0));
     for i in 1..10 {
         started(store.begin_at(&key(i), b"", LEASE, 0));
@@ -318,15 +319,7 @@ fn holds_completed<C: Clock>(store: &Store<C>, key: &[u8]) -> bool {
 
 #[test]
 fn completed_records_go_earliest_expiry_first() {
-    let config = Config {
-        shards: 1,
-        max_bytes: 4 * record_cost(8, 0, 4),
-        max_key_len: 8,
-        max_fingerprint_len: 0,
-        max_response_len: 4,
-        ..Config::default()
-    };
-    let (clock, store) = manual_store(config);
+    let (clock, store) = one_shard(4 * record_cost(8, 0, 4), 0, 4);
     // Completed in order 0..4 with retentions that do not follow that order.
     for (i, retention) in [(0, 40), (1, 10), (2, 30), (3, 20)] {
         let t = started(store.begin(&key(i), b"", LEASE));
