@@ -419,21 +419,11 @@ impl Conn {
                     "Cell error: Usage: cl.throttle <key> <max_burst> <count per period> <period> [<quantity>]"
                         .to_string()
                 }
-                // As Redis's rejectCommand: a refused EXEC ends the
-                // transaction (and the watches) with EXECABORT, in MULTI or not.
-                Op::Exec => {
-                    self.multi = None;
-                    self.client.multi.set(-1);
-                    self.unwatch_all(Merge::Silent, out);
-                    return self.reply_here(out, |o| {
-                        Encoder::error(
-                            o,
-                            "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command",
-                        )
-                    });
-                }
                 _ => format!("ERR wrong number of arguments for '{}' command", spec.name),
             };
+            if spec.op == Op::Exec {
+                return self.abort_exec(out, &msg);
+            }
             return self.refuse(out, &msg);
         }
         if self.multi.is_some()
@@ -686,6 +676,18 @@ impl Conn {
             m.refused = true;
         }
         self.reply_here(out, |o| Encoder::error_bytes(o, msg.as_ref()));
+    }
+
+    /// Refuses `EXEC` itself as Redis's `rejectCommand` does: the transaction
+    /// (in `MULTI` or not) and the watches end, and the answer is
+    /// `-EXECABORT` quoting `msg` without its `ERR ` code.
+    fn abort_exec(&mut self, out: &mut Vec<u8>, msg: &str) {
+        self.multi = None;
+        self.client.multi.set(-1);
+        self.unwatch_all(Merge::Silent, out);
+        let why = msg.strip_prefix("ERR ").unwrap_or(msg);
+        let msg = format!("EXECABORT Transaction discarded because of: {why}");
+        self.reply_here(out, |o| Encoder::error(o, &msg));
     }
 
     /// Queues a command between `MULTI` and `EXEC`, copying its arguments.

@@ -130,6 +130,7 @@ impl Server {
         if sections & info::SHARDS != 0 {
             debug_assert_eq!(shard_texts.len(), shards);
             for (i, text) in shard_texts.iter().enumerate() {
+                let prefix = format!("shard{i}_");
                 // Fields get a `shardN_` prefix: the totals above keep their
                 // names unique, so clients that read INFO into one map
                 // (redis-py's `info()`) see the totals.
@@ -143,7 +144,7 @@ impl Server {
                             out.extend_from_slice(b"\r\n");
                         }
                     } else {
-                        out.extend_from_slice(format!("shard{i}_").as_bytes());
+                        out.extend_from_slice(prefix.as_bytes());
                     }
                     out.extend_from_slice(line);
                     out.extend_from_slice(b"\r\n");

@@ -570,20 +570,16 @@ where
                 // `w <= weight_limit`). It goes back as its queue's newest.
                 let q = if in_small { Queue::Small } else { Queue::Main };
                 let i = i as u32;
-                match q {
-                    Queue::Small => self.small.unlink(&mut self.slots, i),
-                    _ => self.main.unlink(&mut self.slots, i),
-                }
+                let (list, slots) = self.queue(q);
+                list.unlink(slots, i);
                 // Eviction runs user code (drops, hashing, the clock, the
                 // weigher): the entry goes back on its queue even if that
                 // panics, so the table stays whole for the next holder.
                 let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     self.make_room(0, 0, &mut time);
                 }));
-                match q {
-                    Queue::Small => self.small.push_head(&mut self.slots, i, q),
-                    _ => self.main.push_head(&mut self.slots, i, q),
-                }
+                let (list, slots) = self.queue(q);
+                list.push_head(slots, i, q);
                 if let Err(panic) = made {
                     std::panic::resume_unwind(panic);
                 }
@@ -785,13 +781,21 @@ where
         }
     }
 
+    /// Queue `q`'s list (`Small`, else `Main`), with the slots it links.
+    fn queue(&mut self, q: Queue) -> (&mut List, &mut Slots<K, V>) {
+        let list = if q == Queue::Small { &mut self.small } else { &mut self.main };
+        (list, &mut self.slots)
+    }
+
     /// Frees bucket `i` (FULL) and returns its entry.
     fn take(&mut self, i: usize) -> (K, V) {
         let m = *self.slots.meta(i as u32);
         match m.queue() {
-            Queue::Small => self.small.unlink(&mut self.slots, i as u32),
-            Queue::Main => self.main.unlink(&mut self.slots, i as u32),
             Queue::None => debug_assert!(false, "every entry is on a queue"),
+            q => {
+                let (list, slots) = self.queue(q);
+                list.unlink(slots, i as u32);
+            }
         }
         let g = i / WIDTH;
         let c = if G::load(&self.ctrl[g]).match_empty().any() {
@@ -915,6 +919,11 @@ mod tests {
 
     fn table<G: GroupOps>(n: usize) -> Table<u64, u64, SeededState, G> {
         Table::with_limits(Limits::entries(n), None, SeededState::with_seed(7)).unwrap()
+    }
+
+    /// A table of a 100-unit weight budget, weighing values with `weigh`.
+    fn weighted<V>(weigh: Weigher<u64, V>) -> Table<u64, V> {
+        Table::with_limits(Limits::weight(100), Some(weigh), SeededState::new()).unwrap()
     }
 
     fn basic<G: GroupOps>() {
@@ -1069,12 +1078,7 @@ mod tests {
 
     #[test]
     fn weight_limit_and_heavy_entries() {
-        let mut t: Table<u64, Vec<u8>> = Table::with_limits(
-            Limits::weight(100),
-            Some(|_, v: &Vec<u8>| v.len() as u64),
-            SeededState::new(),
-        )
-        .unwrap();
+        let mut t: Table<u64, Vec<u8>> = weighted(|_, v: &Vec<u8>| v.len() as u64);
         assert_eq!(t.insert(1, vec![0; 101], NEVER, 0), Inserted::Rejected(None));
         for i in 0..50 {
             t.insert(i, vec![0; 10], NEVER, 0);
@@ -1099,12 +1103,7 @@ mod tests {
 
     #[test]
     fn a_panic_while_a_growing_update_makes_room_leaves_the_table_whole() {
-        let mut t: Table<u64, Grenade> = Table::with_limits(
-            Limits::weight(100),
-            Some(|_, v: &Grenade| v.0.len() as u64),
-            SeededState::new(),
-        )
-        .unwrap();
+        let mut t: Table<u64, Grenade> = weighted(|_, v: &Grenade| v.0.len() as u64);
         t.insert(1, Grenade(vec![0; 10], false), NEVER, 0);
         t.insert(2, Grenade(vec![0; 10], true), NEVER, 0);
         let grown = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -1123,12 +1122,7 @@ mod tests {
 
     #[test]
     fn a_growing_update_evicts_others_not_itself() {
-        let mut t: Table<u64, Vec<u8>> = Table::with_limits(
-            Limits::weight(100),
-            Some(|_, v: &Vec<u8>| v.len() as u64),
-            SeededState::new(),
-        )
-        .unwrap();
+        let mut t: Table<u64, Vec<u8>> = weighted(|_, v: &Vec<u8>| v.len() as u64);
         // 1 and 2 in main (read often), then one-hit entries fill small; 1 is
         // the next main victim when 2 has been read since.
         t.insert(1, vec![0; 10], NEVER, 0);

@@ -194,8 +194,7 @@ impl Table {
         if let Some(cause) = stale {
             self.remove(key, cause);
         }
-        let made = self.make_room(cost, now);
-        debug_assert!(made, "room was possible");
+        self.reclaim(cost, now);
         let takeover = stale == Some(Cause::TakenOver);
         let token = self.tokens.next();
         let lease_until = now.saturating_add(lease);
@@ -378,16 +377,22 @@ impl Table {
         if !self.room_possible(need, now) {
             return false;
         }
+        self.reclaim(need, now);
+        true
+    }
+
+    /// The removals of [`make_room`](Self::make_room), once
+    /// [`room_possible`](Self::room_possible) has said they will do.
+    fn reclaim(&mut self, need: usize, now: Nanos) {
         while self.used + need > self.budget {
             let Some((slot, from_done)) = self.first_reclaimable(now) else {
                 debug_assert!(false, "reclaimable bytes were counted but not found");
-                return false;
+                return;
             };
             // Past its deadline it expired; before it, it made room.
             let cause = if slot.0 <= now { Cause::Expired } else { Cause::Evicted };
             self.remove_slot(slot, from_done, cause);
         }
-        true
     }
 
     fn remove_slot(&mut self, slot: (Nanos, u64), from_done: bool, cause: Cause) {
