@@ -241,8 +241,11 @@ func (s *IdempotencyStore) abandon(kp *C.uint8_t, klen int, token uint64, op str
 	return fail(st, op)
 }
 
-// Sweep removes up to max records past their deadline and returns how
-// many. Nothing sweeps by itself: call it from a ticker.
+// Sweep removes up to max records that are over and returns how many:
+// completed records past their retention, and in-progress records whose
+// lease ran out one retention period ago (until then a late Complete is
+// accepted and the next Begin reports a takeover). Nothing sweeps by
+// itself: call it from a ticker.
 func (s *IdempotencyStore) Sweep(max int) (int, error) {
 	h := s.h
 	if h == nil {

@@ -373,6 +373,8 @@ fn a_response_that_does_not_fit_leaves_the_record_in_progress() {
 #[test]
 fn sweep_is_bounded_and_removes_only_the_expired() {
     let (clock, store) = manual_store(Config { shards: 4, ..Config::default() });
+    let retention = Config::default().retention;
+    let mut tokens = Vec::new();
     for i in 0..20 {
         let t = started(store.begin(&key(i), b"", if i < 5 { SECOND } else { LEASE }));
         if i >= 5 {
@@ -380,19 +382,35 @@ fn sweep_is_bounded_and_removes_only_the_expired() {
                 .complete_at(&key(i), t, b"r", if i < 15 { SECOND } else { 100 * SECOND }, clock.now())
                 .unwrap();
         }
+        tokens.push(t);
     }
     clock.advance(SECOND);
-    // 5 stale in-progress + 10 expired completed records.
+    // 10 completed records are past their retention. The 5 stale in-progress
+    // records stay for one retention period after their lease ran out.
     assert_eq!(store.sweep_expired(0), 0);
     assert_eq!(store.sweep_expired(4), 4);
     assert_eq!(store.sweep_expired(4), 4);
-    assert_eq!(store.sweep_expired(100), 7);
+    assert_eq!(store.sweep_expired(100), 2);
     assert_eq!(store.sweep_expired(100), 0);
     let s = store.stats();
-    assert_eq!((s.records, s.expired), (5, 15));
+    assert_eq!((s.records, s.in_progress_records, s.expired), (10, 5, 10));
+    // So however often a sweep runs, a late owner may still complete and a
+    // retry still reports that it took over.
+    assert_eq!(store.complete_at(&key(0), tokens[0], b"late", SECOND, clock.now()), Ok(()));
+    assert!(matches!(store.begin(&key(1), b"", LEASE), Ok(Begin::Started { takeover: true, .. })));
     for i in 15..20 {
         assert!(matches!(store.begin(&key(i), b"", LEASE), Ok(Begin::Completed { .. })));
     }
+    // Just before the stale records' time: key 0's and keys 15-19's
+    // completed records go, key 1's new lease (ended, but recent) stays.
+    clock.advance(retention - 1);
+    assert_eq!(store.sweep_expired(100), 6);
+    assert_eq!(store.stats().in_progress_records, 4);
+    // One retention period after their lease: keys 2-4.
+    clock.advance(1);
+    assert_eq!(store.sweep_expired(100), 3);
+    let s = store.stats();
+    assert_eq!((s.records, s.in_progress_records, s.expired, s.takeovers), (1, 1, 19, 1));
 }
 
 #[test]

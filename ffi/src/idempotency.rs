@@ -460,8 +460,9 @@ pub extern "C" fn rsl_idem_abandon_at(
     })
 }
 
-/// Removes up to `max` records whose deadline has passed (completed past
-/// retention, in progress past lease), resuming where the last sweep
+/// Removes up to `max` records that are over (completed past retention; in
+/// progress with a lease that ran out one retention period ago, so that a
+/// late complete and a takeover still work meanwhile), resuming where the last sweep
 /// stopped, and writes how many to `*removed_out` (if not NULL). Nothing
 /// sweeps by itself: call it from a timer. Thread-safe.
 /// Returns RSL_ERR_NULL_ARG if `store` is NULL, RSL_ERR_PANIC.

@@ -407,6 +407,17 @@ fn idempotency_begin_complete_abandon() {
     let second: (String, String, i64) = q(&mut con, &["IDEM.BEGIN", "order-3", "fp", "10000"]).unwrap();
     assert_eq!((second.0.as_str(), second.2), ("started", 1));
     assert!(err(&mut con, &["IDEM.COMPLETE", "order-3", &first.1, "late"]).contains("does not own"));
+    // Several background sweeps (one per 100 ms) after the leases ran out,
+    // a late owner may still complete, and a retry still takes over.
+    let late: (String, String, i64) = q(&mut con, &["IDEM.BEGIN", "order-4", "fp", "30"]).unwrap();
+    let gone: (String, String, i64) = q(&mut con, &["IDEM.BEGIN", "order-5", "fp", "30"]).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    ok(&mut con, &["IDEM.COMPLETE", "order-4", &late.1, "done late"]);
+    let replay: (String, String) = q(&mut con, &["IDEM.BEGIN", "order-4", "fp", "10000"]).unwrap();
+    assert_eq!(replay, ("completed".to_string(), "done late".to_string()));
+    let retry: (String, String, i64) = q(&mut con, &["IDEM.BEGIN", "order-5", "fp", "10000"]).unwrap();
+    assert_eq!((retry.0.as_str(), retry.2), ("started", 1));
+    assert!(err(&mut con, &["IDEM.ABANDON", "order-5", &gone.1]).contains("does not own"));
     assert!(err(&mut con, &["IDEM.BEGIN", "", "fp", "100"]).contains("empty"));
     assert!(err(&mut con, &["IDEM.BEGIN", "k", "fp", "0"]).contains("lease"));
 }

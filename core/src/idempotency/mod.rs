@@ -50,8 +50,10 @@
 //!   has completed; [`Error::NotFound`] if the record is gone). A `begin`
 //!   answered [`Error::Full`] removes nothing, not even that stale record.
 //!   Until someone takes over, the stale owner may still complete: its work
-//!   is done and storing it prevents a duplicate. A stale record may also be
-//!   evicted for room or removed by a sweep at any time.
+//!   is done and storing it prevents a duplicate. A stale record may be
+//!   evicted for room at any time; a sweep removes it only one retention
+//!   period ([`Config::retention`]) after its lease ran out, so a frequent
+//!   background sweep does not cut that window short.
 //! - **Owner tokens** are non-zero `u64`s, unique within a store (a keyed
 //!   permutation of a counter, so no two begins get the same token) and not
 //!   predictable from earlier tokens without the store's random key. A token
@@ -568,8 +570,9 @@ impl<C: Clock> Store<C> {
         self.sweep_expired_at(self.clock.now(), max)
     }
 
-    /// Removes up to `max` records whose deadline passed at `now` (completed
-    /// past retention, in progress past lease), returning how many. Visits
+    /// Removes up to `max` records that are over at `now` (completed past
+    /// retention; in progress with a lease that ran out one
+    /// [`Config::retention`] ago), returning how many. Visits
     /// shards round-robin from where the previous sweep stopped, taking one
     /// shard lock at a time.
     pub fn sweep_expired_at(&self, now: Nanos, max: usize) -> usize {

@@ -262,6 +262,7 @@ impl Model {
             return 0;
         }
         let n = self.shards.len();
+        let retention = self.config.retention;
         let start = self.cursor % n;
         let (mut removed, mut last) = (0, start);
         for i in 0..n {
@@ -271,7 +272,23 @@ impl Model {
             last = (start + i) % n;
             let sh = &mut self.shards[last];
             while removed < max {
-                let Some(j) = sh.min_by_deadline(|r| r.deadline <= now) else { break };
+                // Over: completed past retention, or in progress with a
+                // lease that ran out one retention period ago; earliest
+                // first, a completed record before an in-progress one on a
+                // tie, then by deadline and sequence.
+                let over = |r: &Rec| {
+                    if r.resp.is_some() {
+                        (r.deadline, 0u8, r.deadline, r.seq)
+                    } else {
+                        (r.deadline.saturating_add(retention), 1u8, r.deadline, r.seq)
+                    }
+                };
+                let Some(j) = (0..sh.recs.len())
+                    .filter(|&i| over(&sh.recs[i]).0 <= now)
+                    .min_by_key(|&i| over(&sh.recs[i]))
+                else {
+                    break;
+                };
                 sh.recs.remove(j);
                 self.stats.expired += 1;
                 removed += 1;

@@ -296,21 +296,48 @@ impl Table {
         }
     }
 
-    /// Removes up to `max` records whose deadline has passed at `now`:
-    /// completed records past their retention and in-progress records past
-    /// their lease, earliest deadline first. Returns how many were removed.
+    /// Removes up to `max` records that are over at `now`: completed
+    /// records past their retention, and in-progress records whose lease ran
+    /// out one retention period ago (the store's [`Config::retention`]), in
+    /// the order they became so. Returns how many were removed.
+    ///
+    /// A stale in-progress record is kept that long so that its owner's late
+    /// `complete` is still accepted and the next `begin` reports a takeover,
+    /// even when a background sweep runs often; it still makes room for new
+    /// records under budget pressure at once.
     pub fn sweep_expired_at(&mut self, now: Nanos, max: usize) -> usize {
         let mut removed = 0;
         while removed < max {
-            match self.first_reclaimable(now) {
-                Some((slot, from_done)) if slot.0 <= now => {
-                    self.remove_slot(slot, from_done, Cause::Expired);
-                    removed += 1;
-                }
-                _ => break,
-            }
+            let Some((slot, from_done)) = self.first_sweepable(now) else { break };
+            self.remove_slot(slot, from_done, Cause::Expired);
+            removed += 1;
         }
         removed
+    }
+
+    /// When a sweep may remove the stale in-progress record whose lease ran
+    /// out at `lease_until`.
+    fn sweep_deadline(&self, lease_until: Nanos) -> Nanos {
+        lease_until.saturating_add(self.limits.retention)
+    }
+
+    /// The next record a sweep removes at `now`, if any: the earliest of the
+    /// first completed record past its retention and the first in-progress
+    /// record past its [`sweep_deadline`](Self::sweep_deadline) (ties go to
+    /// the completed one). `true` means it is in the completed index.
+    fn first_sweepable(&self, now: Nanos) -> Option<((Nanos, u64), bool)> {
+        let done = self.done.first_key_value().map(|(k, _)| *k).filter(|(until, _)| *until <= now);
+        let lease = self
+            .leases
+            .first_key_value()
+            .map(|(k, _)| (*k, self.sweep_deadline(k.0)))
+            .filter(|(_, at)| *at <= now);
+        match (done, lease) {
+            (Some(d), Some((l, at))) if at < d.0 => Some((l, false)),
+            (Some(d), _) => Some((d, true)),
+            (None, Some((l, _))) => Some((l, false)),
+            (None, None) => None,
+        }
     }
 
     /// Counters and occupancy of this table.

@@ -201,7 +201,12 @@ class IdempotencyStore:
             raise self._error(st)
 
     def sweep(self, max_records: int = 1 << 16) -> int:
-        """Removes up to ``max_records`` records past their deadline; returns how many."""
+        """Removes up to ``max_records`` records that are over; returns how many.
+
+        Completed records go after their retention; in-progress records one
+        retention period after their lease ran out (until then a late
+        ``complete`` is accepted and the next ``begin`` reports a takeover).
+        """
         to_int(max_records, "max_records", 0, 2**63 - 1)
         out = scratch.size
         st = lib.rsl_idem_sweep(self._ptr, max_records, out)
