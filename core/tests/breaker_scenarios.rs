@@ -414,3 +414,46 @@ fn concurrent_probes_never_exceed_the_budget() {
         assert_eq!(granted, 3);
     }
 }
+
+/// At the last instant (`now == u64::MAX`) the open wait and the half-open
+/// "no deadline" saturate to the same value; the breaker must still answer
+/// at once with one Open -> HalfOpen move, not bounce between them.
+#[test]
+fn the_last_instant_answers_without_bouncing() {
+    for max_wait in [0, SECOND] {
+        let (b, _) = breaker(r4j().max_wait_in_half_open(max_wait));
+        b.transition_to_open();
+        let opened = b.transitions_to(State::Open);
+        let p = b.try_acquire_at(u64::MAX).expect("a half-open probe");
+        assert_eq!(b.state(), State::HalfOpen);
+        assert_eq!((b.transitions_to(State::HalfOpen), b.transitions_to(State::Open)), (1, opened));
+        assert_eq!(p.success_at(MILLISECOND, u64::MAX), Recorded::Counted);
+        assert_eq!(b.state(), State::HalfOpen, "max wait {max_wait}: the probe's result counts");
+    }
+}
+
+/// A time window never goes back: results at an instant before the newest
+/// second seen (a clock set back, an old `now` from a host) count as of that
+/// second instead of vanishing while reported as counted.
+#[test]
+fn a_time_window_counts_results_from_a_clock_set_back() {
+    let (b, clock) = breaker(Config::default().time_window(2).minimum_calls(4).failure_rate_threshold(50.0));
+    calls(&b, "f");
+    clock.advance(3 * SECOND);
+    calls(&b, "f");
+    clock.set(50 * SECOND);
+    assert_eq!(b.metrics().calls, 1, "the newest second still counts");
+    calls(&b, "ff");
+    assert_eq!((b.metrics().calls, b.state()), (3, State::Closed));
+    calls(&b, "f");
+    assert_eq!(b.state(), State::Open, "four failures in the newest second trip it");
+
+    // One late result, older than the bucket it falls in, is counted too.
+    let (b, clock) = breaker(Config::default().time_window(2).minimum_calls(100));
+    let late = b.try_acquire_raw().unwrap();
+    clock.advance(10 * SECOND);
+    calls(&b, "s");
+    assert_eq!(b.record_raw(late, Outcome::Failure, 1, 107 * SECOND), Recorded::Counted);
+    let m = b.metrics();
+    assert_eq!((m.calls, m.failed), (2, 1));
+}

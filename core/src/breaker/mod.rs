@@ -239,6 +239,15 @@ impl<E: fmt::Debug + fmt::Display> std::error::Error for CallError<E> {}
 
 type Listener = Box<dyn Fn(&Transition) + Send + Sync>;
 
+/// Whether a half-open state with `deadline` ([`u64::MAX`]: none) has run
+/// out at `now`. `u64::MAX` stays "none" even at `now == u64::MAX`: read as
+/// a deadline there, it would bounce Open -> HalfOpen -> Open forever, since
+/// the open wait saturates to the same instant.
+#[inline]
+fn half_open_timed_out(deadline: Nanos, now: Nanos) -> bool {
+    deadline != u64::MAX && now >= deadline
+}
+
 /// Data that only transitions write (under `lock`) and rejections read.
 #[derive(Debug)]
 struct Cold {
@@ -430,7 +439,7 @@ impl<C: Clock> CircuitBreaker<C> {
                 }
                 State::HalfOpen => {
                     let deadline = self.cold.half_open_deadline.load(Ordering::Acquire);
-                    if now >= deadline {
+                    if half_open_timed_out(deadline, now) {
                         self.transition_from(word, State::Open, Cause::HalfOpenTimeout, now);
                     } else {
                         let retry = if deadline == u64::MAX { 0 } else { deadline - now };
@@ -543,7 +552,7 @@ impl<C: Clock> CircuitBreaker<C> {
     #[cold]
     fn record_probe(&self, word: u64, outcome: Outcome, duration: Nanos, now: Nanos) -> Recorded {
         let gen = generation_of(word);
-        if now >= self.cold.half_open_deadline.load(Ordering::Acquire) {
+        if half_open_timed_out(self.cold.half_open_deadline.load(Ordering::Acquire), now) {
             self.transition_from(word, State::Open, Cause::HalfOpenTimeout, now);
             return Recorded::Stale;
         }

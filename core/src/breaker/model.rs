@@ -22,6 +22,8 @@ pub struct Model {
     generation: u64,
     count: VecDeque<Call>,
     seconds: Vec<Option<Second>>,
+    /// The newest second recorded: the time window never goes back.
+    newest_sec: u64,
     open_until: Nanos,
     half_deadline: Option<Nanos>,
     state_since: Nanos,
@@ -48,6 +50,7 @@ impl Model {
             generation: 0,
             count: VecDeque::new(),
             seconds: vec![None; n],
+            newest_sec: 0,
             open_until: 0,
             half_deadline: None,
             state_since: now,
@@ -152,7 +155,7 @@ impl Model {
                 (calls, failed, slow)
             }
             SlidingWindow::TimeBased { seconds } => {
-                let now_sec = now / SECOND;
+                let now_sec = (now / SECOND).max(self.newest_sec);
                 let mut t = (0, 0, 0);
                 for &(sec, calls, failed, slow) in self.seconds.iter().flatten() {
                     if sec <= now_sec && now_sec - sec < seconds as u64 {
@@ -186,7 +189,8 @@ impl Model {
                         }
                     }
                     SlidingWindow::TimeBased { seconds } => {
-                        let sec = now / SECOND;
+                        let sec = (now / SECOND).max(self.newest_sec);
+                        self.newest_sec = sec;
                         let b = &mut self.seconds[(sec % seconds as u64) as usize];
                         match b {
                             Some(s) if s.0 == sec => {

@@ -249,10 +249,19 @@ struct Bucket {
 }
 
 /// The calls of the last `seconds` seconds.
+///
+/// Its time never goes back: a result or a read at an instant before the
+/// newest second seen so far (a clock set back, or a host passing an old
+/// `now`) counts as of that newest second. Otherwise a result older than its
+/// bucket's second would be dropped while reported as counted, and after a
+/// clock stepped back by more than the window the breaker would see no call
+/// until the clock caught up.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
     seconds: u32,
     buckets: Box<[Bucket]>,
+    /// The newest second a result was recorded in.
+    newest: AtomicU64,
 }
 
 #[inline]
@@ -316,11 +325,24 @@ fn bump(counter: &AtomicU64, tag: u64) -> Bump {
 impl TimeWindow {
     pub(crate) fn new(seconds: u32) -> Self {
         debug_assert!(seconds >= 1);
-        Self { seconds, buckets: (0..seconds).map(|_| Bucket::default()).collect() }
+        Self {
+            seconds,
+            buckets: (0..seconds).map(|_| Bucket::default()).collect(),
+            newest: AtomicU64::new(0),
+        }
+    }
+
+    /// The second `now` falls in, but never before the newest one recorded.
+    #[inline]
+    fn second(&self, now: Nanos) -> u64 {
+        (now / SECOND).max(self.newest.load(Ordering::Relaxed))
     }
 
     pub(crate) fn record(&self, gen: u64, bits: u8, now: Nanos) -> Write {
-        let sec = now / SECOND;
+        let sec = self.second(now);
+        if sec > self.newest.load(Ordering::Relaxed) {
+            self.newest.fetch_max(sec, Ordering::Relaxed);
+        }
         let idx = (sec % self.seconds as u64) as usize;
         debug_assert!(idx < self.buckets.len());
         let b = &self.buckets[idx];
@@ -349,7 +371,7 @@ impl TimeWindow {
     }
 
     pub(crate) fn counts(&self, gen: u64, now: Nanos) -> Counts {
-        let now_sec = now / SECOND;
+        let now_sec = self.second(now);
         let epoch = gen & 0xFF;
         let mut c = Counts::default();
         for b in self.buckets.iter() {
@@ -445,11 +467,13 @@ mod tests {
             w.record(0, PRESENT, t0 + 2 * SECOND),
             Write::Changed(Counts { calls: 2, failed: 0, slow: 1 })
         );
-        // A call from before the bucket's current second is too old to count.
+        // A call from before the newest second counts as of that second
+        // (the window's time never goes back), and so does a read.
         assert_eq!(
             w.record(0, PRESENT | FAILED, t0),
-            Write::Changed(Counts { calls: 0, failed: 0, slow: 0 })
+            Write::Changed(Counts { calls: 3, failed: 1, slow: 1 })
         );
+        assert_eq!(w.counts(0, 0), Counts { calls: 3, failed: 1, slow: 1 });
         // Another epoch's buckets do not count; an older epoch's write is stale.
         w.reset();
         assert_eq!(
