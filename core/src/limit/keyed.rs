@@ -72,6 +72,18 @@ struct Table<K> {
 
 const MIN_SLOTS: usize = 16;
 
+/// Mixes a hasher's output so that both its low bits (the shard) and its
+/// high bits (the home slot) depend on every input bit: `with_options` takes
+/// any `BuildHasher`, and an identity hasher over structured keys (multiples
+/// of 64, say) would otherwise put every key in one shard, which then reports
+/// the table full at a fraction of `max_keys`, and probe every key from one
+/// slot. One multiply, folded.
+#[inline(always)]
+fn spread(hash: u64) -> u64 {
+    let m = (hash as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
 #[inline]
 fn home(hash: u64, len: usize) -> usize {
     ((hash as u128 * len as u128) >> 64) as usize
@@ -401,7 +413,7 @@ impl<K: Hash + Eq, S: BuildHasher, C: Clock> KeyedLimiter<K, S, C> {
         Q: Hash + Eq + ToOwned + ?Sized,
         Q::Owned: Into<K>,
     {
-        let hash = self.hasher.hash_one(key);
+        let hash = spread(self.hasher.hash_one(key));
         self.acquire_hashed(hash, key, quantity, now)
     }
 
@@ -449,7 +461,7 @@ impl<K: Hash + Eq, S: BuildHasher, C: Clock> KeyedLimiter<K, S, C> {
         Q: Hash + Eq + ToOwned + ?Sized,
         Q::Owned: Into<K>,
     {
-        let hash = self.hasher.hash_one(key);
+        let hash = spread(self.hasher.hash_one(key));
         self.acquire_hashed::<Q, Result<(), Denied>>(hash, key, quantity, now)
     }
 
@@ -582,7 +594,7 @@ impl<K: Hash + Eq, S: BuildHasher, C: Clock> KeyedLimiter<K, S, C> {
         let mut hashes = [0u64; BLOCK];
         for (keys, out) in keys[..n].chunks(BLOCK).zip(out[..n].chunks_mut(BLOCK)) {
             for (h, k) in hashes.iter_mut().zip(keys) {
-                *h = self.hasher.hash_one(*k);
+                *h = spread(self.hasher.hash_one(*k));
             }
             for ((k, o), &h) in keys.iter().zip(out.iter_mut()).zip(&hashes) {
                 self.acquire_hashed_into(h, *k, quantity, now, o);
@@ -691,6 +703,45 @@ mod tests {
             KeyedLimiter::new(Quota::new(0, 1, SECOND).unwrap(), 16, FullPolicy::Deny);
         assert!(s.acquire_at("k", 1, SECOND).allowed);
         assert!(!s.acquire_at("k", 1, SECOND).allowed);
+    }
+
+    /// An identity hasher (the nohash pattern for integer keys).
+    #[derive(Clone, Default)]
+    struct Identity;
+    struct IdentityHasher(u64);
+    impl std::hash::Hasher for IdentityHasher {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, _: &[u8]) {
+            unreachable!("u64 keys only")
+        }
+        fn write_u64(&mut self, v: u64) {
+            self.0 = v;
+        }
+    }
+    impl BuildHasher for Identity {
+        type Hasher = IdentityHasher;
+        fn build_hasher(&self) -> IdentityHasher {
+            IdentityHasher(0)
+        }
+    }
+
+    #[test]
+    fn a_weak_hasher_does_not_make_the_table_full_early() {
+        let l: KeyedLimiter<u64, Identity, ManualClock> = KeyedLimiter::with_options(
+            Quota::new(0, 1, SECOND).unwrap(),
+            10_000,
+            FullPolicy::Deny,
+            64,
+            Identity,
+            ManualClock::new(SECOND),
+        );
+        for i in 0..5_000u64 {
+            let d = l.acquire(&(i * 64), 1);
+            assert!(d.allowed, "key {} of 5000 at capacity 10000: {:?}", i * 64, d.reason);
+        }
+        assert_eq!(l.len(), 5_000);
     }
 
     #[test]
