@@ -9,16 +9,24 @@
  *    most recent failure on the calling thread.
  *  - Arguments: handle, inputs, outputs (*_out). A buffer pointer is followed
  *    by its size_t length; a NULL buffer is accepted only with length 0.
+ *    Any buffer or array may span at most RSL_MAX_BYTES (1 GiB) bytes, else
+ *    RSL_ERR_TOO_LARGE; an array of a type wider than a byte must be aligned
+ *    for it, else RSL_ERR_INVALID_ARG. These two apply to every function.
  *  - Outputs are written only on RSL_OK (and the needed length on
  *    RSL_ERR_BUFFER_TOO_SMALL).
  *  - Handles are opaque; *_new() hands ownership to the caller, *_free()
  *    takes it back; *_free(NULL) is a no-op. Using a handle after freeing it
  *    is undefined behaviour (it cannot be detected).
- *  - Any panic inside the library is returned as RSL_ERR_PANIC.
+ *  - Any panic inside the library is returned as RSL_ERR_PANIC. Rust's
+ *    panic hook still prints it to stderr first (the library installs no
+ *    hook of its own: the hook is process-wide).
  *  - Time is uint64_t nanoseconds of CLOCK_MONOTONIC; *_at() variants take it.
  *
  * Link with -lresilience (shared: libresilience.so.MAJOR) or the static
- * libresilience.a plus -lpthread -ldl -lm.
+ * libresilience.a plus the system libraries Rust's standard library needs
+ * (on glibc: -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc; `pkg-config
+ * --static --libs resilience` and the CMake target resilience::static list
+ * them).
  */
 
 #ifndef RESILIENCE_H
@@ -894,7 +902,7 @@ typedef struct rsl_engine_config {
    */
   uint8_t _pad[5];
   /**
-   * Shard threads; 0: one per CPU. Default 0.
+   * Shard threads, 0..=1024; 0: one per CPU. Default 0.
    */
   uint64_t shards;
   /**
@@ -1075,7 +1083,7 @@ typedef struct rsl_idem_stats {
  * tokens per `period_ns`, in a bucket holding `max_burst + 1` tokens (the
  * decision's `limit`). Refused with RSL_ERR_INVALID_ARG: `count` 0,
  * `period_ns` 0, `period_ns / count` below 1 ns, or a burst window
- * `period_ns / count * (max_burst + 1)` above 2^62 ns.
+ * `period_ns / count * (max_burst + 1)` of 2^62 ns or more.
  */
 typedef struct rsl_quota {
   /**
@@ -1990,7 +1998,8 @@ struct rsl_engine_config rsl_engine_config_default(void);
  * RSL_ERR_INVALID_ARG for bad settings (rsl_last_error says which),
  * RSL_ERR_IO_URING_UNAVAILABLE when the kernel, a sysctl or seccomp refuses
  * io_uring, RSL_ERR_IO when the address cannot be bound (port in use, no
- * such address) or a thread cannot start, RSL_ERR_PANIC.
+ * such address) or a thread cannot start, RSL_ERR_ALLOC when the shards'
+ * memory cannot be allocated, RSL_ERR_PANIC.
  */
 rsl_status rsl_engine_start(const struct rsl_engine_config *config, struct rsl_engine **engine_out);
 
@@ -2406,7 +2415,9 @@ rsl_status rsl_limiter_acquire_at(const struct rsl_limiter *limiter,
  * nanoseconds until the same request would be granted, or
  * RSL_RETRY_AFTER_NONE when `quantity` exceeds the limit (never
  * grantable); `rsl_last_error` is not set for a rejection (it is an
- * answer). Quantity 0 is granted and takes nothing.
+ * answer). Quantity 0 is granted and takes nothing, unless the bucket is
+ * ahead of `now` by more than its burst window, which happens only after a
+ * call stamped a later time (an `_at` variant, or a clock stepped back).
  *
  * Thread-safe. Returns RSL_OK (granted), RSL_ERR_REJECTED (denied),
  * RSL_ERR_NULL_ARG (`limiter` NULL), RSL_ERR_PANIC.
@@ -2464,7 +2475,8 @@ rsl_status rsl_limiter_get_quota(const struct rsl_limiter *limiter, struct rsl_q
  * the queue's memory is released when both are freed.
  * Thread-safety: thread-safe (creates new objects).
  * Returns RSL_ERR_NULL_ARG if an out-pointer is NULL, RSL_ERR_INVALID_ARG if
- * `capacity` is 0 or above RSL_QUEUE_MAX_CAPACITY, RSL_ERR_PANIC.
+ * `capacity` is 0 or above RSL_QUEUE_MAX_CAPACITY, RSL_ERR_ALLOC if its
+ * memory cannot be allocated, RSL_ERR_PANIC.
  */
 rsl_status rsl_spsc_new(size_t capacity,
                         struct rsl_spsc_producer **producer_out,
@@ -2552,7 +2564,8 @@ rsl_status rsl_spsc_consumer_len(struct rsl_spsc_consumer *consumer, size_t *len
  * Ownership: the caller owns the queue and frees it with rsl_mpmc_free.
  * Thread-safety: thread-safe. Returns RSL_ERR_NULL_ARG if `queue_out` is
  * NULL, RSL_ERR_INVALID_ARG if `capacity` is 0 or above
- * RSL_QUEUE_MAX_CAPACITY, RSL_ERR_PANIC.
+ * RSL_QUEUE_MAX_CAPACITY, RSL_ERR_ALLOC if its memory cannot be allocated,
+ * RSL_ERR_PANIC.
  */
 rsl_status rsl_mpmc_new(size_t capacity, struct rsl_mpmc **queue_out);
 

@@ -28,7 +28,10 @@ pub fn fail(status: rsl_status, msg: impl Into<String>) -> rsl_status {
 /// Replaces this thread's last-error message.
 pub fn set_last_error(msg: String) {
     let c = CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+    // `try_with`: in a host's pthread-key destructor, which glibc runs after
+    // Rust's thread-locals are gone, the message is dropped rather than
+    // panicking (a panic there, outside any catch, would abort the host).
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = c);
 }
 
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
@@ -76,5 +79,7 @@ pub fn boundary_or<T>(fallback: T, body: impl FnOnce() -> T) -> T {
 /// free it. Thread-safe (each thread has its own message). Never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn rsl_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    // Past the thread-local's destruction (a host's pthread-key destructor):
+    // a static empty string instead of a panic, which would abort here.
+    LAST_ERROR.try_with(|e| e.borrow().as_ptr()).unwrap_or(c"".as_ptr())
 }

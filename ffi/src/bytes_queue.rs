@@ -6,11 +6,9 @@ use crate::boundary::{boundary, fail};
 use crate::handle::{self, opaque};
 use crate::queue::{check_capacity, write_len};
 use crate::status::{
-    rsl_status, RSL_ERR_ALLOC, RSL_ERR_BUFFER_TOO_SMALL, RSL_ERR_EMPTY, RSL_ERR_FULL, RSL_ERR_INVALID_ARG,
-    RSL_ERR_TOO_LARGE,
+    rsl_status, RSL_ERR_BUFFER_TOO_SMALL, RSL_ERR_EMPTY, RSL_ERR_FULL, RSL_ERR_INVALID_ARG, RSL_ERR_TOO_LARGE,
 };
 use resilience::queue::bytes::{BytesQueue, PopError, PushError};
-use resilience::queue::CapacityError;
 
 /// Largest `max_len` accepted by rsl_bytes_queue_new (16 MiB).
 pub const RSL_BYTES_QUEUE_MAX_LEN: usize = 1 << 24;
@@ -55,10 +53,7 @@ pub extern "C" fn rsl_bytes_queue_new(
                 format!("max_len {max_len} exceeds {RSL_BYTES_QUEUE_MAX_LEN}"),
             ));
         }
-        let q = BytesQueue::try_new(capacity, max_len).map_err(|e| match e {
-            CapacityError::OutOfMemory { .. } => fail(RSL_ERR_ALLOC, e.to_string()),
-            _ => fail(RSL_ERR_INVALID_ARG, e.to_string()),
-        })?;
+        let q = BytesQueue::try_new(capacity, max_len).map_err(crate::queue::capacity_error)?;
         handle::write(queue_out, handle::into_raw(q), "queue_out")
     })
 }

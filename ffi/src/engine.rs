@@ -4,7 +4,9 @@
 use crate::boundary::{boundary, fail, Result};
 use crate::handle::{self, opaque, Plain};
 use crate::status::rsl_status;
-use crate::status::{RSL_ERR_ENGINE_STATE, RSL_ERR_INVALID_ARG, RSL_ERR_IO, RSL_ERR_IO_URING_UNAVAILABLE};
+use crate::status::{
+    RSL_ERR_ALLOC, RSL_ERR_ENGINE_STATE, RSL_ERR_INVALID_ARG, RSL_ERR_IO, RSL_ERR_IO_URING_UNAVAILABLE,
+};
 use resilience_server::engine::StartError;
 use resilience_server::{Config, Engine};
 use std::ffi::c_char;
@@ -29,7 +31,7 @@ pub struct rsl_engine_config {
     pub pin: u8,
     /// Reserved padding, must be zero.
     pub _pad: [u8; 5],
-    /// Shard threads; 0: one per CPU. Default 0.
+    /// Shard threads, 0..=1024; 0: one per CPU. Default 0.
     pub shards: u64,
     /// Most client connections at once; must be at least 1. Default 10000.
     pub max_clients: u64,
@@ -141,8 +143,8 @@ fn to_config(c: &rsl_engine_config) -> Result<Config> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad(format!("bind {:?} is not an IP address", String::from_utf8_lossy(&text))))?;
     let mut config = Config { bind, port: c.port, pin: c.pin != 0, ..Config::default() };
-    if c.shards > 4096 {
-        return Err(bad(format!("shards {} is above 4096", c.shards)));
+    if c.shards > 1024 {
+        return Err(bad(format!("shards {} is above 1024", c.shards)));
     }
     if c.shards != 0 {
         config.shards = c.shards as usize;
@@ -167,7 +169,8 @@ fn to_config(c: &rsl_engine_config) -> Result<Config> {
 /// RSL_ERR_INVALID_ARG for bad settings (rsl_last_error says which),
 /// RSL_ERR_IO_URING_UNAVAILABLE when the kernel, a sysctl or seccomp refuses
 /// io_uring, RSL_ERR_IO when the address cannot be bound (port in use, no
-/// such address) or a thread cannot start, RSL_ERR_PANIC.
+/// such address) or a thread cannot start, RSL_ERR_ALLOC when the shards'
+/// memory cannot be allocated, RSL_ERR_PANIC.
 #[unsafe(no_mangle)]
 pub extern "C" fn rsl_engine_start(
     config: *const rsl_engine_config,
@@ -180,6 +183,11 @@ pub extern "C" fn rsl_engine_start(
         let engine = Engine::start(config).map_err(|e| match &e {
             StartError::Runtime(resilience::runtime::Error::Unavailable { .. }) => {
                 fail(RSL_ERR_IO_URING_UNAVAILABLE, e.to_string())
+            }
+            StartError::Runtime(resilience::runtime::Error::Io(io))
+                if io.kind() == std::io::ErrorKind::OutOfMemory =>
+            {
+                fail(RSL_ERR_ALLOC, e.to_string())
             }
             StartError::Runtime(_) | StartError::Bind(..) => fail(RSL_ERR_IO, e.to_string()),
             StartError::Config(_) => fail(RSL_ERR_INVALID_ARG, e.to_string()),

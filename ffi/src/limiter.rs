@@ -43,7 +43,7 @@ pub const RSL_LIMITER_CLOCK_COARSE: i32 = 2;
 /// tokens per `period_ns`, in a bucket holding `max_burst + 1` tokens (the
 /// decision's `limit`). Refused with RSL_ERR_INVALID_ARG: `count` 0,
 /// `period_ns` 0, `period_ns / count` below 1 ns, or a burst window
-/// `period_ns / count * (max_burst + 1)` above 2^62 ns.
+/// `period_ns / count * (max_burst + 1)` of 2^62 ns or more.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct rsl_quota {
@@ -279,7 +279,9 @@ fn check(
 /// nanoseconds until the same request would be granted, or
 /// RSL_RETRY_AFTER_NONE when `quantity` exceeds the limit (never
 /// grantable); `rsl_last_error` is not set for a rejection (it is an
-/// answer). Quantity 0 is granted and takes nothing.
+/// answer). Quantity 0 is granted and takes nothing, unless the bucket is
+/// ahead of `now` by more than its burst window, which happens only after a
+/// call stamped a later time (an `_at` variant, or a clock stepped back).
 ///
 /// Thread-safe. Returns RSL_OK (granted), RSL_ERR_REJECTED (denied),
 /// RSL_ERR_NULL_ARG (`limiter` NULL), RSL_ERR_PANIC.

@@ -8,8 +8,10 @@
 
 use crate::boundary::{boundary, fail, Result};
 use crate::handle::{self, opaque};
-use crate::status::{rsl_status, RSL_ERR_CLOSED, RSL_ERR_EMPTY, RSL_ERR_FULL, RSL_ERR_INVALID_ARG};
-use resilience::queue::{mpmc, spsc};
+use crate::status::{
+    rsl_status, RSL_ERR_ALLOC, RSL_ERR_CLOSED, RSL_ERR_EMPTY, RSL_ERR_FULL, RSL_ERR_INVALID_ARG,
+};
+use resilience::queue::{mpmc, spsc, CapacityError};
 
 /// Largest capacity accepted by the queue constructors (2^30 slots).
 pub const RSL_QUEUE_MAX_CAPACITY: usize = 1 << 30;
@@ -40,6 +42,15 @@ opaque!(rsl_mpmc => mpmc::Ring<u64>);
 
 /// Refuses a capacity of 0 or above [`RSL_QUEUE_MAX_CAPACITY`] with
 /// `RSL_ERR_INVALID_ARG` (shared by every queue constructor).
+/// The status for a ring that could not be made: `RSL_ERR_ALLOC` when its
+/// memory could not be allocated, `RSL_ERR_INVALID_ARG` otherwise.
+pub(crate) fn capacity_error(e: CapacityError) -> rsl_status {
+    match e {
+        CapacityError::OutOfMemory { .. } => fail(RSL_ERR_ALLOC, e.to_string()),
+        _ => fail(RSL_ERR_INVALID_ARG, e.to_string()),
+    }
+}
+
 pub(crate) fn check_capacity(capacity: usize) -> Result {
     if capacity == 0 || capacity > RSL_QUEUE_MAX_CAPACITY {
         return Err(fail(
@@ -74,7 +85,8 @@ pub(crate) fn write_len(
 /// the queue's memory is released when both are freed.
 /// Thread-safety: thread-safe (creates new objects).
 /// Returns RSL_ERR_NULL_ARG if an out-pointer is NULL, RSL_ERR_INVALID_ARG if
-/// `capacity` is 0 or above RSL_QUEUE_MAX_CAPACITY, RSL_ERR_PANIC.
+/// `capacity` is 0 or above RSL_QUEUE_MAX_CAPACITY, RSL_ERR_ALLOC if its
+/// memory cannot be allocated, RSL_ERR_PANIC.
 #[unsafe(no_mangle)]
 pub extern "C" fn rsl_spsc_new(
     capacity: usize,
@@ -85,8 +97,7 @@ pub extern "C" fn rsl_spsc_new(
         handle::require_out(producer_out, "producer_out")?;
         handle::require_out(consumer_out, "consumer_out")?;
         check_capacity(capacity)?;
-        let (p, c) =
-            spsc::Ring::<u64>::try_new(capacity).map_err(|e| fail(RSL_ERR_INVALID_ARG, e.to_string()))?;
+        let (p, c) = spsc::Ring::<u64>::try_new(capacity).map_err(capacity_error)?;
         handle::write(producer_out, handle::into_raw(p), "producer_out")?;
         handle::write(consumer_out, handle::into_raw(c), "consumer_out")
     })
@@ -227,13 +238,14 @@ pub extern "C" fn rsl_spsc_consumer_len(consumer: *mut rsl_spsc_consumer, len_ou
 /// Ownership: the caller owns the queue and frees it with rsl_mpmc_free.
 /// Thread-safety: thread-safe. Returns RSL_ERR_NULL_ARG if `queue_out` is
 /// NULL, RSL_ERR_INVALID_ARG if `capacity` is 0 or above
-/// RSL_QUEUE_MAX_CAPACITY, RSL_ERR_PANIC.
+/// RSL_QUEUE_MAX_CAPACITY, RSL_ERR_ALLOC if its memory cannot be allocated,
+/// RSL_ERR_PANIC.
 #[unsafe(no_mangle)]
 pub extern "C" fn rsl_mpmc_new(capacity: usize, queue_out: *mut *mut rsl_mpmc) -> rsl_status {
     boundary(|| {
         handle::require_out(queue_out, "queue_out")?;
         check_capacity(capacity)?;
-        let q = mpmc::Ring::<u64>::try_new(capacity).map_err(|e| fail(RSL_ERR_INVALID_ARG, e.to_string()))?;
+        let q = mpmc::Ring::<u64>::try_new(capacity).map_err(capacity_error)?;
         handle::write(queue_out, handle::into_raw(q), "queue_out")
     })
 }

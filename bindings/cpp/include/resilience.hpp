@@ -4,7 +4,9 @@
 //   every call on it returns RSL_ERR_NULL_ARG (or throws rsl::error), never UB.
 // - Errors: calls return rsl::result<T> (value or status, no exception);
 //   result::value() throws rsl::error, a std::system_error whose code() is in
-//   rsl::category() and whose what() carries rsl_last_error().
+//   rsl::category() and whose what() carries the failed call's
+//   rsl_last_error(), read when the call returned (answers such as
+//   RSL_ERR_REJECTED or RSL_ERR_EMPTY carry only the status's name).
 // - Bytes go in as rsl::bytes (from std::string_view, std::string,
 //   std::vector<uint8_t>, or pointer + size): a std::span-like view for C++17.
 #ifndef RESILIENCE_HPP
@@ -48,11 +50,14 @@ inline std::error_code make_error_code(rsl_status s) noexcept {
   return std::error_code(static_cast<int>(s), category());
 }
 
-/// The exception thrown by result::value() and by constructors.
+/// The exception thrown by result::value() and by constructors. what() is
+/// `detail: status name`, or the status name alone when there is no detail.
 class error : public std::system_error {
  public:
   error(rsl_status s, const std::string& detail)
-      : std::system_error(make_error_code(s), detail), status_(s) {}
+      : std::system_error(detail.empty() ? std::system_error(make_error_code(s))
+                                         : std::system_error(make_error_code(s), detail)),
+        status_(s) {}
   /// The status code.
   rsl_status status() const noexcept { return status_; }
 
@@ -60,9 +65,43 @@ class error : public std::system_error {
   rsl_status status_;
 };
 
-/// Throws rsl::error for any status but RSL_OK, with the thread's last error.
+namespace detail {
+/// Statuses the C library returns as answers, without setting
+/// rsl_last_error() (which then still holds an older call's message).
+inline bool is_answer(rsl_status s) noexcept {
+  switch (s) {
+    case RSL_ERR_BUFFER_TOO_SMALL:
+    case RSL_ERR_FULL:
+    case RSL_ERR_EMPTY:
+    case RSL_ERR_NOT_FOUND:
+    case RSL_ERR_REJECTED:
+    case RSL_ERR_TIMEOUT:
+    case RSL_ERR_NOT_OWNER:
+    case RSL_ERR_MISMATCH:
+    case RSL_ERR_STALE:
+    case RSL_ERR_CLOSED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/// The detail for status `s` of the call that just returned: its
+/// rsl_last_error() for a failure, nothing for RSL_OK or an answer.
+inline std::string detail_of(rsl_status s) noexcept {
+  if (s == RSL_OK || is_answer(s)) return std::string();
+  try {
+    return std::string(rsl_last_error());
+  } catch (...) {  // out of memory for the copy: no detail rather than terminate
+    return std::string();
+  }
+}
+}  // namespace detail
+
+/// Throws rsl::error for any status but RSL_OK. Call it right after the C
+/// call that returned `s`: the detail is read from rsl_last_error() now.
 inline void check(rsl_status s) {
-  if (s != RSL_OK) throw error(s, rsl_last_error());
+  if (s != RSL_OK) throw error(s, detail::detail_of(s));
 }
 
 /// A value or a status: the error-code-returning alternative to exceptions.
@@ -70,7 +109,8 @@ template <class T>
 class [[nodiscard]] result {
  public:
   result(T v) : status_(RSL_OK), value_(std::move(v)) {}  // NOLINT: implicit on purpose
-  result(rsl_status s) : status_(s), value_() {}           // NOLINT
+  /// From the status of the call that just returned (its detail is read now).
+  result(rsl_status s) : status_(s), value_(), detail_(detail::detail_of(s)) {}  // NOLINT
   /// True on RSL_OK.
   bool ok() const noexcept { return status_ == RSL_OK; }
   explicit operator bool() const noexcept { return ok(); }
@@ -80,17 +120,17 @@ class [[nodiscard]] result {
   std::error_code error_code() const noexcept { return make_error_code(status_); }
   /// The value; throws rsl::error when there is none.
   T& value() & {
-    check(status_);
+    raise();
     return value_;
   }
   /// The value; throws rsl::error when there is none.
   const T& value() const& {
-    check(status_);
+    raise();
     return value_;
   }
   /// The value; throws rsl::error when there is none.
   T&& value() && {
-    check(status_);
+    raise();
     return std::move(value_);
   }
   /// The value, or `fallback` when there is none.
@@ -102,24 +142,39 @@ class [[nodiscard]] result {
   const T* operator->() const { return &value(); }
 
  private:
+  void raise() const {
+    if (status_ != RSL_OK) throw error(status_, detail_);
+  }
   rsl_status status_;
   T value_;
+  std::string detail_;
 };
 
 /// A result without a value.
 template <>
 class [[nodiscard]] result<void> {
  public:
-  result(rsl_status s = RSL_OK) : status_(s) {}  // NOLINT
+  /// From the status of the call that just returned (its detail is read now).
+  result(rsl_status s = RSL_OK) : status_(s), detail_(detail::detail_of(s)) {}  // NOLINT
+  /// A status the wrapper itself decided, with its own detail.
+  result(rsl_status s, const char* detail) noexcept : status_(s) {
+    try {
+      detail_ = detail;
+    } catch (...) {
+    }
+  }
   bool ok() const noexcept { return status_ == RSL_OK; }
   explicit operator bool() const noexcept { return ok(); }
   rsl_status status() const noexcept { return status_; }
   std::error_code error_code() const noexcept { return make_error_code(status_); }
   /// Throws rsl::error unless RSL_OK.
-  void value() const { check(status_); }
+  void value() const {
+    if (status_ != RSL_OK) throw error(status_, detail_);
+  }
 
  private:
   rsl_status status_;
+  std::string detail_;
 };
 
 // ---------------------------------------------------------------- bytes
@@ -147,11 +202,31 @@ class bytes {
 /// Nanoseconds, the library's unit of time.
 using nanos = std::chrono::nanoseconds;
 
-/// Converts any std::chrono duration to the library's nanoseconds (>= 0).
+/// Converts any std::chrono duration to the library's nanoseconds without
+/// overflow: negative and NaN give 0; anything at or beyond UINT64_MAX ns
+/// (such as `seconds::max()`, "for ever") gives UINT64_MAX, which the C
+/// API reads as "no deadline" where it takes one.
 template <class Rep, class Period>
 inline std::uint64_t to_ns(std::chrono::duration<Rep, Period> d) noexcept {
-  auto ns = std::chrono::duration_cast<nanos>(d).count();
-  return ns < 0 ? 0 : static_cast<std::uint64_t>(ns);
+  constexpr std::uint64_t max = UINT64_MAX;
+  using r = std::ratio_divide<Period, std::nano>;  // ns per tick: r::num / r::den
+  if constexpr (std::is_floating_point_v<Rep>) {
+    long double ns = static_cast<long double>(d.count()) * r::num / r::den;
+    if (!(ns > 0)) return 0;  // negative, zero or NaN
+    if (ns >= static_cast<long double>(max)) return max;
+    return static_cast<std::uint64_t>(ns);
+  } else {
+    if (d.count() <= 0) return 0;
+    auto ticks = static_cast<std::uint64_t>(d.count());
+    constexpr auto num = static_cast<std::uint64_t>(r::num);
+    constexpr auto den = static_cast<std::uint64_t>(r::den);
+    std::uint64_t whole = ticks / den, rest = ticks % den;
+    if (whole > max / num) return max;
+    std::uint64_t ns = whole * num;
+    // rest < den, so rest * num / den < num; split to avoid overflow.
+    std::uint64_t part = rest <= max / num ? rest * num / den : rest / den * num;
+    return ns > max - part ? max : ns + part;
+  }
 }
 
 namespace detail {
@@ -519,7 +594,7 @@ class permit_guard {
  private:
   result<void> finish(outcome o, std::uint64_t ns) noexcept {
     rsl_breaker* b = std::exchange(b_, nullptr);
-    if (!b) return RSL_ERR_NULL_ARG;
+    if (!b) return {RSL_ERR_NULL_ARG, "the breaker permit was already recorded (or moved from)"};
     return rsl_breaker_record(b, p_, static_cast<std::int32_t>(o), ns);
   }
   rsl_breaker* b_ = nullptr;
@@ -586,9 +661,11 @@ class circuit_breaker {
         std::forward<F>(f)();
         (void)g.success(std::chrono::steady_clock::now() - start);
       } else {
-        auto v = std::forward<F>(f)();
+        // decltype(auto): a reference result stays a reference to the
+        // caller's object (never to a local), a value is moved out.
+        decltype(auto) v = std::forward<F>(f)();
         (void)g.success(std::chrono::steady_clock::now() - start);
-        return v;
+        return std::forward<decltype(f())>(v);
       }
     } catch (...) {
       (void)g.failure(std::chrono::steady_clock::now() - start);
@@ -1257,7 +1334,7 @@ class bulkhead {
     ~permit() { (void)release(); }
     /// Returns the permit now (RSL_ERR_NULL_ARG if none is held).
     result<void> release() noexcept {
-      if (!b_) return RSL_ERR_NULL_ARG;
+      if (!b_) return {RSL_ERR_NULL_ARG, "the bulkhead permit was already released (or moved from)"};
       return rsl_bulkhead_release(std::exchange(b_, nullptr));
     }
     /// Whether a permit is held.
@@ -1365,7 +1442,7 @@ class adaptive_limiter {
     result<void> ignore() noexcept { return finish(adaptive_outcome::ignored, 0); }
     /// Reports with an explicit outcome and round-trip time in ns.
     result<void> finish(adaptive_outcome o, std::uint64_t rtt_ns) noexcept {
-      if (!a_) return RSL_ERR_NULL_ARG;
+      if (!a_) return {RSL_ERR_NULL_ARG, "the adaptive token was already reported (or moved from)"};
       return rsl_adaptive_record(std::exchange(a_, nullptr), t_, static_cast<std::int32_t>(o), rtt_ns);
     }
     /// Whether the token is still to be reported.

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <limits>
+#include <string>
+#include <vector>
 #include <stdexcept>
 #include <thread>
 
@@ -75,7 +78,77 @@ TEST(Breaker, CallRecordsSuccessAndFailureAndRejects) {
     FAIL() << "expected a rejection";
   } catch (const rsl::error& e) {
     EXPECT_EQ(e.status(), RSL_ERR_REJECTED);
+    // An answer carries no detail, not an older call's message.
+    EXPECT_EQ(std::string(e.what()), rsl_status_str(RSL_ERR_REJECTED));
   }
+}
+
+TEST(Breaker, CallPassesReferencesThrough) {
+  rsl::circuit_breaker b(small());
+  int x = 41;
+  int& r = b.call([&]() -> int& { return x; });
+  EXPECT_EQ(&r, &x);
+  r = 42;
+  EXPECT_EQ(x, 42);
+  std::string s = "moved";
+  std::string&& rr = b.call([&]() -> std::string&& { return std::move(s); });
+  EXPECT_EQ(&rr, &s);
+  auto v = b.call([] { return std::vector<int>(3, 7); });
+  EXPECT_EQ(v.size(), 3u);
+}
+
+TEST(Errors, DetailIsTheFailedCallsOwnNotAnOlderOne) {
+  // A failure with a message leaves it as the thread's last error...
+  EXPECT_THROW(rsl::mpmc_queue(0), rsl::error);
+  EXPECT_NE(std::string(rsl_last_error()), "");
+  // ...and a later answer's exception does not borrow it.
+  rsl::circuit_breaker b(small());
+  (void)b.force_open();
+  try {
+    b.call([] { return 1; });
+    FAIL() << "expected a rejection";
+  } catch (const rsl::error& e) {
+    EXPECT_EQ(std::string(e.what()).find("capacity"), std::string::npos) << e.what();
+  }
+  // A result read later keeps the detail of the call that made it.
+  rsl_limiter_config lc = rsl_limiter_config_default();
+  lc.clock = 42;
+  auto bad = rsl::token_bucket::make(lc);
+  EXPECT_THROW(rsl::mpmc_queue(0), rsl::error);  // a newer failure
+  try {
+    (void)bad.value();
+    FAIL() << "expected an error";
+  } catch (const rsl::error& e) {
+    EXPECT_NE(std::string(e.what()).find("clock"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("capacity"), std::string::npos) << e.what();
+  }
+  // A permit recorded twice says so itself.
+  rsl::circuit_breaker c(small());
+  auto p = c.try_acquire().value();
+  EXPECT_TRUE(p.success(1ms).ok());
+  auto again = p.success(1ms);
+  EXPECT_EQ(again.status(), RSL_ERR_NULL_ARG);
+  try {
+    again.value();
+  } catch (const rsl::error& e) {
+    EXPECT_NE(std::string(e.what()).find("already recorded"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Durations, ConvertWithoutOverflow) {
+  EXPECT_EQ(rsl::to_ns(std::chrono::seconds::max()), UINT64_MAX);
+  EXPECT_EQ(rsl::to_ns(std::chrono::hours::max()), UINT64_MAX);
+  EXPECT_EQ(rsl::to_ns(std::chrono::nanoseconds::max()), static_cast<std::uint64_t>(INT64_MAX));
+  EXPECT_EQ(rsl::to_ns(-1s), 0u);
+  EXPECT_EQ(rsl::to_ns(1500ms), 1500000000u);
+  EXPECT_EQ(rsl::to_ns(std::chrono::duration<long long, std::pico>(2500)), 2u);
+  EXPECT_EQ(rsl::to_ns(std::chrono::duration<double>(0.25)), 250000000u);
+  EXPECT_EQ(rsl::to_ns(std::chrono::duration<double>(1e30)), UINT64_MAX);
+  EXPECT_EQ(rsl::to_ns(std::chrono::duration<double>(std::numeric_limits<double>::quiet_NaN())), 0u);
+  EXPECT_EQ(rsl::to_ns(std::chrono::duration<double>(-std::numeric_limits<double>::infinity())), 0u);
+  // "Open for ever" is a valid breaker setting, not an overflow to 0.
+  rsl::circuit_breaker b(rsl::breaker_config().wait_in_open(std::chrono::hours::max()));
+  (void)b.force_open();
 }
 
 TEST(Breaker, ManualTransitionsAndCallbacks) {

@@ -176,6 +176,14 @@ TEST(Bulkhead, WaitersTimeOutOrGetThePermit) {
   releaser.join();
   EXPECT_TRUE(got.ok());
   EXPECT_EQ(b.stats()->waited, 1u);
+  // "Wait for ever" waits (it used to overflow to "do not wait").
+  std::thread releaser2([&] {
+    while (b.stats()->waiting == 0) std::this_thread::sleep_for(1ms);
+    (void)got->release();
+  });
+  auto forever = b.acquire_for(std::chrono::seconds::max());
+  releaser2.join();
+  EXPECT_TRUE(forever.ok());
 }
 
 TEST(Bulkhead, ThreadsNeverExceedTheLimit) {

@@ -29,7 +29,10 @@ pub struct Config {
     pub pin: bool,
     /// Submission queue entries per ring (a power of two). Default: 1024.
     pub ring_entries: u32,
-    /// Capacity of each mesh ring (a power of two). Default: 1024.
+    /// Capacity of each mesh ring (a power of two). Default: 1024. The mesh
+    /// has `shards * (shards - 1)` rings, so with many shards each ring
+    /// gets less (a power of two, at least 16) to keep the rings' slots
+    /// within [`MESH_BUDGET`] bytes.
     pub mesh_capacity: usize,
     /// How long a shard with nothing to do polls for completions and
     /// messages before it sleeps in `io_uring_enter` (a sleep and a wake-up
@@ -52,6 +55,22 @@ impl Default for Config {
             stop_grace: Duration::from_secs(5),
         }
     }
+}
+
+/// Bytes the mesh rings' slots may take before their capacity shrinks.
+pub const MESH_BUDGET: usize = 256 << 20;
+
+/// The capacity each of the `n * (n - 1)` mesh rings gets: `wanted`, halved
+/// while the rings' slots would take more than [`MESH_BUDGET`], but never
+/// below 16.
+fn mesh_ring_capacity(n: usize, wanted: usize) -> usize {
+    let rings = n.saturating_mul(n.saturating_sub(1)).max(1);
+    let slot = std::mem::size_of::<Msg>().max(1);
+    let mut cap = wanted.max(2).checked_next_power_of_two().unwrap_or(1 << 30);
+    while cap > 16 && rings.saturating_mul(cap).saturating_mul(slot) > MESH_BUDGET {
+        cap /= 2;
+    }
+    cap
 }
 
 /// Counters one shard keeps about itself (monotonic, relaxed).
@@ -329,10 +348,16 @@ impl Runtime {
         // The mesh: ring (i -> j) has its producer on shard i, consumer on j.
         let mut outs: Vec<Vec<Option<_>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
         let mut ins: Vec<Vec<Option<_>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+        let capacity = mesh_ring_capacity(n, config.mesh_capacity);
         for (i, out) in outs.iter_mut().enumerate() {
             for (j, slot) in out.iter_mut().enumerate() {
                 if i != j {
-                    let (p, c) = Ring::<Msg>::new(config.mesh_capacity.max(2));
+                    let (p, c) = Ring::<Msg>::try_new(capacity).map_err(|e| {
+                        Error::Io(std::io::Error::new(
+                            std::io::ErrorKind::OutOfMemory,
+                            format!("the cross-shard mesh of {n} shards ({} rings): {e}", n * (n - 1)),
+                        ))
+                    })?;
                     *slot = Some(p);
                     ins[j][i] = Some(c);
                 }
@@ -572,5 +597,26 @@ fn run(ctx: &Ctx, cfg: &Config) {
         if r.is_err() {
             break;
         }
+    }
+}
+
+#[cfg(all(test, not(resilience_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mesh_shrinks_its_rings_to_fit_the_budget() {
+        let slot = std::mem::size_of::<Msg>();
+        assert_eq!(mesh_ring_capacity(1, 1024), 1024);
+        assert_eq!(mesh_ring_capacity(2, 1024), 1024);
+        assert_eq!(mesh_ring_capacity(2, 1000), 1024, "a power of two");
+        for n in [2usize, 16, 64, 128, 256, 1024, 4096] {
+            let cap = mesh_ring_capacity(n, 1024);
+            assert!(cap.is_power_of_two() && (16..=1024).contains(&cap), "{n}: {cap}");
+            let bytes = n * (n - 1) * cap * slot;
+            assert!(cap == 16 || bytes <= MESH_BUDGET, "{n} shards: {bytes} bytes");
+            assert!(cap == 1024 || n * (n - 1) * cap * 2 * slot > MESH_BUDGET, "{n}: shrank more than needed");
+        }
+        assert!(mesh_ring_capacity(1024, 1024) < 1024);
     }
 }

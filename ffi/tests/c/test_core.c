@@ -1,5 +1,26 @@
 /* Status codes, versions, last-error and panic containment. */
 #include "check.h"
+#include <pthread.h>
+
+/* What a failing call made from a pthread-key destructor returned. glibc
+ * runs those destructors after the library's own thread-locals are gone. */
+static rsl_status late_status = RSL_OK;
+static const char *late_error = NULL;
+static pthread_key_t late_key;
+
+static void late_destructor(void *arg) {
+    (void)arg;
+    late_status = rsl_mpmc_pop(NULL, NULL);
+    late_error = rsl_last_error();
+}
+
+static void *late_thread(void *arg) {
+    (void)arg;
+    /* Touch the library (and its thread-locals) first, then exit. */
+    (void)rsl_mpmc_pop(NULL, NULL);
+    pthread_setspecific(late_key, &late_key);
+    return NULL;
+}
 
 int main(void) {
     /* Versions agree with the header this test was compiled against. */
@@ -20,6 +41,15 @@ int main(void) {
     CHECK(strstr(rsl_last_error(), "deliberate panic") != NULL);
     /* ...and the library keeps working afterwards. */
     CHECK_STATUS(rsl_selftest_panic(), RSL_ERR_PANIC);
+
+    /* A failing call from a thread-exit destructor gets its status (and an
+     * empty last error), instead of aborting the host. */
+    pthread_t t;
+    CHECK(pthread_key_create(&late_key, late_destructor) == 0);
+    CHECK(pthread_create(&t, NULL, late_thread, NULL) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK_STATUS(late_status, RSL_ERR_NULL_ARG);
+    CHECK(late_error != NULL);
 
     TEST_MAIN_END();
 }
