@@ -435,7 +435,10 @@ type Transition struct {
 // concurrently and out of order on different goroutines: order them by
 // Generation. fn may call the breaker. Keep it short. A panic in fn is
 // recovered (and logged): it must not unwind through the library.
-// Callbacks cannot be unregistered; they live as long as the breaker.
+// Callbacks cannot be unregistered; they live as long as the breaker, held
+// from a GC root: a callback that refers to its own *Breaker keeps that
+// handle reachable, so no finalizer will free it; Close such a breaker
+// yourself.
 func (b *Breaker) OnStateChange(fn func(Transition)) error {
 	h := b.h
 	if h == nil {

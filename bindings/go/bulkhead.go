@@ -43,7 +43,7 @@ type Bulkhead struct {
 
 	waiting int32 // goroutines queued (read without mu by Release)
 	mu      sync.Mutex
-	queue   []chan struct{} // FIFO of waiters, each woken at most once
+	queue   []*waiter // waiters in arrival order
 }
 
 // NewBulkhead creates a bulkhead. ErrInvalidArg if MaxConcurrent is not in
@@ -111,10 +111,19 @@ func (b *Bulkhead) TryAcquire() error {
 // waiters).
 const retryPoll = 20 * time.Millisecond
 
+// waiter is one goroutine queued in Acquire. It keeps its place in the queue
+// from the moment it joins until it leaves with a permit, an error or its
+// context's end, so waiters are served in arrival order and one already
+// waiting is never turned away by MaxWaiters.
+type waiter struct {
+	ch    chan struct{} // one pending wake-up at most
+	woken bool          // a wake-up was sent and not yet taken (under mu)
+}
+
 // Acquire takes a permit, waiting until one is released or ctx is done
-// (then it returns ctx's error). ErrFull if MaxWaiters goroutines are
-// already waiting; with MaxWaiters 0 it never waits (ErrRejected). Pair
-// each nil return with one Release.
+// (then it returns ctx's error). Waiters are woken in arrival order. ErrFull
+// if MaxWaiters goroutines are already waiting; with MaxWaiters 0 it never
+// waits (ErrRejected). Pair each nil return with one Release.
 func (b *Bulkhead) Acquire(ctx context.Context) error {
 	if ok, err := b.try("Bulkhead.Acquire"); ok || err != nil {
 		return err
@@ -122,84 +131,72 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	if b.maxWaiters == 0 {
 		return ErrRejected
 	}
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		// Register as a waiter before the last try, so a Release between
-		// the try and the wait sees the waiter and wakes it.
-		ch := make(chan struct{}, 1)
-		b.mu.Lock()
-		if b.maxWaiters > 0 && len(b.queue) >= b.maxWaiters {
-			b.mu.Unlock()
-			return ErrFull
-		}
-		b.queue = append(b.queue, ch)
-		atomic.AddInt32(&b.waiting, 1)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Join the queue before the next try, so a Release between that try
+	// and the wait sees this waiter and wakes it.
+	w := &waiter{ch: make(chan struct{}, 1)}
+	b.mu.Lock()
+	if b.maxWaiters > 0 && len(b.queue) >= b.maxWaiters {
 		b.mu.Unlock()
+		return ErrFull
+	}
+	b.queue = append(b.queue, w)
+	atomic.AddInt32(&b.waiting, 1)
+	b.mu.Unlock()
+	timer := time.NewTimer(retryPoll)
+	defer timer.Stop()
+	for {
 		ok, err := b.try("Bulkhead.Acquire")
 		if ok || err != nil {
-			b.leave(ch)
+			b.leave(w)
 			return err
 		}
-		if timer == nil {
-			timer = time.NewTimer(retryPoll)
-		} else {
-			timer.Reset(retryPoll)
-		}
 		select {
-		case <-ch: // a permit was released: try again
+		case <-w.ch: // a permit was released: try again, keeping the place
+			b.mu.Lock()
+			w.woken = false
+			b.mu.Unlock()
 		case <-timer.C:
-			b.leave(ch)
+			timer.Reset(retryPoll)
 		case <-ctx.Done():
-			b.leave(ch)
+			b.leave(w)
 			return ctx.Err()
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
 	}
 }
 
-// leave takes ch out of the queue if it is still there; if it was already
-// woken, the wake-up is passed on to the next waiter so none is lost.
-func (b *Bulkhead) leave(ch chan struct{}) {
+// leave takes w out of the queue; a wake-up it was sent and did not take is
+// passed on to the next waiter, so none is lost.
+func (b *Bulkhead) leave(w *waiter) {
 	b.mu.Lock()
-	for i, c := range b.queue {
-		if c == ch {
+	for i, x := range b.queue {
+		if x == w {
 			b.queue = append(b.queue[:i], b.queue[i+1:]...)
 			atomic.AddInt32(&b.waiting, -1)
-			b.mu.Unlock()
-			return
+			break
 		}
 	}
+	passOn := w.woken
 	b.mu.Unlock()
-	select {
-	case <-ch: // woken but leaving: hand the wake-up on
+	if passOn {
 		b.wakeOne()
-	default:
 	}
 }
 
+// wakeOne wakes the longest-waiting goroutine not already woken.
 func (b *Bulkhead) wakeOne() {
 	if atomic.LoadInt32(&b.waiting) == 0 {
 		return
 	}
 	b.mu.Lock()
-	if len(b.queue) > 0 {
-		ch := b.queue[0]
-		b.queue = b.queue[1:]
-		atomic.AddInt32(&b.waiting, -1)
-		ch <- struct{}{}
+	for _, w := range b.queue {
+		if !w.woken {
+			w.woken = true
+			w.ch <- struct{}{} // buffered: never blocks, one per woken spell
+			break
+		}
 	}
 	b.mu.Unlock()
 }

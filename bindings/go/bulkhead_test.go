@@ -146,3 +146,68 @@ func TestBulkheadManyGoroutinesExactAccounting(t *testing.T) {
 		t.Fatalf("leftovers %+v", s)
 	}
 }
+
+// A goroutine already waiting keeps its place: newcomers that time out
+// around it never push it out with ErrFull, and it gets the next permit.
+func TestBulkheadWaiterKeepsItsPlace(t *testing.T) {
+	b, err := NewBulkhead(BulkheadConfig{MaxConcurrent: 1, MaxWaiters: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	res := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		res <- b.Acquire(ctx)
+	}()
+	for {
+		if st, _ := b.Stats(); st.Waiting == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	stop := make(chan struct{})
+	var full int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Millisecond)
+			if err := b.Acquire(ctx); errors.Is(err, ErrFull) {
+				atomic.AddInt64(&full, 1)
+			} else if err == nil {
+				_ = b.Release()
+			}
+			cancel()
+		}
+	}()
+	// Several retry polls (20 ms each) with newcomers pressing in.
+	time.Sleep(150 * time.Millisecond)
+	select {
+	case err := <-res:
+		t.Fatalf("the waiter gave up while waiting: %v", err)
+	default:
+	}
+	if err := b.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-res; err != nil {
+		t.Fatalf("the waiter did not get the permit: %v", err)
+	}
+	close(stop)
+	wg.Wait()
+	if atomic.LoadInt64(&full) == 0 {
+		t.Fatal("newcomers were never refused: the waiter bound was not exercised")
+	}
+	_ = b.Release()
+}

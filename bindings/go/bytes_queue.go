@@ -26,7 +26,10 @@ static go_bq_size_ret go_bytes_queue_pop_many(const rsl_bytes_queue *q, uint8_t 
 import "C"
 
 import (
+	"errors"
+	"fmt"
 	"runtime"
+	"sync"
 	"unsafe"
 )
 
@@ -111,23 +114,85 @@ func (q *BytesQueue) PopInto(buf []byte) (int, error) {
 	return int(n), nil
 }
 
-// Pop removes and returns the oldest message; ErrEmpty when the queue is empty.
-func (q *BytesQueue) Pop() ([]byte, error) {
-	buf := make([]byte, q.maxLen)
-	n, err := q.PopInto(buf)
-	if err != nil {
-		return nil, err
+// popInto is PopInto that also reports the length needed when buf is too
+// small.
+func (q *BytesQueue) popInto(buf []byte) (n, needed int, err error) {
+	h := q.h
+	if h == nil {
+		return 0, 0, closedErr("BytesQueue.Pop")
 	}
-	return buf[:n:n], nil
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	r := C.go_bytes_queue_pop(h, bytesPtr(buf), C.size_t(len(buf)))
+	runtime.KeepAlive(buf)
+	runtime.KeepAlive(q)
+	switch Status(r.st) {
+	case StatusOK:
+		return int(r.n), 0, nil
+	case StatusBufferTooSmall:
+		return 0, int(r.n), answer(r.st, "BytesQueue.Pop", StatusBufferTooSmall)
+	}
+	return 0, 0, answer(r.st, "BytesQueue.Pop", StatusEmpty)
+}
+
+// popScratch is the most Pop and PopMany read into at once before
+// allocating for what they actually got: a queue's MaxLen (up to 16 MiB)
+// says nothing about the messages in it.
+const popScratch = 64 << 10
+
+var popScratchPool = sync.Pool{New: func() any { b := make([]byte, popScratch); return &b }}
+
+// Pop removes and returns the oldest message, in a slice of exactly its
+// length; ErrEmpty when the queue is empty.
+func (q *BytesQueue) Pop() ([]byte, error) {
+	bp := popScratchPool.Get().(*[]byte)
+	defer popScratchPool.Put(bp)
+	buf := *bp
+	if q.maxLen < len(buf) {
+		buf = buf[:q.maxLen+1]
+	}
+	for {
+		n, needed, err := q.popInto(buf)
+		if err == nil {
+			m := make([]byte, n)
+			copy(m, buf)
+			return m, nil
+		}
+		if !errors.Is(err, ErrBufferTooSmall) {
+			return nil, err
+		}
+		// Longer than the scratch: a buffer of its size (another consumer
+		// may take it first; then the next message is tried).
+		buf = make([]byte, needed)
+		if n, _, err := q.popInto(buf); err == nil {
+			return buf[:n:n], nil
+		} else if !errors.Is(err, ErrBufferTooSmall) {
+			return nil, err
+		}
+	}
 }
 
 // PushMany pushes msgs in order, stopping at the first that does not fit,
 // and returns how many were pushed: one cgo call for the whole batch.
-// ErrTooLarge at a message longer than MaxLen (the ones before it are pushed).
+// ErrTooLarge at a message longer than MaxLen, with the count of the ones
+// before it, which are pushed (unless the queue filled up first: then the
+// count alone says where it stopped).
 func (q *BytesQueue) PushMany(msgs [][]byte) (int, error) {
 	h := q.h
 	if h == nil {
 		return 0, closedErr("BytesQueue.PushMany")
+	}
+	var tooLarge error
+	for i, m := range msgs {
+		if len(m) > q.maxLen {
+			tooLarge = &Error{Op: "BytesQueue.PushMany", Status: StatusTooLarge,
+				Detail: fmt.Sprintf("message %d is %d bytes, longer than MaxLen %d", i, len(m), q.maxLen)}
+			msgs = msgs[:i]
+			break
+		}
+	}
+	if len(msgs) == 0 {
+		return 0, tooLarge
 	}
 	total := 0
 	for _, m := range msgs {
@@ -149,11 +214,16 @@ func (q *BytesQueue) PushMany(msgs [][]byte) (int, error) {
 	if st != 0 {
 		return 0, fail(st, "BytesQueue.PushMany")
 	}
+	if tooLarge != nil && int(n) == len(msgs) {
+		return int(n), tooLarge
+	}
 	return int(n), nil
 }
 
-// PopMany removes up to max messages, oldest first, in one cgo call; an
-// empty slice when the queue is empty.
+// PopMany removes up to max messages, oldest first, in one cgo call while
+// they fit in 64 KiB together (a longer first message is popped alone); an
+// empty slice when the queue is empty. The messages share one allocation
+// of exactly their total size.
 func (q *BytesQueue) PopMany(max int) ([][]byte, error) {
 	h := q.h
 	if h == nil {
@@ -162,8 +232,16 @@ func (q *BytesQueue) PopMany(max int) ([][]byte, error) {
 	if max < 0 {
 		return nil, &Error{Op: "BytesQueue.PopMany", Status: StatusInvalidArg, Detail: "negative max"}
 	}
-	buf := make([]byte, max*q.maxLen+1)
-	lens := make([]C.size_t, max+1)
+	if max == 0 {
+		return [][]byte{}, nil
+	}
+	if max > popScratch {
+		max = popScratch // at most this many messages fit anyway, unless empty ones
+	}
+	bp := popScratchPool.Get().(*[]byte)
+	defer popScratchPool.Put(bp)
+	buf := *bp
+	lens := make([]C.size_t, max)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	r := C.go_bytes_queue_pop_many(h, (*C.uint8_t)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &lens[0], C.size_t(max))
@@ -171,14 +249,31 @@ func (q *BytesQueue) PopMany(max int) ([][]byte, error) {
 	runtime.KeepAlive(buf)
 	runtime.KeepAlive(lens)
 	runtime.KeepAlive(q)
+	if Status(st) == StatusBufferTooSmall {
+		// The oldest message alone is longer than the scratch.
+		m, err := q.Pop()
+		if errors.Is(err, ErrEmpty) {
+			return [][]byte{}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return [][]byte{m}, nil
+	}
 	if st != 0 {
 		return nil, fail(st, "BytesQueue.PopMany")
 	}
+	total := 0
+	for i := 0; i < n; i++ {
+		total += int(lens[i])
+	}
+	data := make([]byte, total)
+	copy(data, buf)
 	out := make([][]byte, n)
 	at := 0
 	for i := 0; i < n; i++ {
 		l := int(lens[i])
-		out[i] = buf[at : at+l : at+l]
+		out[i] = data[at : at+l : at+l]
 		at += l
 	}
 	return out, nil

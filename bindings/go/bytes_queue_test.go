@@ -114,3 +114,67 @@ func TestBytesQueueConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// Pop and PopMany size their results by the messages, not by MaxLen: a
+// queue of 16 MiB messages holding two bytes allocates about two bytes.
+func TestBytesQueueLargeMaxLenSmallMessages(t *testing.T) {
+	q, err := NewBytesQueue(8, MaxBytesQueueMessage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	for _, m := range []string{"hi", "there"} {
+		if err := q.Push([]byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := q.PopMany(4096)
+	if err != nil || len(got) != 2 || string(got[0]) != "hi" || string(got[1]) != "there" {
+		t.Fatalf("PopMany: %q %v", got, err)
+	}
+	if cap(got[0]) != 2 {
+		t.Fatalf("a 2-byte message keeps %d bytes", cap(got[0]))
+	}
+	q.Push([]byte("x"))
+	m, err := q.Pop()
+	if err != nil || string(m) != "x" || cap(m) != 1 {
+		t.Fatalf("Pop: %q cap %d %v", m, cap(m), err)
+	}
+	// A message longer than the 64 KiB scratch still comes back whole,
+	// through Pop and through PopMany (alone).
+	big := make([]byte, 200<<10)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	q.Push(big)
+	q.Push(big)
+	q.Push([]byte("after"))
+	if m, err := q.Pop(); err != nil || len(m) != len(big) || m[12345] != big[12345] {
+		t.Fatalf("big Pop: %d %v", len(m), err)
+	}
+	if got, err := q.PopMany(10); err != nil || len(got) != 1 || len(got[0]) != len(big) {
+		t.Fatalf("big PopMany: %d %v", len(got), err)
+	}
+	if got, err := q.PopMany(10); err != nil || len(got) != 1 || string(got[0]) != "after" {
+		t.Fatalf("after: %q %v", got, err)
+	}
+}
+
+// PushMany reports the messages it pushed before a too-large one.
+func TestBytesQueuePushManyCountsBeforeTooLarge(t *testing.T) {
+	q, _ := NewBytesQueue(8, 4)
+	defer q.Close()
+	n, err := q.PushMany([][]byte{[]byte("a"), []byte("b"), []byte("toolong"), []byte("c")})
+	if n != 2 || !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("n=%d err=%v", n, err)
+	}
+	if l, _, _ := q.Len(); l != 2 {
+		t.Fatalf("queued %d", l)
+	}
+	// Full before reaching the long one: the count says where it stopped.
+	f, _ := NewBytesQueue(1, 4)
+	defer f.Close()
+	if n, err := f.PushMany([][]byte{[]byte("a"), []byte("b"), []byte("toolong")}); n != 1 || err != nil {
+		t.Fatalf("full first: n=%d err=%v", n, err)
+	}
+}

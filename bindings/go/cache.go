@@ -489,6 +489,9 @@ func (c *Cache) GetMany(batch *Batch) error {
 	if h == nil {
 		return closedErr("Cache.GetMany")
 	}
+	if batch == nil {
+		return &Error{Op: "Cache.GetMany", Status: StatusNullArg, Detail: "batch is nil"}
+	}
 	count := len(batch.klens)
 	batch.n = 0
 	if count == 0 {

@@ -1,6 +1,7 @@
 package resilience
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -44,9 +45,20 @@ type statusWriter struct {
 	header   http.Header
 	body     bytes.Buffer
 	overflow bool
+	hijacked bool
+}
+
+// informational reports a 1xx status other than 101: an interim response
+// (103 Early Hints, say) that the final one follows.
+func informational(code int) bool {
+	return code >= 100 && code < 200 && code != http.StatusSwitchingProtocols
 }
 
 func (w *statusWriter) WriteHeader(code int) {
+	if informational(code) {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
 	if w.status == 0 {
 		w.status = code
 		if w.tee {
@@ -83,6 +95,20 @@ func (w *statusWriter) Flush() {
 
 // Unwrap gives http.ResponseController (Go 1.20+) the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack passes a hijack through (WebSocket and other upgrades), or answers
+// http.ErrNotSupported when the underlying writer cannot.
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, http.ErrNotSupported
+	}
+	c, rw, err := h.Hijack()
+	if err == nil {
+		w.hijacked = true
+	}
+	return c, rw, err
+}
 
 func (w *statusWriter) code() int {
 	if w.status == 0 {
@@ -171,6 +197,10 @@ func BreakerMiddleware(b *Breaker, opts BreakerOptions) func(http.Handler) http.
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			p, err := b.TryAcquire()
 			if err != nil {
+				if !errors.Is(err, ErrRejected) { // closed, or a library failure
+					http.Error(w, "circuit breaker: "+err.Error(), http.StatusInternalServerError)
+					return
+				}
 				if d, ok := RetryAfter(err); ok {
 					setRetryAfter(w, d)
 				}
@@ -258,7 +288,11 @@ func IdempotencyMiddleware(s *IdempotencyStore, opts IdempotencyOptions) func(ht
 			}
 			var body []byte
 			if r.Body != nil {
-				b, err := io.ReadAll(io.LimitReader(r.Body, opts.MaxBodyBytes+1))
+				limit := opts.MaxBodyBytes
+				if limit < math.MaxInt64 {
+					limit++ // one byte more tells "too large" from "exactly the limit"
+				}
+				b, err := io.ReadAll(io.LimitReader(r.Body, limit))
 				if err != nil {
 					http.Error(w, "cannot read request body", http.StatusBadRequest)
 					return
@@ -307,8 +341,12 @@ func IdempotencyMiddleware(s *IdempotencyStore, opts IdempotencyOptions) func(ht
 				_, _ = w.Write(respBody)
 				return
 			}
-			// Started: run the handler, keep a copy of what it answers.
+			// Started: run the handler, keep a copy of what it answers. Only
+			// the headers the handler set are stored: those outer
+			// middleware set before it (rate-limit counters, say) belong to
+			// each request and are set afresh on a replay.
 			token := res.Token
+			before := w.Header().Clone()
 			sw := &statusWriter{ResponseWriter: w, tee: true, limit: opts.MaxResponseBytes}
 			finished := false
 			defer func() {
@@ -322,11 +360,11 @@ func IdempotencyMiddleware(s *IdempotencyStore, opts IdempotencyOptions) func(ht
 			if sw.header == nil {
 				sw.header = w.Header().Clone()
 			}
-			if opts.Retryable(status) || sw.overflow {
+			if opts.Retryable(status) || sw.overflow || sw.hijacked {
 				_ = s.abandon(stringPtr(key), len(key), token, "IdempotencyMiddleware")
 				return
 			}
-			rec := EncodeResponse(status, sw.header, sw.body.Bytes())
+			rec := EncodeResponse(status, addedHeaders(before, sw.header), sw.body.Bytes())
 			if err := s.complete(stringPtr(key), len(key), token, rec, "IdempotencyMiddleware"); err != nil {
 				// Not stored (too large, or the lease ran out and another
 				// request took over): release what is still ours.
@@ -334,6 +372,31 @@ func IdempotencyMiddleware(s *IdempotencyStore, opts IdempotencyOptions) func(ht
 			}
 		})
 	}
+}
+
+// addedHeaders returns the entries of after that are not in before with
+// the same values: what a handler set.
+func addedHeaders(before, after http.Header) http.Header {
+	out := make(http.Header, len(after))
+	for k, v := range after {
+		if old, ok := before[k]; ok && equalValues(old, v) {
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func equalValues(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // Fingerprint identifies a request for IdempotencyMiddleware: SHA-256 of

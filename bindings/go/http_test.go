@@ -1,7 +1,11 @@
 package resilience
 
 import (
+	"bufio"
+	"errors"
 	"io"
+	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -254,4 +258,148 @@ func serve(h http.Handler, remote, path string) *httptest.ResponseRecorder {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	return rec
+}
+
+// A 1xx interim response (103 Early Hints) is passed on; the final status
+// is the one the breaker records and the idempotency store keeps.
+func TestMiddlewaresLookPastInterimResponses(t *testing.T) {
+	b := newBreaker(t, BreakerConfig{WindowSize: 4, MinimumCalls: 4, WaitInOpen: 30 * time.Second})
+	h := BreakerMiddleware(b, BreakerOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	for i := 0; i < 4; i++ {
+		do(t, h, "GET", "/", "", nil)
+	}
+	if m, _ := b.Metrics(); m.Failed != 4 {
+		t.Fatalf("the 500s after 103 were counted as %d failures", m.Failed)
+	}
+	s := newStore(t, IdempotencyConfig{})
+	ih := idemHandler(t, s, IdempotencyOptions{}, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Set("X-Final", "yes")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, "made")
+	})
+	key := map[string]string{"Idempotency-Key": "hints"}
+	do(t, ih, "POST", "/", "", key)
+	replay := do(t, ih, "POST", "/", "", key)
+	if replay.Code != http.StatusCreated || replay.Header().Get("X-Final") != "yes" || replay.Body.String() != "made" {
+		t.Fatalf("replay: %d %v %q", replay.Code, replay.Header(), replay.Body.String())
+	}
+}
+
+// Headers that outer middleware set (rate-limit counters) are not stored
+// with the response: a replay shows the current request's values.
+func TestIdempotencyReplayKeepsOuterHeaders(t *testing.T) {
+	s := newStore(t, IdempotencyConfig{})
+	n := 0
+	inner := idemHandler(t, s, IdempotencyOptions{}, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Order", "42")
+		w.WriteHeader(http.StatusCreated)
+	})
+	outer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n++
+		w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(100-n))
+		inner.ServeHTTP(w, r)
+	})
+	key := map[string]string{"Idempotency-Key": "outer"}
+	do(t, outer, "POST", "/", "", key)
+	replay := do(t, outer, "POST", "/", "", key)
+	if replay.Header().Get("X-RateLimit-Remaining") != "98" || replay.Header().Get("X-Order") != "42" {
+		t.Fatalf("replayed headers %v", replay.Header())
+	}
+}
+
+// "No limit" as MaxInt64 still reads the body (it overflowed to nothing).
+func TestIdempotencyUnlimitedBody(t *testing.T) {
+	s := newStore(t, IdempotencyConfig{})
+	h := idemHandler(t, s, IdempotencyOptions{MaxBodyBytes: math.MaxInt64}, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		_, _ = io.WriteString(w, "got:"+string(body))
+	})
+	key := map[string]string{"Idempotency-Key": "big"}
+	if rec := do(t, h, "POST", "/", "payload", key); rec.Body.String() != "got:payload" {
+		t.Fatalf("first: %q", rec.Body.String())
+	}
+	if rec := do(t, h, "POST", "/", "other", key); rec.Code != http.StatusUnprocessableEntity {
+		t.Fatalf("another body under the same key: %d", rec.Code)
+	}
+}
+
+// hijackRecorder is a ResponseRecorder that can be hijacked.
+type hijackRecorder struct {
+	*httptest.ResponseRecorder
+	hijacked bool
+}
+
+func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h.hijacked = true
+	a, b := net.Pipe()
+	_ = b.Close()
+	return a, bufio.NewReadWriter(bufio.NewReader(a), bufio.NewWriter(a)), nil
+}
+
+// Upgrades work behind both middlewares; a hijacked response is not stored.
+func TestMiddlewaresPassHijackThrough(t *testing.T) {
+	b := newBreaker(t, BreakerConfig{})
+	s := newStore(t, IdempotencyConfig{})
+	calls := 0
+	h := BreakerMiddleware(b, BreakerOptions{})(idemHandler(t, s, IdempotencyOptions{}, func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		hj, ok := w.(http.Hijacker)
+		if !ok {
+			t.Error("the middlewares hide http.Hijacker")
+			return
+		}
+		c, _, err := hj.Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_ = c.Close()
+	}))
+	for i := 0; i < 2; i++ {
+		req := httptest.NewRequest("POST", "/ws", nil)
+		req.Header.Set("Idempotency-Key", "up")
+		rec := &hijackRecorder{ResponseRecorder: httptest.NewRecorder()}
+		h.ServeHTTP(rec, req)
+		if !rec.hijacked {
+			t.Fatalf("request %d was not hijacked", i)
+		}
+	}
+	if calls != 2 {
+		t.Fatalf("a hijacked response was stored and replayed: %d calls", calls)
+	}
+	// Without support underneath, Hijack answers ErrNotSupported.
+	sw := &statusWriter{ResponseWriter: httptest.NewRecorder()}
+	if _, _, err := sw.Hijack(); !errors.Is(err, http.ErrNotSupported) {
+		t.Fatalf("%v", err)
+	}
+}
+
+// A closed breaker is a server error, not "circuit breaker open".
+func TestBreakerMiddlewareOnAClosedBreaker(t *testing.T) {
+	b := newBreaker(t, BreakerConfig{})
+	h := BreakerMiddleware(b, BreakerOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	_ = b.Close()
+	if rec := do(t, h, "GET", "/", "", nil); rec.Code != http.StatusInternalServerError {
+		t.Fatalf("%d %q", rec.Code, rec.Body.String())
+	}
+}
+
+func TestNilBatchIsAnError(t *testing.T) {
+	c := newCache(t, CacheConfig{MaxEntries: 16})
+	if err := c.GetMany(nil); !errors.Is(err, ErrNullArg) {
+		t.Fatalf("GetMany(nil): %v", err)
+	}
+	l, err := NewKeyedLimiter(KeyedLimiterConfig{Quota: PerSecond(10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.AcquireMany(nil, 1, nil); !errors.Is(err, ErrNullArg) {
+		t.Fatalf("AcquireMany(nil): %v", err)
+	}
 }

@@ -461,6 +461,9 @@ func (l *KeyedLimiter) AcquireMany(batch *Batch, n uint64, dst []Decision) ([]De
 	if h == nil {
 		return dst, closedErr("KeyedLimiter.AcquireMany")
 	}
+	if batch == nil {
+		return dst, &Error{Op: "KeyedLimiter.AcquireMany", Status: StatusNullArg, Detail: "batch is nil"}
+	}
 	count := len(batch.klens)
 	if count == 0 {
 		return dst, nil

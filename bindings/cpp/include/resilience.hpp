@@ -70,16 +70,13 @@ namespace detail {
 /// rsl_last_error() (which then still holds an older call's message).
 inline bool is_answer(rsl_status s) noexcept {
   switch (s) {
-    case RSL_ERR_BUFFER_TOO_SMALL:
     case RSL_ERR_FULL:
     case RSL_ERR_EMPTY:
     case RSL_ERR_NOT_FOUND:
     case RSL_ERR_REJECTED:
     case RSL_ERR_TIMEOUT:
-    case RSL_ERR_NOT_OWNER:
     case RSL_ERR_MISMATCH:
     case RSL_ERR_STALE:
-    case RSL_ERR_CLOSED:
       return true;
     default:
       return false;

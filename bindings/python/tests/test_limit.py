@@ -292,7 +292,7 @@ def test_bulkhead_decorator_and_threads() -> None:
 
 
 def test_bulkhead_async() -> None:
-    bh = Bulkhead(2, max_wait=2)
+    bh = Bulkhead(2, max_waiters=8, max_wait=2)  # async waiters count against max_waiters too
     peak = [0]
     cur = [0]
 

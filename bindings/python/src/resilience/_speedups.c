@@ -254,6 +254,20 @@ static PyObject *guard_descr_get(PyObject *self, PyObject *obj, PyObject *type) 
     return PyMethod_New(self, obj);
 }
 
+/* Pickled and copied by reference, as the function it replaces is: by its
+ * qualified name, looked up again in its module (update_wrapper gave it the
+ * function's __module__ and __qualname__). The cffi wrapper, a plain
+ * function, behaves the same. */
+static PyObject *guard_reduce(PyObject *self, PyObject *unused) {
+    (void)unused;
+    return PyObject_GetAttrString(self, "__qualname__");
+}
+
+static PyMethodDef guard_methods[] = {
+    {"__reduce__", guard_reduce, METH_NOARGS, "Pickles by reference, as a function."},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyGetSetDef guard_getset[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -286,7 +300,9 @@ static PyTypeObject GuardType = {
     guard_clear,                               /* tp_clear */
     0,                                         /* tp_richcompare */
     offsetof(Guard, weakreflist),              /* tp_weaklistoffset */
-    0, 0, 0, 0,                                /* tp_iter .. tp_members */
+    0, 0,                                      /* tp_iter, tp_iternext */
+    guard_methods,                             /* tp_methods */
+    0,                                         /* tp_members */
     guard_getset,                              /* tp_getset */
     0, 0,                                      /* tp_base, tp_dict */
     guard_descr_get,                           /* tp_descr_get */

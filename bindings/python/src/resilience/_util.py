@@ -3,10 +3,11 @@ scratch buffers. Private: the public API documents what each accepts."""
 
 from __future__ import annotations
 
+import contextvars
 import math
 import threading
 from datetime import timedelta
-from typing import Any, Union
+from typing import Any, Tuple, Union
 
 from ._native import ffi
 from .errors import InvalidArgument
@@ -61,6 +62,45 @@ def to_ns(d: Duration, name: str, *, allow_zero: bool = True, allow_inf: bool = 
 def from_ns(ns: int) -> float:
     """Integer nanoseconds to float seconds (UINT64_MAX is ``math.inf``)."""
     return math.inf if ns >= U64_MAX else ns / _NS_PER_S
+
+
+#: What context managers entered in this thread or task hold, innermost
+#: last: ``(id(owner), item)`` pairs. A ``ContextVar`` so that one guard
+#: object may be entered by many threads and asyncio tasks at once, and
+#: nested, each exit taking back its own enter's permit.
+_HELD: "contextvars.ContextVar[Tuple[Tuple[int, Any], ...]]" = contextvars.ContextVar("resilience_held", default=())
+
+
+def hold(owner: object, item: Any) -> None:
+    """Records ``item`` as held by ``owner`` in the current thread or task."""
+    _HELD.set(_HELD.get() + ((id(owner), item),))
+
+
+def take_held(owner: object) -> Any:
+    """Takes back the innermost item ``owner`` holds in this thread or task."""
+    held = _HELD.get()
+    key = id(owner)
+    for i in range(len(held) - 1, -1, -1):
+        if held[i][0] == key:
+            _HELD.set(held[:i] + held[i + 1:])
+            return held[i][1]
+    raise RuntimeError("context manager exited without a matching enter in this thread or task")
+
+
+class NoCopy:
+    """Refuses copy, deepcopy and pickle: the object owns a native handle,
+    which a copy would share and free twice. Share the object itself."""
+
+    __slots__ = ()
+
+    def __copy__(self) -> Any:
+        raise TypeError(f"{type(self).__name__} cannot be copied: it owns a native object; share it instead")
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        raise TypeError(f"{type(self).__name__} cannot be copied: it owns a native object; share it instead")
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(f"{type(self).__name__} cannot be pickled: it owns a native object")
 
 
 def to_key(key: Any, name: str = "key") -> bytes:

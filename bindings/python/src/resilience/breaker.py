@@ -43,7 +43,7 @@ if _speedups is not None:
                        int(ffi.cast("uintptr_t", ffi.addressof(lib, "rsl_breaker_record"))))
     else:  # pragma: no cover - a permit layout the C guard does not know
         _speedups = None
-from ._util import Duration, Key, from_ns, scratch, to_float, to_int, to_key, to_ns
+from ._util import U64_MAX, Duration, Key, NoCopy, from_ns, hold, scratch, take_held, to_float, to_int, to_key, to_ns
 from .errors import CircuitOpen, InvalidArgument, NotFound, error_for
 
 __all__ = [
@@ -236,7 +236,7 @@ def _c_user_free(user: Any) -> None:
     _callbacks.pop(int(ffi.cast("uintptr_t", user)), None)
 
 
-class CircuitBreaker:
+class CircuitBreaker(NoCopy):
     """A circuit breaker: closed, open, half-open, plus disabled, forced open
     and metrics-only. Thread-safe; the closed-state check is one atomic load
     in C.
@@ -303,6 +303,9 @@ class CircuitBreaker:
         the permit was stale (the state changed since; nothing recorded)."""
         if not isinstance(outcome, int) or isinstance(outcome, bool) or not 0 <= outcome <= 2:
             raise InvalidArgument(f"outcome must be an Outcome, not {outcome!r}")
+        g, t = permit.generation, permit.started_ns
+        if type(g) is not int or not 0 <= g <= U64_MAX or type(t) is not int or not 0 <= t <= U64_MAX:
+            raise InvalidArgument(f"{permit!r} is not a permit this breaker issued")
         if duration is None:
             st = _fast.breaker_exit(self._ptr, permit.generation, outcome, permit.started_ns)
         else:
@@ -333,6 +336,7 @@ class CircuitBreaker:
         exception always propagates. When the breaker refuses,
         :class:`CircuitOpen` is raised and the function is not called.
         """
+        failure, ignore = _exc_types(failure, "failure"), _exc_types(ignore, "ignore")
         if func is None:
             return lambda f: self._wrap(f, failure, ignore)
         return self._wrap(func, failure, ignore)
@@ -415,8 +419,10 @@ class CircuitBreaker:
               ignore: Tuple[Type[BaseException], ...] = ()) -> "_Guard":
         """A context manager (``with`` or ``async with``) that acquires a
         permit on entry (raising :class:`CircuitOpen`) and records the
-        outcome on exit, classifying exceptions as the decorator does."""
-        return _Guard(self, failure, ignore)
+        outcome on exit, classifying exceptions as the decorator does. One
+        guard may be reused, nested, and entered by many threads and asyncio
+        tasks at once: each exit records its own enter's permit."""
+        return _Guard(self, _exc_types(failure, "failure"), _exc_types(ignore, "ignore"))
 
     # -- state ---------------------------------------------------------------
     @property
@@ -433,6 +439,8 @@ class CircuitBreaker:
         returns the new generation. Permits issued before become stale."""
         if isinstance(state, bool) or not isinstance(state, int):
             raise TypeError(f"state must be a BreakerState, not {type(state).__name__}")
+        if not 0 <= state <= 5:
+            raise InvalidArgument(f"state must be a BreakerState, not {state!r}")
         gen = scratch.u64
         st = lib.rsl_breaker_transition_to(self._ptr, state, gen)
         if st:
@@ -518,17 +526,27 @@ class CircuitBreaker:
     # -- errors ----------------------------------------------------------------
     def _refused_ns(self, st: int, retry_after_ns: int) -> Exception:
         if st == 103:
-            label = f"circuit breaker {self.name!r}" if self.name is not None else "circuit breaker"
-            ra = from_ns(retry_after_ns)
-            return CircuitOpen(f"{label} is open; retry after {ra:.3f} s", 103, ra)
+            return self._open(from_ns(retry_after_ns))
         return self._error(st)
 
     def _refused(self, st: int) -> Exception:
         if st == 103:
-            label = f"circuit breaker {self.name!r}" if self.name is not None else "circuit breaker"
-            ra = from_ns(_fast.last_retry_after())
-            return CircuitOpen(f"{label} is open; retry after {ra:.3f} s", 103, ra)
+            return self._open(from_ns(_fast.last_retry_after()))
         return self._error(st)
+
+    def _open(self, ra: float) -> CircuitOpen:
+        """The rejection, saying which state refused (read now, so it may
+        have moved on since)."""
+        label = f"circuit breaker {self.name!r}" if self.name is not None else "circuit breaker"
+        out = ffi.new("int32_t *")
+        state = BreakerState(out[0]) if lib.rsl_breaker_state(self._ptr, out) == 0 else None
+        if state == BreakerState.HALF_OPEN:
+            why = "is half-open with every probe call out; retry shortly"
+        elif state == BreakerState.FORCED_OPEN:
+            why = "is forced open (until changed by hand)"
+        else:
+            why = f"is open; retry after {ra:.3f} s"
+        return CircuitOpen(f"{label} {why}", 103, ra)
 
     def _error(self, st: int) -> Exception:
         if st == 1 and self._ptr == ffi.NULL:
@@ -536,21 +554,34 @@ class CircuitBreaker:
         return error_for(st, "CircuitBreaker")
 
 
+def _exc_types(v: Any, name: str) -> Tuple[Type[BaseException], ...]:
+    """An exception class or a tuple of them, as a tuple; TypeError at
+    decoration time otherwise (not at the first exception, where it would
+    hide that exception)."""
+    t = v if isinstance(v, tuple) else (v,)
+    for c in t:
+        if not (isinstance(c, type) and issubclass(c, BaseException)):
+            raise TypeError(f"{name} must be an exception class or a tuple of them, not {v!r}")
+    return t
+
+
 class _Guard:
-    __slots__ = ("_b", "_failure", "_ignore", "_permit")
+    """Reusable, and safe to enter from many threads and tasks at once: each
+    exit records the permit its own enter took."""
+
+    __slots__ = ("_b", "_failure", "_ignore")
 
     def __init__(self, b: CircuitBreaker, failure: Tuple[Type[BaseException], ...],
                  ignore: Tuple[Type[BaseException], ...]) -> None:
         self._b, self._failure, self._ignore = b, failure, ignore
-        self._permit: Optional[Permit] = None
 
     def __enter__(self) -> Permit:
-        self._permit = self._b.try_acquire()
-        return self._permit
+        permit = self._b.try_acquire()
+        hold(self, permit)
+        return permit
 
     def __exit__(self, et: Any, e: Any, tb: Any) -> None:
-        permit, self._permit = self._permit, None
-        assert permit is not None
+        permit = take_held(self)
         if e is None:
             outcome = Outcome.SUCCESS
         elif self._ignore and isinstance(e, self._ignore):
@@ -566,7 +597,7 @@ class _Guard:
         self.__exit__(et, e, tb)
 
 
-class BreakerRegistry:
+class BreakerRegistry(NoCopy):
     """Circuit breakers by name, at most ``max_entries`` of them. When full,
     getting a new name evicts an idle breaker (closed, held by no handle
     outside the registry), or raises :class:`~resilience.Full`. Thread-safe.

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, List, Optional, TypeVar, Union
+from typing import Any, Iterable, List, Optional, TypeVar, Union, overload
 
 from . import _fast
 from ._native import ffi, lib
-from ._util import U64_MAX, Duration, Key, pack_keys, scratch, to_bytes, to_int, to_key, to_ns
+from ._util import U64_MAX, Duration, Key, NoCopy, pack_keys, scratch, to_bytes, to_int, to_key, to_ns
 from .errors import BufferTooSmall, InvalidArgument, NotFound, error_for
 from .serializers import Serializer
 
@@ -51,7 +51,7 @@ class CacheStats:
     """Bytes held now (keys + values)."""
 
 
-class Cache:
+class Cache(NoCopy):
     """A sharded, scan-resistant cache with per-entry TTLs. Thread-safe; the
     GIL is released inside every lookup.
 
@@ -91,6 +91,11 @@ class Cache:
         self._ser = serializer
 
     # -- reads -------------------------------------------------------------
+    @overload
+    def get(self, key: Key) -> Optional[Any]: ...
+    @overload
+    def get(self, key: Key, default: _T) -> Union[Any, _T]: ...
+
     def get(self, key: Key, default: Optional[_T] = None) -> Union[Any, _T, None]:
         """The value of ``key``, or ``default`` when absent or expired."""
         t = type(key)

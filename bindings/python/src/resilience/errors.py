@@ -241,13 +241,20 @@ def last_error() -> str:
     return ffi.string(lib.rsl_last_error()).decode("utf-8", "replace")
 
 
+def _HAS_DETAIL(status: int) -> bool:
+    """Whether the library sets ``rsl_last_error`` for ``status``."""
+    return 0 < status < 100 or status in (105, 108) or status >= 200
+
+
 def error_for(status: int, context: str = "") -> ResilienceError:
     """The exception for a nonzero ``status``, with the library's detail.
 
     An unknown code gives a plain :class:`ResilienceError` carrying the code.
     """
     cls = _BY_CODE.get(status, ResilienceError)
-    detail = last_error() if status not in (102, 103) else ""  # misses/rejections set no message
+    # Answers (full, empty, not found, rejected, timeout, mismatch, stale)
+    # set no message: the thread's last one belongs to an older call.
+    detail = last_error() if _HAS_DETAIL(status) else ""
     msg = status_str(status)
     if detail:
         msg = f"{msg}: {detail}"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar, Union
 
 from ._native import ffi, lib
-from ._util import Duration, Key, from_ns, scratch, to_bytes, to_int, to_key, to_ns
+from ._util import Duration, Key, NoCopy, from_ns, scratch, to_bytes, to_int, to_key, to_ns
 from .errors import InProgress, InvalidArgument, NotFound, NotOwner, ResilienceError, error_for
 from .serializers import PICKLE, Serializer
 
@@ -102,7 +102,7 @@ class IdempotencyStats:
     """Bytes charged to the budget."""
 
 
-class IdempotencyStore:
+class IdempotencyStore(NoCopy):
     """Records of requests by idempotency key. Thread-safe: racing
     ``begin`` calls on one key start exactly one record.
 

@@ -19,13 +19,14 @@ import enum
 import functools
 import math
 import struct
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, List, NamedTuple, Optional, Tuple, Type, TypeVar, Union
 
 from . import _fast
 from ._native import ffi, lib
-from ._util import U64_MAX, Duration, Key, from_ns, pack_keys, scratch, to_float, to_int, to_key, to_ns
+from ._util import U64_MAX, Duration, Key, NoCopy, from_ns, hold, pack_keys, scratch, take_held, to_float, to_int, to_key, to_ns
 from .errors import BulkheadFull, InvalidArgument, RateLimited, Timeout, error_for
 
 __all__ = ["Reason", "Decision", "TokenBucket", "KeyedLimiter", "KeyedLimiterStats", "Bulkhead",
@@ -129,7 +130,7 @@ def _closed_or(st: int, ptr: Any, what: str) -> Exception:
     return error_for(st, what)
 
 
-class _Handle:
+class _Handle(NoCopy):
     __slots__ = ("_ptr", "__weakref__")
     _ptr: Any
 
@@ -535,16 +536,20 @@ class Bulkhead(_Handle):
 
     Args:
         max_concurrent: permits (1 .. 2**32-1).
-        max_waiters: threads allowed to wait for a permit (0: never wait).
+        max_waiters: threads allowed to wait for a permit (0: never wait);
+            ``async with`` allows as many tasks to wait, counted apart.
         max_wait: how long ``with`` / the decorator wait (seconds; 0: no wait).
     """
 
-    __slots__ = ("_wait_ns",)
+    __slots__ = ("_wait_ns", "_max_waiters", "_async_waiting", "_count_lock")
 
     def __init__(self, max_concurrent: int, *, max_waiters: int = 0, max_wait: Duration = 0.0) -> None:
         to_int(max_concurrent, "max_concurrent", 1, 2**32 - 1)
         to_int(max_waiters, "max_waiters", 0, 2**32 - 1)
         self._wait_ns = to_ns(max_wait, "max_wait", allow_inf=True)
+        self._max_waiters = max_waiters
+        self._async_waiting = 0
+        self._count_lock = threading.Lock()
         out = ffi.new("rsl_bulkhead **")
         st = lib.rsl_bulkhead_new(max_concurrent, max_waiters, out)
         if st:
@@ -616,18 +621,37 @@ class Bulkhead(_Handle):
             return
         if st != 103:
             raise self._error(st)
-        if self._wait_ns == 0:
+        if self._wait_ns == 0 or self._max_waiters == 0:
             raise self._refused(st)
+        with self._count_lock:
+            if self._async_waiting >= self._max_waiters:
+                raise BulkheadFull(f"bulkhead full: every permit is taken and {self._max_waiters} "
+                                   "tasks already wait", 103)
+            self._async_waiting += 1
+        try:
+            await self._wait_async()
+        finally:
+            with self._count_lock:
+                self._async_waiting -= 1
+
+    async def _wait_async(self) -> None:
         import asyncio
 
         deadline = time.monotonic() + self._wait_ns / 1e9
         delay = 0.0005
+        s = ffi.new("rsl_bulkhead_stats *")
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise Timeout("no bulkhead permit came free in time", 104)
             await asyncio.sleep(min(delay, left))
             delay = min(delay * 2, 0.02)
+            # Look before trying, so that polling does not count as refusals.
+            st = lib.rsl_bulkhead_get_stats(self._ptr, s)
+            if st:
+                raise self._error(st)
+            if s.in_flight >= s.max_concurrent:
+                continue
             st = lib.rsl_bulkhead_try_acquire(self._ptr)
             if st == 0:
                 return
@@ -791,8 +815,13 @@ class AdaptiveLimiter(_Handle):
 
     def guard(self, *, drop: Tuple[Type[BaseException], ...] = (TimeoutError,)) -> "_AdaptiveGuard":
         """A context manager (``with`` / ``async with``) admitting one call
-        (or raising :class:`BulkheadFull`) and reporting it on exit."""
-        return _AdaptiveGuard(self, drop)
+        (or raising :class:`BulkheadFull`) and reporting it on exit. One
+        guard may be reused, nested, and entered by many threads and asyncio
+        tasks at once: each exit reports its own enter's token."""
+        t = drop if isinstance(drop, tuple) else (drop,)
+        if not all(isinstance(c, type) and issubclass(c, BaseException) for c in t):
+            raise TypeError(f"drop must be an exception class or a tuple of them, not {drop!r}")
+        return _AdaptiveGuard(self, t)
 
     def __call__(self, func: F) -> F:
         """``@limiter``: each call is admitted and reported (as :meth:`guard`)."""
@@ -814,22 +843,23 @@ class AdaptiveLimiter(_Handle):
 
 
 class _AdaptiveGuard:
-    __slots__ = ("_lim", "_drop", "_tok")
+    """Reusable, and safe to enter from many threads and tasks at once: each
+    exit reports the token its own enter took."""
+
+    __slots__ = ("_lim", "_drop")
 
     def __init__(self, lim: AdaptiveLimiter, drop: Tuple[Type[BaseException], ...]) -> None:
         self._lim, self._drop = lim, drop
-        self._tok: Optional[AdaptiveToken] = None
 
     def __enter__(self) -> AdaptiveToken:
         tok = self._lim.try_acquire()
         if tok is None:
             raise BulkheadFull("adaptive limiter: at the current limit", 103)
-        self._tok = tok
+        hold(self, tok)
         return tok
 
     def __exit__(self, et: Any, e: Any, tb: Any) -> None:
-        tok, self._tok = self._tok, None
-        assert tok is not None
+        tok = take_held(self)
         outcome = "success" if e is None else "dropped" if isinstance(e, self._drop) else "ignored"
         self._lim.record(tok, outcome)
 

@@ -9,15 +9,16 @@ record. Full and empty are answers, never waits: ``push`` raises
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterable, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Iterable, List, Optional, Tuple, TypeVar, Union, overload
 
 from ._native import ffi, lib
-from ._util import U64_MAX, scratch, to_int
+from ._util import U64_MAX, NoCopy, scratch, to_bytes, to_int
 from .errors import Closed, Empty, Full, InvalidArgument, error_for
 
 __all__ = ["BytesQueue", "MpmcQueue", "SpscProducer", "SpscConsumer", "spsc_queue"]
 
 _T = TypeVar("_T")
+_E = TypeVar("_E", bound="_SpscEnd")
 _MAX_CAP = 1 << 30
 
 
@@ -35,7 +36,7 @@ def _bad_value(value: object) -> Exception:
     return InvalidArgument(f"queue payloads are ints in [0, 2**64), got {value!r}")
 
 
-class MpmcQueue:
+class MpmcQueue(NoCopy):
     """A bounded multi-producer multi-consumer queue; every method is
     thread-safe and lock-free (the GIL is released inside the C calls).
 
@@ -83,6 +84,11 @@ class MpmcQueue:
             raise self._error(st)
         return out[0]
 
+    @overload
+    def try_pop(self) -> Optional[int]: ...
+    @overload
+    def try_pop(self, default: _T) -> Union[int, _T]: ...
+
     def try_pop(self, default: Optional[_T] = None) -> Union[int, _T, None]:
         """Removes and returns the oldest payload, or ``default`` when empty."""
         out = scratch.u64
@@ -108,6 +114,8 @@ class MpmcQueue:
         """Removes up to ``max_items`` payloads (oldest first) in one C call;
         an empty list when the queue is empty."""
         to_int(max_items, "max_items", 0, _MAX_CAP)
+        if max_items > 64:
+            max_items = min(max_items, self.capacity)  # never more queued at once
         arr = ffi.new("uint64_t[]", max_items or 1)
         n = scratch.size
         st = lib.rsl_mpmc_pop_many(self._ptr, arr, max_items, n)
@@ -151,7 +159,7 @@ class MpmcQueue:
         return error_for(st, "MpmcQueue")
 
 
-class _SpscEnd:
+class _SpscEnd(NoCopy):
     __slots__ = ("_ptr", "_lock", "__weakref__")
     _ptr: Any
     _lock: threading.Lock
@@ -173,7 +181,7 @@ class _SpscEnd:
             if p != ffi.NULL:
                 ffi.release(p)
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self: _E) -> _E:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -273,6 +281,11 @@ class SpscConsumer(_SpscEnd):
             raise self._error(st)
         return out[0]
 
+    @overload
+    def try_pop(self) -> Optional[int]: ...
+    @overload
+    def try_pop(self, default: _T) -> Union[int, _T]: ...
+
     def try_pop(self, default: Optional[_T] = None) -> Union[int, _T, None]:
         """Removes and returns the oldest payload, or ``default`` when empty."""
         out = scratch.u64
@@ -290,6 +303,8 @@ class SpscConsumer(_SpscEnd):
     def pop_many(self, max_items: int) -> List[int]:
         """Removes up to ``max_items`` payloads in one C call (may be empty)."""
         to_int(max_items, "max_items", 0, _MAX_CAP)
+        if max_items > 64:
+            max_items = min(max_items, len(self))  # the only consumer: no more to take
         arr = ffi.new("uint64_t[]", max_items or 1)
         n = scratch.size
         self._enter()
@@ -337,9 +352,19 @@ _ = (Closed, Empty, Full)
 
 
 _MAX_LEN = 1 << 24
+_POP_SCRATCH = 64 << 10
+_scratch_tls = threading.local()
 
 
-class BytesQueue:
+def _pop_scratch() -> Any:
+    """This thread's 64 KiB buffer for pops."""
+    buf = getattr(_scratch_tls, "buf", None)
+    if buf is None:
+        buf = _scratch_tls.buf = ffi.new("uint8_t[]", _POP_SCRATCH)
+    return buf
+
+
+class BytesQueue(NoCopy):
     """A bounded multi-producer multi-consumer queue of ``bytes`` messages of
     at most ``max_len`` bytes each; every method is thread-safe and lock-free
     (the GIL is released inside the C calls). Messages are copied in and out.
@@ -379,22 +404,43 @@ class BytesQueue:
             return False
         raise self._error(st)
 
+    def _pop(self) -> Tuple[int, bytes]:
+        """(status, message): reads through a 64 KiB per-thread scratch
+        buffer, and a buffer of the message's own size when it is longer
+        (``max_len`` says nothing about what is queued)."""
+        buf = _pop_scratch()
+        cap = min(len(buf), self._max_len)
+        n = scratch.size
+        while True:
+            st = lib.rsl_bytes_queue_pop(self._ptr, buf, cap, n)
+            if st == 0:
+                return 0, bytes(ffi.buffer(buf, n[0]))
+            if st != 3:  # not RSL_ERR_BUFFER_TOO_SMALL
+                return st, b""
+            big = ffi.new("uint8_t[]", n[0])  # its length was written to n
+            st = lib.rsl_bytes_queue_pop(self._ptr, big, n[0], n)
+            if st == 0:
+                return 0, bytes(ffi.buffer(big, n[0]))
+            if st != 3:  # taken by another consumer meanwhile: the next one
+                return st, b""
+
     def pop(self) -> bytes:
         """Removes and returns the oldest message; raises :class:`Empty` when empty."""
-        buf = ffi.new("uint8_t[]", self._max_len or 1)
-        n = ffi.new("size_t *")
-        st = lib.rsl_bytes_queue_pop(self._ptr, buf, self._max_len, n)
+        st, m = self._pop()
         if st:
             raise self._error(st)
-        return bytes(ffi.buffer(buf, n[0]))
+        return m
+
+    @overload
+    def try_pop(self) -> Optional[bytes]: ...
+    @overload
+    def try_pop(self, default: _T) -> Union[bytes, _T]: ...
 
     def try_pop(self, default: Optional[_T] = None) -> Union[bytes, _T, None]:
         """Removes and returns the oldest message, or ``default`` when empty."""
-        buf = ffi.new("uint8_t[]", self._max_len or 1)
-        n = ffi.new("size_t *")
-        st = lib.rsl_bytes_queue_pop(self._ptr, buf, self._max_len, n)
+        st, m = self._pop()
         if st == 0:
-            return bytes(ffi.buffer(buf, n[0]))
+            return m
         if st == 101:
             return default
         raise self._error(st)
@@ -403,7 +449,7 @@ class BytesQueue:
         """Appends messages in order until one does not fit; returns how many
         were appended (one C call for the whole batch). Raises
         :class:`TooLarge` at a message longer than ``max_len``."""
-        msgs = [bytes(m) for m in messages]
+        msgs = [to_bytes(m, "message") for m in messages]
         data = b"".join(msgs)
         lens = ffi.new("size_t[]", [len(m) for m in msgs] or [0])
         n = ffi.new("size_t *")
@@ -413,17 +459,27 @@ class BytesQueue:
         return n[0]
 
     def pop_many(self, max_items: int) -> List[bytes]:
-        """Removes up to ``max_items`` messages (oldest first) in one C call;
-        an empty list when the queue is empty."""
+        """Removes up to ``max_items`` messages (oldest first) in one C call,
+        as many as fit in 64 KiB together (a longer first message comes
+        alone); an empty list when the queue is empty."""
         to_int(max_items, "max_items", 0, _MAX_CAP)
-        size = max(1, max_items * self._max_len)
-        buf = ffi.new("uint8_t[]", size)
-        lens = ffi.new("size_t[]", max_items or 1)
-        n = ffi.new("size_t *")
-        st = lib.rsl_bytes_queue_pop_many(self._ptr, buf, max_items * self._max_len, lens, max_items, n)
+        if max_items == 0:
+            return []
+        buf = _pop_scratch()
+        max_items = min(max_items, len(buf))  # more than this never fit, empty messages aside
+        lens = ffi.new("size_t[]", max_items)
+        n = scratch.size
+        st = lib.rsl_bytes_queue_pop_many(self._ptr, buf, len(buf), lens, max_items, n)
+        if st == 3:  # the oldest message alone is longer than the scratch
+            st, m = self._pop()
+            if st == 101:
+                return []
+            if st:
+                raise self._error(st)
+            return [m]
         if st:
             raise self._error(st)
-        raw = ffi.buffer(buf, size)
+        raw = ffi.buffer(buf, len(buf))
         out, at = [], 0
         for i in range(n[0]):
             out.append(bytes(raw[at:at + lens[i]]))
