@@ -457,3 +457,30 @@ fn a_time_window_counts_results_from_a_clock_set_back() {
     let m = b.metrics();
     assert_eq!((m.calls, m.failed), (2, 1));
 }
+
+/// Re-opened from half-open, the metrics are the probes' (Resilience4j
+/// carries the half-open metrics into the new open state), not the closed
+/// window that tripped it the first time.
+#[test]
+fn open_from_half_open_reports_the_probes() {
+    let cfg = Config::default()
+        .count_window(2)
+        .minimum_calls(2)
+        .failure_rate_threshold(50.0)
+        .permitted_calls_in_half_open(2)
+        .wait_in_open(SECOND);
+    let (b, clock) = breaker(cfg);
+    calls(&b, "ff");
+    assert_eq!(b.state(), State::Open);
+    let m = b.metrics();
+    assert_eq!((m.calls, m.failed), (2, 2), "opened from closed: the window");
+    clock.advance(2 * SECOND);
+    let p1 = b.try_acquire().unwrap();
+    let p2 = b.try_acquire().unwrap();
+    assert_eq!(b.state(), State::HalfOpen);
+    p1.failure(MILLISECOND);
+    p2.success(MILLISECOND);
+    assert_eq!(b.state(), State::Open, "50 % of the probes failed");
+    let m = b.metrics();
+    assert_eq!((m.calls, m.failed, m.failure_rate), (2, 1, Some(50.0)));
+}

@@ -138,10 +138,10 @@ fn model(buf: &[u8], limits: &Limits) -> Model {
         Some(None) => return Model::Incomplete,
         Some(Some(x)) => x,
     };
-    if n == 0 || n == -1 {
-        return Model::Empty(pos);
+    if n <= 0 {
+        return Model::Empty(pos); // Redis skips any count of zero or less
     }
-    if n < -1 || n as u64 > limits.max_args as u64 {
+    if n as u64 > limits.max_args as u64 {
         return Model::Error;
     }
     let mut args = Vec::new();

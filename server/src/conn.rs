@@ -61,6 +61,34 @@ pub struct RemoteReply {
 /// Values at least this large cross the mesh as shared handles.
 const SHARE_AT: usize = 2048;
 
+impl RemoteReply {
+    /// The holes of reply `i`.
+    fn holes_of(&self, i: usize) -> &[(usize, usize, Arc<[u8]>)] {
+        let first = self.holes.partition_point(|h| h.0 < i);
+        let n = self.holes[first..].iter().take_while(|h| h.0 == i).count();
+        &self.holes[first..first + n]
+    }
+
+    /// Writes reply `i` to `out`, filling in its large values.
+    fn write_part(&self, i: usize, out: &mut Vec<u8>) {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let mut at = start;
+        for (_, pos, v) in self.holes_of(i) {
+            out.extend_from_slice(&self.out[at..*pos]);
+            Encoder::bulk(out, v);
+            at = *pos;
+        }
+        out.extend_from_slice(&self.out[at..self.ends[i]]);
+    }
+
+    /// The bytes [`write_part`](Self::write_part) writes for reply `i`.
+    fn part_len(&self, i: usize) -> usize {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let bulk = |n: usize| n + 25; // `$`, up to 20 digits, two CRLFs
+        self.ends[i] - start + self.holes_of(i).iter().map(|h| bulk(h.2.len())).sum::<usize>()
+    }
+}
+
 impl Sink for RemoteReply {
     fn buf(&mut self) -> &mut Vec<u8> {
         &mut self.out
@@ -464,6 +492,28 @@ impl Conn {
                 }
             }
             Route::Keys { step } => {
+                // An MGET of this shard's keys alone answers straight into
+                // `out`: through the parts its values would be copied twice
+                // (into the local buffer, then out of it), and a reply of
+                // large values would need three times its size.
+                if matches!(spec.op, Op::Mget)
+                    && !self.deferred
+                    && args[1..].iter().all(|a| self.owner(a.of(buf)) == self.me)
+                {
+                    // Large values are gathered as shared handles first, so
+                    // that `out` grows once, to the reply's exact size.
+                    let mut r = RemoteReply::default();
+                    for key in &args[1..] {
+                        self.state.exec(Op::Get, self.db, buf, std::slice::from_ref(key), self.proto, &mut r);
+                        r.ends.push(r.out.len());
+                    }
+                    out.reserve(16 + (0..r.ends.len()).map(|i| r.part_len(i)).sum::<usize>());
+                    Encoder::array(out, r.ends.len());
+                    for i in 0..r.ends.len() {
+                        r.write_part(i, out);
+                    }
+                    return;
+                }
                 let (sub, merge) = match spec.op {
                     Op::Mget => (Op::Get, Merge::Array),
                     Op::Del | Op::Unlink => (Op::Del, Merge::Sum),
@@ -588,20 +638,18 @@ impl Conn {
 
     /// Writes a part to `out`, filling in the large values it refers to.
     fn write_part(&self, part: Part, replies: &[RemoteReply], out: &mut Vec<u8>) {
-        let Part::Remote(s, i) = part else {
-            return out.extend_from_slice(self.part_bytes(part, replies));
-        };
-        let r = &replies[s];
-        let start = if i == 0 { 0 } else { r.ends[i - 1] };
-        let end = r.ends[i];
-        let mut at = start;
-        let first = r.holes.partition_point(|h| h.0 < i);
-        for (_, pos, v) in r.holes[first..].iter().take_while(|h| h.0 == i) {
-            out.extend_from_slice(&r.out[at..*pos]);
-            Encoder::bulk(out, v);
-            at = *pos;
+        match part {
+            Part::Remote(s, i) => replies[s].write_part(i, out),
+            Part::Local(_) => out.extend_from_slice(self.part_bytes(part, replies)),
         }
-        out.extend_from_slice(&r.out[at..end]);
+    }
+
+    /// The bytes [`write_part`](Self::write_part) writes for `part`.
+    fn part_len(&self, part: Part, replies: &[RemoteReply]) -> usize {
+        match part {
+            Part::Remote(s, i) => replies[s].part_len(i),
+            Part::Local(_) => self.part_bytes(part, replies).len(),
+        }
     }
 
     fn merge(&self, p: &Planned, parts: &[Part], replies: &[RemoteReply], out: &mut Vec<u8>) {
@@ -610,6 +658,9 @@ impl Conn {
         match p.merge {
             Merge::One => self.write_part(parts[0], replies, out),
             Merge::Array => {
+                // One growth to the exact size, not a doubling chain (which
+                // for a reply of large values peaks near three times it).
+                out.reserve(16 + parts.iter().map(|&part| self.part_len(part, replies)).sum::<usize>());
                 Encoder::array(out, parts.len());
                 for part in parts {
                     self.write_part(*part, replies, out);

@@ -216,9 +216,7 @@ fn parse_multibulk(buf: &[u8], limits: &Limits, args: &mut Vec<Span>) -> Result<
         return Ok(Parsed::Incomplete { need: buf.len() + 1 });
     };
     if count <= 0 {
-        if count < -1 {
-            return Err(ProtocolError::InvalidMultibulkLength);
-        }
+        // Redis skips any count of zero or less (`*-5` as `*-1`).
         return Ok(Parsed::Empty { consumed: pos });
     }
     if count as u64 > limits.max_args as u64 {
@@ -518,6 +516,8 @@ mod tests {
         let mut args = Vec::new();
         assert_eq!(parse(b"*0\r\n", &limits, &mut args).unwrap(), Parsed::Empty { consumed: 4 });
         assert_eq!(parse(b"*-1\r\n", &limits, &mut args).unwrap(), Parsed::Empty { consumed: 5 });
+        // Any count below zero, as Redis.
+        assert_eq!(parse(b"*-5\r\n", &limits, &mut args).unwrap(), Parsed::Empty { consumed: 5 });
         assert_eq!(parse(b"\r\n", &limits, &mut args).unwrap(), Parsed::Empty { consumed: 2 });
         assert_eq!(parse(b"   \n", &limits, &mut args).unwrap(), Parsed::Empty { consumed: 4 });
     }
@@ -535,7 +535,6 @@ mod tests {
         use ProtocolError::*;
         let cases: &[(&[u8], ProtocolError)] = &[
             (b"*x\r\n", InvalidMultibulkLength),
-            (b"*-2\r\n", InvalidMultibulkLength),
             (b"*+1\r\n", InvalidMultibulkLength),
             (b"*\r\n", InvalidMultibulkLength),
             (b"*99999999999999999999\r\n", InvalidMultibulkLength),

@@ -66,7 +66,6 @@ fn malformed_input_gets_an_error_and_a_close_and_nobody_else_notices() {
     let cases: &[(&[u8], &str)] = &[
         (b"*2\r\n$3\r\nGET\r\n$99999999999\r\n", "invalid bulk length"),
         (b"*1\r\n$2000000\r\n", "invalid bulk length"),
-        (b"*-5\r\n", "invalid multibulk length"),
         (b"*1\r\n:12\r\n", "expected '$'"),
         (b"*1\r\n$3\r\nabcde\r\n", "not terminated"),
         (b"SET a \"unterminated\r\n", "unbalanced quotes"),
@@ -79,6 +78,9 @@ fn malformed_input_gets_an_error_and_a_close_and_nobody_else_notices() {
         assert!(text.contains(want), "{want}: got {text:?}");
         assert!(closed, "{want}: connection left open");
     }
+    // A negative count is skipped, as Redis does.
+    let (got, _) = common::raw(addr, b"*-5\r\n*1\r\n$4\r\nPING\r\n", 7);
+    assert_eq!(got, b"+PONG\r\n");
     // Replies to the requests before the bad one came first.
     let (got, _) = common::raw(addr, b"*1\r\n$4\r\nPING\r\n*x\r\n", 1 << 20);
     assert!(got.starts_with(b"+PONG\r\n-ERR Protocol error"), "{:?}", String::from_utf8_lossy(&got));

@@ -26,6 +26,8 @@ pub struct Model {
     newest_sec: u64,
     open_until: Nanos,
     half_deadline: Option<Nanos>,
+    /// The current state is Open, entered straight from HalfOpen.
+    open_from_half: bool,
     state_since: Nanos,
     half_issued: u64,
     half_completed: u64,
@@ -53,6 +55,7 @@ impl Model {
             newest_sec: 0,
             open_until: 0,
             half_deadline: None,
+            open_from_half: false,
             state_since: now,
             half_issued: 0,
             half_completed: 0,
@@ -80,6 +83,7 @@ impl Model {
     }
 
     fn go(&mut self, to: State, cause: Cause, now: Nanos) {
+        self.open_from_half = to == State::Open && self.state == State::HalfOpen;
         self.transitions.push((self.state, to, self.generation + 1, cause));
         self.generation += 1;
         self.state = to;
@@ -269,11 +273,15 @@ impl Model {
     /// The metrics at `now`.
     pub fn metrics(&self, now: Nanos) -> Metrics {
         let (calls, failed, slow, minimum) = match self.state {
-            State::Closed | State::MetricsOnly | State::Open => {
+            State::Closed | State::MetricsOnly => {
                 let (c, f, s) = self.window(now);
                 (c, f, s, self.cfg.effective_minimum_calls() as u64)
             }
-            State::HalfOpen => (
+            State::Open if !self.open_from_half => {
+                let (c, f, s) = self.window(now);
+                (c, f, s, self.cfg.effective_minimum_calls() as u64)
+            }
+            State::HalfOpen | State::Open => (
                 self.half_completed,
                 self.half_failed,
                 self.half_slow,
