@@ -15,12 +15,17 @@
 // Constructors take a config struct whose zero fields mean "the default".
 // Every handle type has Close, which frees the library object; it is
 // idempotent, a finalizer calls it for handles that are dropped without it,
-// and any call after it returns an error matching ErrClosed. Close must not
+// and any call after it that returns an error returns one matching
+// ErrClosed (calls that return no error answer as refused: Allow reports
+// false; MaxLen, a setting kept in Go, still answers). Close must not
 // run concurrently with other calls on the same value (the race detector
 // reports it if it does).
 //
-// Every error matches one sentinel with errors.Is: one per status code of
-// the C ABI (ErrFull, ErrNotFound, ErrRejected, ...) plus ErrClosed. Errors
+// Every error from the library matches one sentinel with errors.Is: one per
+// status code of the C ABI (ErrFull, ErrNotFound, ErrRejected, ...) plus
+// ErrClosed. Calls that wait on a context return the context's error when
+// it ends (context.Canceled, context.DeadlineExceeded), and DecodeResponse
+// returns a plain error for bytes EncodeResponse did not make. Errors
 // that carry more are *Error values: the operation, the status, the
 // library's detail message and, for rejections, RetryAfter (see the
 // RetryAfter function). Expected answers on hot paths (a cache miss, a

@@ -78,7 +78,9 @@ var (
 	// ErrNotFound: the key was not found (RSL_ERR_NOT_FOUND).
 	ErrNotFound error = &sentinel{StatusNotFound, "not found"}
 	// ErrRejected: refused by policy: breaker open, limiter denied, bulkhead
-	// full (RSL_ERR_REJECTED). The *Error carries RetryAfter.
+	// full (RSL_ERR_REJECTED). From breakers and limiters it is an *Error
+	// carrying RetryAfter; Bulkhead and AdaptiveLimiter return the bare
+	// sentinel (a permit comes back when a call ends, not at a known time).
 	ErrRejected error = &sentinel{StatusRejected, "rejected"}
 	// ErrTimeout: a wait ran out of time (RSL_ERR_TIMEOUT).
 	ErrTimeout error = &sentinel{StatusTimeout, "timeout"}

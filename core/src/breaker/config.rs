@@ -60,7 +60,9 @@ pub struct Config {
     /// state is decided when all of them have a result. Default 10.
     pub permitted_calls_in_half_open: u32,
     /// Longest time in half-open before going back to open when probes do not
-    /// finish; 0 waits for ever (Resilience4j's default). Default 0.
+    /// finish; 0 waits for ever (Resilience4j's default). Default 0. A wait
+    /// that would end at or past the last instant (`u64::MAX` ns) is "for
+    /// ever" too.
     pub max_wait_in_half_open: Nanos,
     /// The closed state's window. Default: count-based, 100 calls.
     pub sliding_window: SlidingWindow,

@@ -285,7 +285,10 @@ impl<T> Producer<T> {
 
     /// Pushes items from `iter` while there is room and returns how many were
     /// pushed. The iterator is not advanced past the last item pushed, so no
-    /// item is lost when the ring fills up.
+    /// item is lost when the ring fills up. The items are published together
+    /// at the end: if the iterator panics, those it already gave stay in the
+    /// ring unseen by the consumer until the next push (or are dropped with
+    /// the ring), never lost or dropped twice.
     pub fn push_iter(&mut self, iter: impl IntoIterator<Item = T>) -> usize {
         let room = self.reserve(usize::MAX);
         let mut iter = iter.into_iter();
