@@ -1,4 +1,4 @@
-//go:build resilience_shared
+//go:build resilience_shared && !resilience_system
 
 package resilience
 

@@ -484,3 +484,20 @@ fn open_from_half_open_reports_the_probes() {
     let m = b.metrics();
     assert_eq!((m.calls, m.failed, m.failure_rate), (2, 1, Some(50.0)));
 }
+
+/// One result stamped far in the future (a bogus `now`) does not pin a time
+/// window: a result more than the restart gap (a minute, or the window)
+/// before it starts a new timeline, and the window works again.
+#[test]
+fn a_bogus_future_stamp_does_not_pin_the_time_window() {
+    let (b, clock) = breaker(Config::default().time_window(2).minimum_calls(4).failure_rate_threshold(50.0));
+    let p = b.try_acquire_raw().unwrap();
+    assert_eq!(b.record_raw(p, Outcome::Success, 1, 1_000_000 * SECOND), Recorded::Counted);
+    calls(&b, "fff");
+    assert_eq!(b.metrics().calls, 3, "a new timeline from the real time on");
+    clock.advance(10 * SECOND);
+    calls(&b, "s");
+    assert_eq!(b.metrics().calls, 1, "and its seconds expire again");
+    calls(&b, "fff");
+    assert_eq!(b.state(), State::Open);
+}

@@ -40,8 +40,6 @@ pub struct rsl_mpmc {
 }
 opaque!(rsl_mpmc => mpmc::Ring<u64>);
 
-/// Refuses a capacity of 0 or above [`RSL_QUEUE_MAX_CAPACITY`] with
-/// `RSL_ERR_INVALID_ARG` (shared by every queue constructor).
 /// The status for a ring that could not be made: `RSL_ERR_ALLOC` when its
 /// memory could not be allocated, `RSL_ERR_INVALID_ARG` otherwise.
 pub(crate) fn capacity_error(e: CapacityError) -> rsl_status {
@@ -51,6 +49,8 @@ pub(crate) fn capacity_error(e: CapacityError) -> rsl_status {
     }
 }
 
+/// Refuses a capacity of 0 or above [`RSL_QUEUE_MAX_CAPACITY`] with
+/// `RSL_ERR_INVALID_ARG` (shared by every queue constructor).
 pub(crate) fn check_capacity(capacity: usize) -> Result {
     if capacity == 0 || capacity > RSL_QUEUE_MAX_CAPACITY {
         return Err(fail(

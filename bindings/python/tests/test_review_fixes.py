@@ -200,3 +200,20 @@ def test_out_of_range_numbers_are_invalid_arguments() -> None:
         b.record(rs.Permit(10**30, 0))
     with pytest.raises(rs.InvalidArgument):
         b.record(rs.Permit(-1, 0), duration=1)
+
+
+def test_a_guard_entered_and_exited_in_different_contexts_records_its_permit() -> None:
+    # As FastAPI runs a sync dependency's enter and exit: two thread-pool
+    # calls, each in its own copy of the context.
+    import contextvars
+
+    b = rs.CircuitBreaker(window_size=10, minimum_calls=2, wait_in_open=0.05, permitted_calls_in_half_open=1)
+    g = b.guard()
+    b.transition_to(rs.BreakerState.OPEN)
+    time.sleep(0.06)
+    contextvars.copy_context().run(g.__enter__)
+    assert b.state == rs.BreakerState.HALF_OPEN
+    contextvars.copy_context().run(g.__exit__, None, None, None)
+    assert b.state == rs.BreakerState.CLOSED, "the probe's success was recorded"
+    with pytest.raises(RuntimeError, match="without a matching enter"):
+        contextvars.copy_context().run(g.__exit__, None, None, None)

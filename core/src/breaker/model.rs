@@ -101,7 +101,9 @@ impl Model {
                 self.half_failed = 0;
                 self.half_slow = 0;
                 let max = self.cfg.max_wait_in_half_open;
-                self.half_deadline = (max > 0).then(|| now.saturating_add(max));
+                // A deadline that saturates to the last instant is none, as
+                // in the breaker (`half_open_timed_out`).
+                self.half_deadline = (max > 0).then(|| now.saturating_add(max)).filter(|&d| d != u64::MAX);
             }
             State::Disabled | State::ForcedOpen => {}
         }
@@ -159,7 +161,10 @@ impl Model {
                 (calls, failed, slow)
             }
             SlidingWindow::TimeBased { seconds } => {
-                let now_sec = (now / SECOND).max(self.newest_sec);
+                let s = now / SECOND;
+                let gap = (seconds as u64).max(60);
+                let now_sec =
+                    if s < self.newest_sec && self.newest_sec - s < gap { self.newest_sec } else { s };
                 let mut t = (0, 0, 0);
                 for &(sec, calls, failed, slow) in self.seconds.iter().flatten() {
                     if sec <= now_sec && now_sec - sec < seconds as u64 {
@@ -193,7 +198,18 @@ impl Model {
                         }
                     }
                     SlidingWindow::TimeBased { seconds } => {
-                        let sec = (now / SECOND).max(self.newest_sec);
+                        // Late by less than the restart gap: as of the
+                        // newest second; further back: a new timeline.
+                        let s = now / SECOND;
+                        let gap = (seconds as u64).max(60);
+                        let sec = if s > self.newest_sec {
+                            s
+                        } else if self.newest_sec - s < gap {
+                            self.newest_sec
+                        } else {
+                            self.seconds.iter_mut().for_each(|b| *b = None);
+                            s
+                        };
                         self.newest_sec = sec;
                         let b = &mut self.seconds[(sec % seconds as u64) as usize];
                         match b {

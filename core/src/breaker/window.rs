@@ -250,12 +250,15 @@ struct Bucket {
 
 /// The calls of the last `seconds` seconds.
 ///
-/// Its time never goes back: a result or a read at an instant before the
-/// newest second seen so far (a clock set back, or a host passing an old
-/// `now`) counts as of that newest second. Otherwise a result older than its
-/// bucket's second would be dropped while reported as counted, and after a
-/// clock stepped back by more than the window the breaker would see no call
-/// until the clock caught up.
+/// Its time does not go back by less than [`TimeWindow::restart_gap`]: a
+/// result or a read at an instant that much before the newest second seen
+/// so far (a late result, a clock set back a little) counts as of that
+/// newest second. Otherwise a result older than its bucket's second would be
+/// dropped while reported as counted, and after a clock stepped back by more
+/// than the window the breaker would see no call until the clock caught up.
+/// A result further back than the gap starts a new timeline: the window is
+/// emptied and time restarts there, so that one stamp far in the future (a
+/// bogus `now`) cannot pin the window for ever.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
     seconds: u32,
@@ -332,17 +335,39 @@ impl TimeWindow {
         }
     }
 
-    /// The second `now` falls in, but never before the newest one recorded.
+    /// How far back (seconds) before the newest second a result still
+    /// counts as of that second: the window, and at least a minute.
+    pub(crate) fn restart_gap(seconds: u32) -> u64 {
+        (seconds as u64).max(60)
+    }
+
+    /// The second a read at `now` is as of: the newest one recorded when
+    /// `now` is behind it by less than the restart gap.
     #[inline]
     fn second(&self, now: Nanos) -> u64 {
-        (now / SECOND).max(self.newest.load(Ordering::Relaxed))
+        let (s, newest) = (now / SECOND, self.newest.load(Ordering::Relaxed));
+        if s < newest && newest - s < Self::restart_gap(self.seconds) {
+            newest
+        } else {
+            s
+        }
     }
 
     pub(crate) fn record(&self, gen: u64, bits: u8, now: Nanos) -> Write {
-        let sec = self.second(now);
-        if sec > self.newest.load(Ordering::Relaxed) {
-            self.newest.fetch_max(sec, Ordering::Relaxed);
-        }
+        let s = now / SECOND;
+        let newest = self.newest.load(Ordering::Relaxed);
+        let sec = if s > newest {
+            self.newest.fetch_max(s, Ordering::Relaxed);
+            s
+        } else if newest - s < Self::restart_gap(self.seconds) {
+            newest
+        } else {
+            // Too far back to be late: a new timeline (racing recorders may
+            // land a result or two either side of the restart).
+            self.newest.store(s, Ordering::Relaxed);
+            self.reset();
+            s
+        };
         let idx = (sec % self.seconds as u64) as usize;
         debug_assert!(idx < self.buckets.len());
         let b = &self.buckets[idx];

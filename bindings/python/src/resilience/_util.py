@@ -7,7 +7,7 @@ import contextvars
 import math
 import threading
 from datetime import timedelta
-from typing import Any, Tuple, Union
+from typing import Any, List, Tuple, Union
 
 from ._native import ffi
 from .errors import InvalidArgument
@@ -64,27 +64,53 @@ def from_ns(ns: int) -> float:
     return math.inf if ns >= U64_MAX else ns / _NS_PER_S
 
 
-#: What context managers entered in this thread or task hold, innermost
-#: last: ``(id(owner), item)`` pairs. A ``ContextVar`` so that one guard
-#: object may be entered by many threads and asyncio tasks at once, and
-#: nested, each exit taking back its own enter's permit.
-_HELD: "contextvars.ContextVar[Tuple[Tuple[int, Any], ...]]" = contextvars.ContextVar("resilience_held", default=())
+#: The enters made in this thread or task, innermost last: ``(id(owner),
+#: entry)`` pairs. A ``ContextVar`` so that one guard object may be entered
+#: by many threads and asyncio tasks at once, and nested, each exit taking
+#: back its own enter's permit.
+_HELD: "contextvars.ContextVar[Tuple[Tuple[int, List[Any]], ...]]" = contextvars.ContextVar(
+    "resilience_held", default=())
 
 
-def hold(owner: object, item: Any) -> None:
-    """Records ``item`` as held by ``owner`` in the current thread or task."""
-    _HELD.set(_HELD.get() + ((id(owner), item),))
+class Held:
+    """What a reusable context manager's enters hold and its exits give back.
 
+    Each enter's item is kept in the owner's list of open enters and named in
+    the current context. An exit takes back the innermost open enter named in
+    its context; when its context names none (frameworks that run
+    ``__enter__`` and ``__exit__`` in different copied contexts, such as a
+    dependency run through two thread-pool calls), it takes the most recent
+    open enter, so nothing stays held for ever."""
 
-def take_held(owner: object) -> Any:
-    """Takes back the innermost item ``owner`` holds in this thread or task."""
-    held = _HELD.get()
-    key = id(owner)
-    for i in range(len(held) - 1, -1, -1):
-        if held[i][0] == key:
-            _HELD.set(held[:i] + held[i + 1:])
-            return held[i][1]
-    raise RuntimeError("context manager exited without a matching enter in this thread or task")
+    __slots__ = ("_open", "_lock")
+
+    def __init__(self) -> None:
+        self._open: List[List[Any]] = []
+        self._lock = threading.Lock()
+
+    def hold(self, item: Any) -> None:
+        entry = [item]
+        with self._lock:
+            self._open.append(entry)
+        _HELD.set(_HELD.get() + ((id(self), entry),))
+
+    def take(self) -> Any:
+        held = _HELD.get()
+        key = id(self)
+        with self._lock:
+            for i in range(len(held) - 1, -1, -1):
+                if held[i][0] != key:
+                    continue
+                entry = held[i][1]
+                _HELD.set(held[:i] + held[i + 1:])
+                for j in range(len(self._open) - 1, -1, -1):
+                    if self._open[j] is entry:
+                        del self._open[j]
+                        return entry[0]
+                # Already taken by an exit elsewhere: look further out.
+            if self._open:
+                return self._open.pop()[0]
+        raise RuntimeError("context manager exited without a matching enter")
 
 
 class NoCopy:

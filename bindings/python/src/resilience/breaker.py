@@ -43,7 +43,7 @@ if _speedups is not None:
                        int(ffi.cast("uintptr_t", ffi.addressof(lib, "rsl_breaker_record"))))
     else:  # pragma: no cover - a permit layout the C guard does not know
         _speedups = None
-from ._util import U64_MAX, Duration, Key, NoCopy, from_ns, hold, scratch, take_held, to_float, to_int, to_key, to_ns
+from ._util import U64_MAX, Duration, Held, Key, NoCopy, from_ns, scratch, to_float, to_int, to_key, to_ns
 from .errors import CircuitOpen, InvalidArgument, NotFound, error_for
 
 __all__ = [
@@ -569,19 +569,20 @@ class _Guard:
     """Reusable, and safe to enter from many threads and tasks at once: each
     exit records the permit its own enter took."""
 
-    __slots__ = ("_b", "_failure", "_ignore")
+    __slots__ = ("_b", "_failure", "_ignore", "_held")
 
     def __init__(self, b: CircuitBreaker, failure: Tuple[Type[BaseException], ...],
                  ignore: Tuple[Type[BaseException], ...]) -> None:
         self._b, self._failure, self._ignore = b, failure, ignore
+        self._held = Held()
 
     def __enter__(self) -> Permit:
         permit = self._b.try_acquire()
-        hold(self, permit)
+        self._held.hold(permit)
         return permit
 
     def __exit__(self, et: Any, e: Any, tb: Any) -> None:
-        permit = take_held(self)
+        permit = self._held.take()
         if e is None:
             outcome = Outcome.SUCCESS
         elif self._ignore and isinstance(e, self._ignore):

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, List, NamedTuple, Optional, Tuple, T
 
 from . import _fast
 from ._native import ffi, lib
-from ._util import U64_MAX, Duration, Key, NoCopy, from_ns, hold, pack_keys, scratch, take_held, to_float, to_int, to_key, to_ns
+from ._util import U64_MAX, Duration, Held, Key, NoCopy, from_ns, pack_keys, scratch, to_float, to_int, to_key, to_ns
 from .errors import BulkheadFull, InvalidArgument, RateLimited, Timeout, error_for
 
 __all__ = ["Reason", "Decision", "TokenBucket", "KeyedLimiter", "KeyedLimiterStats", "Bulkhead",
@@ -846,20 +846,21 @@ class _AdaptiveGuard:
     """Reusable, and safe to enter from many threads and tasks at once: each
     exit reports the token its own enter took."""
 
-    __slots__ = ("_lim", "_drop")
+    __slots__ = ("_lim", "_drop", "_held")
 
     def __init__(self, lim: AdaptiveLimiter, drop: Tuple[Type[BaseException], ...]) -> None:
         self._lim, self._drop = lim, drop
+        self._held = Held()
 
     def __enter__(self) -> AdaptiveToken:
         tok = self._lim.try_acquire()
         if tok is None:
             raise BulkheadFull("adaptive limiter: at the current limit", 103)
-        hold(self, tok)
+        self._held.hold(tok)
         return tok
 
     def __exit__(self, et: Any, e: Any, tb: Any) -> None:
-        tok = take_held(self)
+        tok = self._held.take()
         outcome = "success" if e is None else "dropped" if isinstance(e, self._drop) else "ignored"
         self._lim.record(tok, outcome)
 

@@ -421,8 +421,10 @@ class BytesQueue(NoCopy):
             st = lib.rsl_bytes_queue_pop(self._ptr, big, n[0], n)
             if st == 0:
                 return 0, bytes(ffi.buffer(big, n[0]))
-            if st != 3:  # taken by another consumer meanwhile: the next one
+            if st != 3:
                 return st, b""
+            # Still too small: another consumer took that message meanwhile
+            # and the next is longer still; try again from the scratch.
 
     def pop(self) -> bytes:
         """Removes and returns the oldest message; raises :class:`Empty` when empty."""
