@@ -312,6 +312,9 @@ pub struct KeyedLimiter<K, S = SeededState, C = AutoClock> {
     gcra: Gcra,
     shards: Box<[CachePadded<Shard<K>>]>,
     shard_mask: u64,
+    /// Whether the hasher's output needs [`spread`]: every hasher but the
+    /// crate's own [`SeededState`], whose output is already mixed.
+    mix: bool,
     hasher: S,
     clock: C,
     policy: FullPolicy,
@@ -371,6 +374,10 @@ impl<K: Hash + Eq, S: BuildHasher, C: Clock> KeyedLimiter<K, S, C> {
         KeyedLimiter {
             gcra: Gcra::new(quota),
             shard_mask: n as u64 - 1,
+            // `type_name`, not `TypeId`: no `'static` bound on `S`. Two
+            // names are equal only for the same type within one build; a
+            // false "equal" would only cost spread, never correctness.
+            mix: std::any::type_name::<S>() != std::any::type_name::<crate::hash::SeededState>(),
             shards,
             hasher,
             clock,
@@ -413,8 +420,19 @@ impl<K: Hash + Eq, S: BuildHasher, C: Clock> KeyedLimiter<K, S, C> {
         Q: Hash + Eq + ToOwned + ?Sized,
         Q::Owned: Into<K>,
     {
-        let hash = spread(self.hasher.hash_one(key));
+        let hash = self.hash(key);
         self.acquire_hashed(hash, key, quantity, now)
+    }
+
+    /// The hasher's output for `key`, mixed unless it is mixed already.
+    #[inline(always)]
+    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        let h = self.hasher.hash_one(key);
+        if self.mix {
+            spread(h)
+        } else {
+            h
+        }
     }
 
     // Always inlined: with several callers (the C ABI has three) LLVM keeps
@@ -461,7 +479,7 @@ impl<K: Hash + Eq, S: BuildHasher, C: Clock> KeyedLimiter<K, S, C> {
         Q: Hash + Eq + ToOwned + ?Sized,
         Q::Owned: Into<K>,
     {
-        let hash = spread(self.hasher.hash_one(key));
+        let hash = self.hash(key);
         self.acquire_hashed::<Q, Result<(), Denied>>(hash, key, quantity, now)
     }
 
@@ -594,7 +612,7 @@ impl<K: Hash + Eq, S: BuildHasher, C: Clock> KeyedLimiter<K, S, C> {
         let mut hashes = [0u64; BLOCK];
         for (keys, out) in keys[..n].chunks(BLOCK).zip(out[..n].chunks_mut(BLOCK)) {
             for (h, k) in hashes.iter_mut().zip(keys) {
-                *h = spread(self.hasher.hash_one(*k));
+                *h = self.hash(*k);
             }
             for ((k, o), &h) in keys.iter().zip(out.iter_mut()).zip(&hashes) {
                 self.acquire_hashed_into(h, *k, quantity, now, o);
