@@ -98,28 +98,16 @@ func (q *BytesQueue) Push(msg []byte) error {
 // when the queue is empty, ErrBufferTooSmall (nothing consumed) when it does
 // not fit (a buffer of MaxLen bytes always fits).
 func (q *BytesQueue) PopInto(buf []byte) (int, error) {
-	h := q.h
-	if h == nil {
-		return 0, closedErr("BytesQueue.PopInto")
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	r := C.go_bytes_queue_pop(h, bytesPtr(buf), C.size_t(len(buf)))
-	st, n := r.st, r.n
-	runtime.KeepAlive(buf)
-	runtime.KeepAlive(q)
-	if st != 0 {
-		return 0, answer(st, "BytesQueue.PopInto", StatusEmpty)
-	}
-	return int(n), nil
+	n, _, err := q.popInto(buf, "BytesQueue.PopInto")
+	return n, err
 }
 
 // popInto is PopInto that also reports the length needed when buf is too
-// small.
-func (q *BytesQueue) popInto(buf []byte) (n, needed int, err error) {
+// small; op names the caller in errors.
+func (q *BytesQueue) popInto(buf []byte, op string) (n, needed int, err error) {
 	h := q.h
 	if h == nil {
-		return 0, 0, closedErr("BytesQueue.Pop")
+		return 0, 0, closedErr(op)
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -130,9 +118,9 @@ func (q *BytesQueue) popInto(buf []byte) (n, needed int, err error) {
 	case StatusOK:
 		return int(r.n), 0, nil
 	case StatusBufferTooSmall:
-		return 0, int(r.n), answer(r.st, "BytesQueue.Pop", StatusBufferTooSmall)
+		return 0, int(r.n), answer(r.st, op, StatusBufferTooSmall)
 	}
-	return 0, 0, answer(r.st, "BytesQueue.Pop", StatusEmpty)
+	return 0, 0, answer(r.st, op, StatusEmpty)
 }
 
 // popScratch is the most Pop and PopMany read into at once before
@@ -152,7 +140,7 @@ func (q *BytesQueue) Pop() ([]byte, error) {
 		buf = buf[:q.maxLen+1]
 	}
 	for {
-		n, needed, err := q.popInto(buf)
+		n, needed, err := q.popInto(buf, "BytesQueue.Pop")
 		if err == nil {
 			m := make([]byte, n)
 			copy(m, buf)
@@ -164,7 +152,7 @@ func (q *BytesQueue) Pop() ([]byte, error) {
 		// Longer than the scratch: a buffer of its size (another consumer
 		// may take it first; then the next message is tried).
 		buf = make([]byte, needed)
-		if n, _, err := q.popInto(buf); err == nil {
+		if n, _, err := q.popInto(buf, "BytesQueue.Pop"); err == nil {
 			return buf[:n:n], nil
 		} else if !errors.Is(err, ErrBufferTooSmall) {
 			return nil, err

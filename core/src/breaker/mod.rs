@@ -676,24 +676,22 @@ impl<C: Clock> CircuitBreaker<C> {
         // (as Resilience4j does), not the closed window from before. The
         // half-open counters carry a 24-bit generation tag: only after 2^24
         // transitions in between could an older half-open be mistaken for it.
-        let half_before =
-            state == State::Open && half::is_of(self.half.load(Ordering::Acquire), gen.wrapping_sub(1));
-        let (calls, failed, slow, minimum) = match state {
-            State::Closed | State::MetricsOnly => {
-                let c = self.window.counts(self.cold.window_gen.load(Ordering::Acquire), now);
-                (c.calls, c.failed, c.slow, self.config.effective_minimum_calls() as u64)
-            }
-            State::Open if !half_before => {
-                let c = self.window.counts(self.cold.window_gen.load(Ordering::Acquire), now);
-                (c.calls, c.failed, c.slow, self.config.effective_minimum_calls() as u64)
-            }
-            State::HalfOpen | State::Open => {
-                let w = self.half.load(Ordering::Acquire);
-                let tag = if state == State::Open { gen.wrapping_sub(1) } else { gen };
+        let w = self.half.load(Ordering::Acquire);
+        let probes = match state {
+            State::HalfOpen => Some(gen),
+            State::Open if half::is_of(w, gen.wrapping_sub(1)) => Some(gen.wrapping_sub(1)),
+            _ => None,
+        };
+        let (calls, failed, slow, minimum) = match (state, probes) {
+            (_, Some(tag)) => {
                 let h = if half::is_of(w, tag) { half::decode(w) } else { half::decode(half::fresh(tag)) };
                 (h.completed, h.failed, h.slow, self.config.permitted_calls_in_half_open as u64)
             }
-            State::Disabled | State::ForcedOpen => (0, 0, 0, u64::MAX),
+            (State::Disabled | State::ForcedOpen, _) => (0, 0, 0, u64::MAX),
+            _ => {
+                let c = self.window.counts(self.cold.window_gen.load(Ordering::Acquire), now);
+                (c.calls, c.failed, c.slow, self.config.effective_minimum_calls() as u64)
+            }
         };
         let rate = |part: u64| (calls >= minimum && calls > 0).then(|| part as f32 * 100.0 / calls as f32);
         Metrics {

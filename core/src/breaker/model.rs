@@ -4,6 +4,7 @@
 //! integers for everything else), single-threaded and driven by explicit
 //! times. Not part of the supported API.
 
+use super::window::TimeWindow;
 use super::{Cause, Config, Metrics, Outcome, Recorded, Rejected, SlidingWindow, State};
 use crate::clock::{Nanos, SECOND};
 use std::collections::VecDeque;
@@ -162,7 +163,7 @@ impl Model {
             }
             SlidingWindow::TimeBased { seconds } => {
                 let s = now / SECOND;
-                let gap = (seconds as u64).max(60);
+                let gap = TimeWindow::restart_gap(seconds);
                 let now_sec =
                     if s < self.newest_sec && self.newest_sec - s < gap { self.newest_sec } else { s };
                 let mut t = (0, 0, 0);
@@ -201,7 +202,7 @@ impl Model {
                         // Late by less than the restart gap: as of the
                         // newest second; further back: a new timeline.
                         let s = now / SECOND;
-                        let gap = (seconds as u64).max(60);
+                        let gap = TimeWindow::restart_gap(seconds);
                         let sec = if s > self.newest_sec {
                             s
                         } else if self.newest_sec - s < gap {
@@ -289,21 +290,18 @@ impl Model {
     /// The metrics at `now`.
     pub fn metrics(&self, now: Nanos) -> Metrics {
         let (calls, failed, slow, minimum) = match self.state {
-            State::Closed | State::MetricsOnly => {
-                let (c, f, s) = self.window(now);
-                (c, f, s, self.cfg.effective_minimum_calls() as u64)
-            }
-            State::Open if !self.open_from_half => {
-                let (c, f, s) = self.window(now);
-                (c, f, s, self.cfg.effective_minimum_calls() as u64)
-            }
-            State::HalfOpen | State::Open => (
+            // Open straight from half-open reports the probes.
+            State::HalfOpen | State::Open if self.state == State::HalfOpen || self.open_from_half => (
                 self.half_completed,
                 self.half_failed,
                 self.half_slow,
                 self.cfg.permitted_calls_in_half_open as u64,
             ),
             State::Disabled | State::ForcedOpen => (0, 0, 0, u64::MAX),
+            _ => {
+                let (c, f, s) = self.window(now);
+                (c, f, s, self.cfg.effective_minimum_calls() as u64)
+            }
         };
         let rate = |part: u64| (calls >= minimum && calls > 0).then(|| part as f32 * 100.0 / calls as f32);
         Metrics {

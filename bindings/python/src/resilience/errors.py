@@ -241,7 +241,7 @@ def last_error() -> str:
     return ffi.string(lib.rsl_last_error()).decode("utf-8", "replace")
 
 
-def _HAS_DETAIL(status: int) -> bool:
+def _has_detail(status: int) -> bool:
     """Whether the library sets ``rsl_last_error`` for ``status``."""
     return 0 < status < 100 or status in (105, 108) or status >= 200
 
@@ -254,7 +254,7 @@ def error_for(status: int, context: str = "") -> ResilienceError:
     cls = _BY_CODE.get(status, ResilienceError)
     # Answers (full, empty, not found, rejected, timeout, mismatch, stale)
     # set no message: the thread's last one belongs to an older call.
-    detail = last_error() if _HAS_DETAIL(status) else ""
+    detail = last_error() if _has_detail(status) else ""
     msg = status_str(status)
     if detail:
         msg = f"{msg}: {detail}"
