@@ -26,16 +26,23 @@
 //! to its limit: `ceil(1.25 * max_entries / 16)` groups rounded up to a
 //! prime (80% load when full). Probing steps by a per-key stride from the
 //! hash (double hashing; a prime group count makes every stride visit every
-//! group) until a group has an EMPTY byte. Buckets freed in a group that still has an EMPTY byte become
-//! EMPTY again; otherwise they become tombstones, reused by later inserts
-//! and cleared when the table is rebuilt (at 87.5% occupancy including
-//! tombstones). A table grows by doubling up to its final size.
+//! group). Each group keeps an overflow count, as F14 does: how many
+//! entries were placed further along a probe sequence that passed it
+//! because it was full. A lookup stops at the first group whose count is
+//! zero, and an insert takes the first group with a free bucket, counting
+//! itself in every full group it passed; removing an entry walks its probe
+//! sequence again (rehashing the key when any entry is displaced) and
+//! uncounts it. So a freed bucket is always EMPTY: there are no tombstones,
+//! lookups and inserts stay short at full load under constant churn, and a
+//! table rebuilds only to grow (by doubling up to its final size, at 87.5%
+//! occupancy). A count that reaches 255 stays there until the table is
+//! rebuilt (lookups then just probe on).
 //!
 //! # Memory per entry
 //!
-//! Beyond key and value: 1 control byte + 16 bytes of [`Meta`] (+ padding of
-//! the slot to the key/value alignment), divided by the 80% load of a full
-//! table, + 2 bytes of ghost (4 bytes per two main-queue entries). For `u64`
+//! Beyond key and value: 1 control byte (+ 1/16 byte of overflow count) +
+//! 16 bytes of [`Meta`] (+ padding of the slot to the key/value alignment),
+//! divided by the 80% load of a full table, + 2 bytes of ghost (4 bytes per two main-queue entries). For `u64`
 //! keys: 27.2 bytes with `u64` values (slot 32 bytes), 29.2 bytes with
 //! 16-byte values (slot 40 bytes); tests check it with `size_of` and by
 //! measuring a full table.
@@ -46,7 +53,7 @@ use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 
 use super::eviction::{Ghost, List, Meta, MetaStore, Queue, GHOST_DIVISOR, NIL, PROMOTE_FREQ, SMALL_PERCENT};
-use super::group::{self, CtrlGroup, Group, GroupOps, DELETED, EMPTY, WIDTH};
+use super::group::{self, CtrlGroup, Group, GroupOps, EMPTY, WIDTH};
 use super::ttl::{TimeSource, NEVER};
 use super::weigher::{CapacityError, Limits, Weigher, MAX_ENTRIES};
 use crate::clock::Nanos;
@@ -67,10 +74,12 @@ pub const fn slot_size<K, V>() -> usize {
 }
 
 /// Memory a full bounded table spends per entry beyond `size_of::<K>() +
-/// size_of::<V>()`, in bytes: control byte and slot at 80% load, plus the
-/// ghost's 4 bytes per two main-queue entries (99% of the entries).
+/// size_of::<V>()`, in bytes: control byte, 1/16 of an overflow count and
+/// slot at 80% load, plus the ghost's 4 bytes per two main-queue entries
+/// (99% of the entries).
 pub fn overhead_per_entry<K, V>() -> f64 {
-    (1 + slot_size::<K, V>()) as f64 / 0.8 - (std::mem::size_of::<K>() + std::mem::size_of::<V>()) as f64
+    (1.0 + 1.0 / WIDTH as f64 + slot_size::<K, V>() as f64) / 0.8
+        - (std::mem::size_of::<K>() + std::mem::size_of::<V>()) as f64
         + 4.0 * 0.99 / GHOST_DIVISOR as f64
 }
 
@@ -234,9 +243,15 @@ impl Probe {
 /// with a deadline is involved.
 pub struct Table<K, V, S = SeededState, G = Group> {
     ctrl: Box<[CtrlGroup]>,
+    /// Per group: entries placed past it while it was full (saturating; 255
+    /// stays until a rebuild). A lookup stops at a group whose count is 0.
+    overflow: Box<[u8]>,
     slots: Slots<K, V>,
     items: usize,
-    /// EMPTY buckets that may still be filled before a rebuild.
+    /// Entries outside their home group (when 0, removing one needs no
+    /// rehash).
+    displaced: usize,
+    /// Buckets that may still be filled before a rebuild.
     growth_left: usize,
     hasher: S,
     max_groups: usize,
@@ -285,8 +300,10 @@ where
         let weight_limit = limits.max_weight.unwrap_or(u64::MAX);
         Ok(Self {
             ctrl: vec![CtrlGroup::EMPTY; 1].into_boxed_slice(),
+            overflow: vec![0u8; 1].into_boxed_slice(),
             slots: Slots::new(WIDTH),
             items: 0,
+            displaced: 0,
             growth_left: usable(1),
             hasher,
             max_groups,
@@ -376,7 +393,7 @@ where
     /// table header (not what keys and values own on the heap).
     pub fn allocated_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.ctrl.len() * std::mem::size_of::<CtrlGroup>()
+            + self.ctrl.len() * (std::mem::size_of::<CtrlGroup>() + 1)
             + self.slots.len() * std::mem::size_of::<Slot<K, V>>()
             + self.ghost.bytes()
     }
@@ -418,7 +435,7 @@ where
                     return Some(i);
                 }
             }
-            if grp.match_empty().any() {
+            if self.overflow[p.g] == 0 {
                 return None;
             }
             p.advance();
@@ -426,15 +443,19 @@ where
         None
     }
 
-    /// First EMPTY or DELETED bucket on the probe sequence of `hash`; there
-    /// is one because `growth_left > 0` leaves an EMPTY bucket.
+    /// First free bucket on the probe sequence of `hash` (there is one:
+    /// `growth_left > 0`), counting an overflow in every full group passed.
+    /// True as the second value when that is not the home group.
     #[inline]
-    fn find_insert_slot(ctrl: &[CtrlGroup], hash: u64) -> usize {
+    fn find_insert_slot(ctrl: &[CtrlGroup], overflow: &mut [u8], hash: u64) -> (usize, bool) {
         let mut p = Probe::new(hash, ctrl.len());
+        let mut passed = false;
         loop {
             if let Some(bit) = G::load(&ctrl[p.g]).match_empty_or_deleted().lowest() {
-                return p.g * WIDTH + bit;
+                return (p.g * WIDTH + bit, passed);
             }
+            overflow[p.g] = overflow[p.g].saturating_add(1);
+            passed = true;
             p.advance();
         }
     }
@@ -468,7 +489,7 @@ where
         // SAFETY: `find` returned a FULL bucket.
         let expires = unsafe { self.slots.get(i) }.meta.expires;
         if expires != NEVER && time.now() >= expires {
-            drop(self.take(i));
+            drop(self.take(i, Some(hash)));
             self.stats.expirations += 1;
             self.stats.misses += 1;
             return None;
@@ -542,7 +563,7 @@ where
         let w = Self::weigh(weigher, &key, &value);
         let heavy = w > self.weight_limit;
         if heavy || (expires != NEVER && time.now() >= expires) {
-            let old = self.find(hash, &key).map(|i| self.take(i).1);
+            let old = self.find(hash, &key).map(|i| self.take(i, Some(hash)).1);
             self.stats.rejections += u64::from(heavy);
             return Inserted::Rejected(old);
         }
@@ -589,10 +610,9 @@ where
         self.make_room(1, w, &mut time);
         let queue = if self.ghost.take(hash) { Queue::Main } else { Queue::Small };
         self.reserve_one();
-        let i = Self::find_insert_slot(&self.ctrl, hash);
-        if self.ctrl_byte(i) == EMPTY {
-            self.growth_left -= 1;
-        }
+        let (i, passed) = Self::find_insert_slot(&self.ctrl, &mut self.overflow, hash);
+        self.growth_left -= 1;
+        self.displaced += usize::from(passed);
         self.set_ctrl(i, group::tag(hash));
         self.slots.0[i].write(Slot { key, value, meta: Meta::new(expires) });
         self.items += 1;
@@ -628,7 +648,7 @@ where
         Q: Eq + ?Sized,
     {
         let i = self.find(hash, key)?;
-        Some(self.take(i))
+        Some(self.take(i, Some(hash)))
     }
 
     /// Removes at most `max` expired entries, examining at most `16 * max`
@@ -649,7 +669,7 @@ where
                 // SAFETY: control byte `i` is FULL.
                 let e = unsafe { self.slots.get(i) }.meta.expires;
                 if e != NEVER && now >= e {
-                    drop(self.take(i));
+                    drop(self.take(i, None));
                     self.stats.expirations += 1;
                     removed += 1;
                     if removed == max || self.ttl_items == 0 {
@@ -666,8 +686,10 @@ where
     pub fn clear(&mut self) {
         self.drop_entries();
         self.ctrl = vec![CtrlGroup::EMPTY; 1].into_boxed_slice();
+        self.overflow = vec![0u8; 1].into_boxed_slice();
         self.slots = Slots::new(WIDTH);
         self.items = 0;
+        self.displaced = 0;
         self.growth_left = usable(1);
         self.weight = 0;
         self.small_weight = 0;
@@ -690,7 +712,7 @@ where
     /// The entries in buckets `start..`, each with its bucket index, for
     /// cursor-style scans (resume at the last index + 1). An entry present
     /// from the first call to the last is seen once unless the table was
-    /// rebuilt in between (growth or tombstone cleanup move entries).
+    /// rebuilt in between (growth moves entries).
     pub fn iter_from(&self, start: usize) -> impl Iterator<Item = (usize, &K, &V)> + '_ {
         (start.min(self.slots.len())..self.slots.len()).filter(|&i| group::is_full(self.ctrl_byte(i))).map(
             move |i| {
@@ -748,7 +770,7 @@ where
             debug_assert!(i != NIL);
             let m = *self.slots.meta(i);
             if m.expires != NEVER && time.now() >= m.expires {
-                drop(self.take(i as usize));
+                drop(self.take(i as usize, None));
                 self.stats.expirations += 1;
                 return true;
             }
@@ -769,13 +791,16 @@ where
                     self.ghost.resize(self.ghost_target());
                 }
                 self.ghost.insert(hash);
+                drop(self.take(i as usize, Some(hash)));
+                self.stats.evictions += 1;
+                return true;
             } else if m.freq() > 0 {
                 self.main.unlink(&mut self.slots, i);
                 self.slots.meta_mut(i).set_freq(m.freq() - 1);
                 self.main.push_head(&mut self.slots, i, Queue::Main);
                 continue;
             }
-            drop(self.take(i as usize));
+            drop(self.take(i as usize, None));
             self.stats.evictions += 1;
             return true;
         }
@@ -787,8 +812,30 @@ where
         (list, &mut self.slots)
     }
 
-    /// Frees bucket `i` (FULL) and returns its entry.
-    fn take(&mut self, i: usize) -> (K, V) {
+    /// Frees bucket `i` (FULL) and returns its entry; `hash` is its key's
+    /// hash when the caller has it (else it is computed if needed).
+    fn take(&mut self, i: usize, hash: Option<u64>) -> (K, V) {
+        let g = i / WIDTH;
+        if self.displaced > 0 {
+            // Uncount the entry in the groups its insert passed, if any.
+            // The hash runs user code: first, before anything changes.
+            // SAFETY: bucket `i` is FULL.
+            let hash = hash.unwrap_or_else(|| self.hasher.hash_one(&unsafe { self.slots.get(i) }.key));
+            let mut p = Probe::new(hash, self.ctrl.len());
+            if p.g != g {
+                self.displaced -= 1;
+                for _ in 0..self.ctrl.len() {
+                    let c = &mut self.overflow[p.g];
+                    if *c < u8::MAX {
+                        *c -= 1;
+                    }
+                    p.advance();
+                    if p.g == g {
+                        break;
+                    }
+                }
+            }
+        }
         let m = *self.slots.meta(i as u32);
         match m.queue() {
             Queue::None => debug_assert!(false, "every entry is on a queue"),
@@ -797,14 +844,8 @@ where
                 list.unlink(slots, i as u32);
             }
         }
-        let g = i / WIDTH;
-        let c = if G::load(&self.ctrl[g]).match_empty().any() {
-            self.growth_left += 1;
-            EMPTY
-        } else {
-            DELETED
-        };
-        self.set_ctrl(i, c);
+        self.growth_left += 1;
+        self.set_ctrl(i, EMPTY);
         self.items -= 1;
         if m.expires != NEVER {
             self.ttl_items -= 1;
@@ -820,8 +861,8 @@ where
         (key, value)
     }
 
-    /// Makes sure one more EMPTY bucket may be filled: rebuilds (clearing
-    /// tombstones), doubling the size if more than half full.
+    /// Makes sure one more bucket may be filled: rebuilds, doubling the
+    /// size if more than half full (without tombstones it always is).
     fn reserve_one(&mut self) {
         if self.growth_left > 0 {
             return;
@@ -836,6 +877,8 @@ where
     fn rebuild(&mut self, groups: usize) {
         debug_assert!(usable(groups) > self.items);
         let mut ctrl = vec![CtrlGroup::EMPTY; groups].into_boxed_slice();
+        let mut overflow = vec![0u8; groups].into_boxed_slice();
+        let mut displaced = 0;
         let mut slots: Slots<K, V> = Slots::new(groups * WIDTH);
         let mut lists = [List::new(), List::new()];
         for (li, q) in [(0, Queue::Small), (1, Queue::Main)] {
@@ -854,7 +897,8 @@ where
                 let freq = slot.meta.freq();
                 slot.meta = Meta::new(slot.meta.expires);
                 slot.meta.set_freq(freq);
-                let j = Self::find_insert_slot(&ctrl, hash);
+                let (j, passed) = Self::find_insert_slot(&ctrl, &mut overflow, hash);
+                displaced += usize::from(passed);
                 ctrl[j / WIDTH].0[j % WIDTH] = group::tag(hash);
                 slots.0[j].write(slot);
                 lists[li].push_head(&mut slots, j as u32, q);
@@ -862,6 +906,8 @@ where
             }
         }
         self.ctrl = ctrl;
+        self.overflow = overflow;
+        self.displaced = displaced;
         self.slots = slots;
         [self.small, self.main] = lists;
         self.growth_left = usable(groups) - self.items;
@@ -869,6 +915,47 @@ where
         if !self.bounded_count && self.ghost.len() > 0 {
             self.ghost.resize(self.ghost_target());
         }
+    }
+
+    /// Recomputes the overflow counts and the displaced count from the
+    /// entries and checks them against the table's (a saturated count only
+    /// has to be at least the true one). For tests.
+    #[cfg(test)]
+    fn check_overflow_counts(&self) {
+        let n = self.ctrl.len();
+        let mut want = vec![0usize; n];
+        let mut displaced = 0;
+        let mut free = 0;
+        for i in 0..self.slots.len() {
+            if !group::is_full(self.ctrl_byte(i)) {
+                assert_eq!(self.ctrl_byte(i), EMPTY, "a free bucket is EMPTY, never a tombstone");
+                free += 1;
+                continue;
+            }
+            // SAFETY: bucket `i` is FULL.
+            let hash = self.hasher.hash_one(&unsafe { self.slots.get(i) }.key);
+            let mut p = Probe::new(hash, n);
+            if p.g != i / WIDTH {
+                displaced += 1;
+            }
+            let mut steps = 0;
+            while p.g != i / WIDTH {
+                want[p.g] += 1;
+                p.advance();
+                steps += 1;
+                assert!(steps < n, "entry {i} is not on its probe sequence");
+            }
+        }
+        assert_eq!(self.displaced, displaced, "displaced count");
+        for (g, (&have, &want)) in self.overflow.iter().zip(&want).enumerate() {
+            if have == u8::MAX {
+                assert!(want <= 255 || have == u8::MAX, "group {g}");
+            } else {
+                assert_eq!(usize::from(have), want, "overflow count of group {g}");
+            }
+        }
+        assert_eq!(self.growth_left, usable(n) - self.items, "growth_left");
+        assert_eq!(free, self.slots.len() - self.items);
     }
 
     fn drop_entries(&mut self) {
@@ -977,6 +1064,130 @@ mod tests {
             assert!(t.buckets() <= final_groups(n) * WIDTH, "n={n}");
             assert_eq!(t.len(), t.iter().count());
         }
+    }
+
+    /// Overflow counts stay exact under random inserts, updates, removes,
+    /// lookups, expiry (lazy, by sweep, during eviction), growth and clear,
+    /// with both control-group implementations.
+    fn overflow_counts_stay_exact<G: GroupOps>() {
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for n in [16usize, 100, 1000] {
+            let mut t = table::<G>(n);
+            let keys = n as u64 * 2;
+            for step in 0..(n * 30) {
+                let r = next();
+                let k = r % keys;
+                let now = step as u64;
+                match (r >> 32) % 10 {
+                    0..=4 => {
+                        let expires = if (r >> 40) % 4 == 0 { now + (r >> 44) % 50 } else { NEVER };
+                        t.insert(k, k, expires, now);
+                    }
+                    5 | 6 => {
+                        t.remove(&k);
+                    }
+                    7 | 8 => {
+                        t.get(&k, now);
+                    }
+                    _ => {
+                        t.sweep_expired(4, now);
+                    }
+                }
+                if step % 7 == 0 || n <= 100 {
+                    t.check_overflow_counts();
+                }
+            }
+            t.check_overflow_counts();
+            t.clear();
+            t.check_overflow_counts();
+            assert!(t.get(&1, 0).is_none());
+        }
+    }
+
+    #[test]
+    fn overflow_counts_stay_exact_simd() {
+        overflow_counts_stay_exact::<Group>();
+    }
+
+    #[test]
+    fn overflow_counts_stay_exact_portable() {
+        overflow_counts_stay_exact::<Generic>();
+    }
+
+    /// Churn at full load neither rebuilds the table nor lengthens lookups:
+    /// a freed bucket is EMPTY, so there are no tombstones to clean up.
+    #[test]
+    fn churn_at_full_load_does_not_rebuild() {
+        let n = 4096;
+        let mut t = table::<Group>(n);
+        for k in 0..n as u64 {
+            t.insert(k, k, NEVER, 0);
+        }
+        let buckets = t.buckets();
+        let ctrl = t.ctrl.as_ptr();
+        for k in n as u64..n as u64 * 50 {
+            t.insert(k, k, NEVER, 0);
+        }
+        assert_eq!(t.len(), n);
+        assert_eq!(t.buckets(), buckets);
+        assert_eq!(t.ctrl.as_ptr(), ctrl, "no rebuild under churn");
+        t.check_overflow_counts();
+        // Every resident key is found; a miss stops within a few groups.
+        let resident: Vec<u64> = t.iter().map(|(k, _)| *k).collect();
+        for k in &resident {
+            assert!(t.peek(k, 0).is_some());
+        }
+        let overflowed = t.overflow.iter().filter(|&&c| c > 0).count();
+        assert!(overflowed < t.ctrl.len(), "some group ends every probe");
+    }
+
+    /// Every key with the same hash: one probe sequence, counts past 255
+    /// saturate and stay, and every key is still found and removable.
+    #[test]
+    fn saturated_overflow_counts_stay_correct() {
+        #[derive(Clone, Default)]
+        struct Same;
+        struct SameHasher;
+        impl std::hash::Hasher for SameHasher {
+            fn finish(&self) -> u64 {
+                0x0123_4567_89AB_CDEF
+            }
+            fn write(&mut self, _: &[u8]) {}
+        }
+        impl BuildHasher for Same {
+            type Hasher = SameHasher;
+            fn build_hasher(&self) -> SameHasher {
+                SameHasher
+            }
+        }
+        let mut t: Table<u64, u64, Same> = Table::with_limits(Limits::entries(400), None, Same).unwrap();
+        for k in 0..400u64 {
+            t.insert(k, k * 3, NEVER, 0);
+        }
+        assert_eq!(t.len(), 400);
+        assert_eq!(*t.overflow.iter().max().unwrap(), u8::MAX, "the home group saturated");
+        t.check_overflow_counts();
+        for k in 0..400u64 {
+            assert_eq!(t.get(&k, 0), Some(&(k * 3)));
+        }
+        for k in (0..400u64).step_by(2) {
+            assert_eq!(t.remove(&k), Some((k, k * 3)));
+        }
+        t.check_overflow_counts();
+        for k in 0..400u64 {
+            assert_eq!(t.peek(&k, 0).copied(), (k % 2 == 1).then_some(k * 3), "key {k}");
+        }
+        for k in 400..600u64 {
+            t.insert(k, k, NEVER, 0);
+        }
+        t.check_overflow_counts();
+        assert_eq!(t.len(), 400);
     }
 
     #[test]

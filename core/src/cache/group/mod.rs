@@ -1,7 +1,8 @@
 //! Control-byte groups: 16 one-byte tags matched at once.
 //!
 //! Each table bucket has one control byte: [`EMPTY`], [`DELETED`] (a
-//! tombstone) or a *tag*, the top 7 bits of the key's hash (top bit clear).
+//! tombstone; the cache table has none, it keeps per-group overflow counts
+//! instead) or a *tag*, the top 7 bits of the key's hash (top bit clear).
 //! A lookup loads a [`Group`] of 16 control bytes and asks which of them equal
 //! the key's tag; only those slots are compared by key.
 //!
@@ -76,7 +77,8 @@ pub const WIDTH: usize = 16;
 
 /// Control byte of a bucket that was never used since the last rebuild.
 pub const EMPTY: u8 = 0xFF;
-/// Control byte of a bucket whose entry was removed (a tombstone).
+/// Control byte of a tombstone: a free bucket that probes must pass (the
+/// matchers support it; the cache table frees buckets as EMPTY).
 pub const DELETED: u8 = 0x80;
 
 /// The 7-bit tag of a hash (its top 7 bits); always a FULL control byte.

@@ -1,0 +1,174 @@
+//! Interleaved get-hit rounds: our `Cache` and single-owner `Table` beside
+//! quick_cache (sync and unsync) and a bare `hashbrown::HashMap`, one thread
+//! pinned, the variants alternating round by round so that a noisy machine
+//! slows them alike; prints the median ns per get of each and the ratios.
+//!
+//! Run: `cargo run --release -p resilience-benches --bin cache-hit`
+//! (env `ROUNDS`, default 200; `LEN`, value bytes, default 16).
+//!
+//! The same keys, values and access order as the criterion `cache/get_hit`
+//! and `cache/table_get_hit` groups: 8,192 resident `u64` keys (capacity
+//! 16,384), `Box<[u8]>` values; a concurrent cache's get returns a clone.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use resilience::cache::{Cache, Limits, Table};
+use resilience::hash::SeededState;
+use resilience_benches::{load_average, median, pin_to};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const HOT: usize = 8192;
+const CAP: usize = 16384;
+const GETS: usize = 65536;
+
+type Val = Box<[u8]>;
+
+fn keys(n: usize, salt: u64) -> Vec<u64> {
+    (0..n as u64)
+        .map(|i| {
+            let mut z = (i | (salt << 48)).wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        })
+        .collect()
+}
+
+fn value(len: usize, k: u64) -> Val {
+    let mut v = vec![0u8; len];
+    v[..8].copy_from_slice(&k.to_le_bytes());
+    v.into_boxed_slice()
+}
+
+/// Nanoseconds per get of one round of `GETS` gets starting at `start`.
+fn round(start: usize, ks: &[u64], mut get: impl FnMut(u64) -> u64) -> f64 {
+    let t = Instant::now();
+    let mut acc = 0u64;
+    for j in 0..GETS {
+        acc = acc.wrapping_add(get(ks[(start + j) & (HOT - 1)]));
+    }
+    black_box(acc);
+    t.elapsed().as_nanos() as f64 / GETS as f64
+}
+
+/// Interleaved insert-with-eviction rounds (capacity 4,096, fresh keys):
+/// ours beside quick_cache; env `ONLY=ours` runs ours alone (for profiling).
+fn evict(rounds: usize, len: usize) {
+    let only_ours = std::env::var("ONLY").is_ok_and(|s| s == "ours");
+    let ours: Cache<u64, Val> = Cache::builder().max_entries(4096).build().expect("valid cache");
+    let quick = quick_cache::sync::Cache::<u64, Val>::new(4096);
+    let proto = value(len, 0);
+    let mut next = 0u64;
+    let mut run = |put: &dyn Fn(u64, Val)| {
+        let t = Instant::now();
+        for _ in 0..GETS / 4 {
+            next += 1;
+            put(next, proto.clone());
+        }
+        t.elapsed().as_nanos() as f64 / (GETS / 4) as f64
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        a.push(run(&|k, v| ours.insert(k, v)));
+        if !only_ours {
+            b.push(run(&|k, v| quick.insert(k, v)));
+        }
+    }
+    assert!(ours.len() <= 4096 && ours.stats().evictions > 0);
+    let ma = median(&mut a);
+    println!(
+        "insert with eviction, {len}-byte values, {rounds} interleaved rounds, medians; load average {:?}",
+        load_average()
+    );
+    if only_ours {
+        println!("| Cache::insert | {ma:.2} |");
+        return;
+    }
+    let mb = median(&mut b);
+    println!(
+        "| Cache::insert | {ma:.2} |\n| quick_cache insert | {mb:.2} |\nours vs quick_cache: {:.2}x",
+        mb / ma
+    );
+}
+
+fn main() {
+    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
+    let len: usize = std::env::var("LEN").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
+    assert!(len >= 8, "LEN must be at least 8");
+    if std::env::var("MODE").is_ok_and(|m| m == "evict") {
+        pin_to(0);
+        return evict(rounds, len);
+    }
+    pin_to(0);
+    let ks = keys(HOT, 1);
+
+    let ours: Cache<u64, Val> = Cache::builder().max_entries(CAP).build().expect("valid cache");
+    let mut table: Table<u64, Val> =
+        Table::with_limits(Limits::entries(CAP), None, SeededState::new()).expect("valid table");
+    let quick = quick_cache::sync::Cache::<u64, Val>::new(CAP);
+    let mut quick_unsync = quick_cache::unsync::Cache::<u64, Val>::new(CAP);
+    let mut hb: hashbrown::HashMap<u64, Val> = hashbrown::HashMap::with_capacity(CAP);
+    for &k in &ks {
+        ours.insert(k, value(len, k));
+        table.insert(k, value(len, k), 0, 0);
+        quick.insert(k, value(len, k));
+        quick_unsync.insert(k, value(len, k));
+        hb.insert(k, value(len, k));
+    }
+    for &k in &ks {
+        assert!(ours.get(&k).is_some() && table.get(&k, 0).is_some() && quick.get(&k).is_some());
+        assert!(quick_unsync.get(&k).is_some() && hb.contains_key(&k));
+    }
+
+    let names = [
+        "Cache::get",
+        "quick_cache get",
+        "Table::get",
+        "qc unsync get",
+        "hashbrown get",
+        "Cache::get_with (no clone)",
+        "Table::get + clone",
+        "hashbrown get + clone",
+    ];
+    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); names.len()];
+    let load_before = load_average();
+    let mut start = 0usize;
+    for r in 0..rounds {
+        start = start.wrapping_add(GETS + 17);
+        // Rotate the order each round so that no variant always runs first.
+        for v in 0..names.len() {
+            let which = (v + r) % names.len();
+            let ns = match which {
+                0 => round(start, &ks, |k| ours.get(&k).map_or(0, |v| v[0] as u64)),
+                1 => round(start, &ks, |k| quick.get(&k).map_or(0, |v| v[0] as u64)),
+                2 => round(start, &ks, |k| table.get(&k, 0).map_or(0, |v| v[0] as u64)),
+                3 => round(start, &ks, |k| quick_unsync.get(&k).map_or(0, |v| v[0] as u64)),
+                4 => round(start, &ks, |k| hb.get(&k).map_or(0, |v| v[0] as u64)),
+                5 => round(start, &ks, |k| ours.get_with(&k, |v| v[0] as u64).unwrap_or(0)),
+                6 => round(start, &ks, |k| table.get(&k, 0).cloned().map_or(0, |v| v[0] as u64)),
+                _ => round(start, &ks, |k| hb.get(&k).cloned().map_or(0, |v| v[0] as u64)),
+            };
+            times[which].push(ns);
+        }
+    }
+    let med: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
+    println!(
+        "get hit, {len}-byte values, {HOT} keys, {rounds} interleaved rounds of {GETS} gets, medians; load average {:?} -> {:?}",
+        load_before,
+        load_average()
+    );
+    println!("| variant | ns/get |");
+    println!("|---|---:|");
+    for (n, m) in names.iter().zip(&med) {
+        println!("| {n} | {m:.2} |");
+    }
+    println!(
+        "Cache vs quick_cache: {:.2}x; Table vs qc unsync: {:.2}x; Table vs hashbrown: {:.2}x slower",
+        med[1] / med[0],
+        med[3] / med[2],
+        med[2] / med[4]
+    );
+}
