@@ -4,7 +4,9 @@
 //! slows them alike; prints the median ns per get of each and the ratios.
 //!
 //! Run: `cargo run --release -p resilience-benches --bin cache-hit`
-//! (env `ROUNDS`, default 200; `LEN`, value bytes, default 16).
+//! (env `ROUNDS`, default 200; `LEN`, value bytes, default 16; `MODE=evict`
+//! for insert with eviction, `MODE=mix` for the 90/10 Zipf mix, each beside
+//! quick_cache, `ONLY=ours` to run ours alone under a profiler).
 //!
 //! The same keys, values and access order as the criterion `cache/get_hit`
 //! and `cache/table_get_hit` groups: 8,192 resident `u64` keys (capacity
@@ -94,13 +96,88 @@ fn evict(rounds: usize, len: usize) {
     );
 }
 
+/// Zipf(0.99) ranks over `n` keys, `len` samples (as the criterion mix).
+fn zipf(n: usize, len: usize, seed: u64) -> Vec<u64> {
+    let mut cdf = Vec::with_capacity(n);
+    let mut sum = 0.0;
+    for i in 1..=n {
+        sum += 1.0 / (i as f64).powf(0.99);
+        cdf.push(sum);
+    }
+    let ks = keys(n, 77);
+    let mut s = seed;
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            let u = ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 * sum;
+            ks[cdf.partition_point(|&c| c < u).min(n - 1)]
+        })
+        .collect()
+}
+
+/// Interleaved rounds of the 90/10 get/insert mix on a Zipf(0.99) trace
+/// over 100,000 keys, capacity 4,096: ours beside quick_cache.
+fn mix(rounds: usize, len: usize) {
+    let only_ours = std::env::var("ONLY").is_ok_and(|s| s == "ours");
+    let ours: Cache<u64, Val> = Cache::builder().max_entries(4096).build().expect("valid cache");
+    let quick = quick_cache::sync::Cache::<u64, Val>::new(4096);
+    let trace = zipf(100_000, 1 << 16, 5);
+    let proto = value(len, 0);
+    let run = |get: &dyn Fn(u64) -> bool, put: &dyn Fn(u64, Val)| {
+        let t = Instant::now();
+        let mut hits = 0usize;
+        for (j, &k) in trace.iter().enumerate() {
+            if j % 10 == 9 {
+                put(k, proto.clone());
+            } else if get(k) {
+                hits += 1;
+            }
+        }
+        (t.elapsed().as_nanos() as f64 / trace.len() as f64, hits)
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (mut ha, mut hb) = (0, 0);
+    for _ in 0..rounds {
+        let (ns, h) = run(&|k| ours.get(&k).is_some(), &|k, v| ours.insert(k, v));
+        a.push(ns);
+        ha = h;
+        if !only_ours {
+            let (ns, h) = run(&|k| quick.get(&k).is_some(), &|k, v| quick.insert(k, v));
+            b.push(ns);
+            hb = h;
+        }
+    }
+    let ma = median(&mut a);
+    println!(
+        "Zipf 90/10 mix, {len}-byte values, {rounds} interleaved rounds, medians; load average {:?}",
+        load_average()
+    );
+    // Few distinct keys are inserted (the writes are every tenth position of
+    // the trace), so both end up holding every one: equal hit counts.
+    println!("| Cache | {ma:.2} ns/op | hits {ha} of {} |", trace.len());
+    if !only_ours {
+        let mb = median(&mut b);
+        println!("| quick_cache | {mb:.2} ns/op | hits {hb} |\nours vs quick_cache: {:.2}x", mb / ma);
+    }
+}
+
 fn main() {
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
     let len: usize = std::env::var("LEN").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
     assert!(len >= 8, "LEN must be at least 8");
-    if std::env::var("MODE").is_ok_and(|m| m == "evict") {
-        pin_to(0);
-        return evict(rounds, len);
+    match std::env::var("MODE").as_deref() {
+        Ok("evict") => {
+            pin_to(0);
+            return evict(rounds, len);
+        }
+        Ok("mix") => {
+            pin_to(0);
+            return mix(rounds.min(50), len);
+        }
+        _ => {}
     }
     pin_to(0);
     let ks = keys(HOT, 1);

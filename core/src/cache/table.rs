@@ -222,8 +222,13 @@ impl Probe {
     #[inline(always)]
     fn advance(&mut self) {
         if self.stride == 0 {
-            // Computed only when the home group did not settle the lookup.
-            self.stride = 1 + ((self.hash >> 7) % (self.n as u64 - 1).max(1)) as usize;
+            // Computed only when the home group did not settle the lookup:
+            // 1..=n-1 by fastrange (a multiply, not a division) over hash
+            // bits 32..57, which neither the home group (bits 0..32) nor the
+            // tag (bits 57..64) uses; the sharded cache's shard index takes
+            // the lowest of them, which fastrange weighs least.
+            let bits = (self.hash >> 32) & ((1 << 25) - 1);
+            self.stride = 1 + ((bits * (self.n as u64 - 1)) >> 25) as usize;
         }
         self.g += self.stride;
         if self.g >= self.n {
