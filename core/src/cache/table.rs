@@ -43,7 +43,7 @@
 //! Beyond key and value: 1 control byte (+ 1/16 byte of overflow count) +
 //! 16 bytes of [`Meta`] (+ padding of the slot to the key/value alignment),
 //! divided by the 80% load of a full table, + 2 bytes of ghost (4 bytes per two main-queue entries). For `u64`
-//! keys: 27.2 bytes with `u64` values (slot 32 bytes), 29.2 bytes with
+//! keys: 27.3 bytes with `u64` values (slot 32 bytes), 29.3 bytes with
 //! 16-byte values (slot 40 bytes); tests check it with `size_of` and by
 //! measuring a full table.
 
