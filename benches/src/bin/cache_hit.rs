@@ -5,8 +5,8 @@
 //!
 //! Run: `cargo run --release -p resilience-benches --bin cache-hit`
 //! (env `ROUNDS`, default 200; `LEN`, value bytes, default 16; `MODE=evict`
-//! for insert with eviction, `MODE=mix` for the 90/10 Zipf mix, each beside
-//! quick_cache, `ONLY=ours` to run ours alone under a profiler).
+//! for insert with eviction, `MODE=mix` for the 90/10 Zipf mix, `MODE=mix2` for
+//! that mix on two threads, each beside quick_cache, `ONLY=ours` to run ours alone under a profiler).
 //!
 //! The same keys, values and access order as the criterion `cache/get_hit`
 //! and `cache/table_get_hit` groups: 8,192 resident `u64` keys (capacity
@@ -164,6 +164,57 @@ fn mix(rounds: usize, len: usize) {
     }
 }
 
+/// Two pinned threads on one cache, each running the 90/10 Zipf mix from
+/// its own offset of the trace; ns per operation of the pair (wall time of
+/// the slower / both threads' operations), ours beside quick_cache.
+fn mix_two_threads(rounds: usize, len: usize) {
+    use std::sync::Barrier;
+    let ours: Cache<u64, Val> = Cache::builder().max_entries(4096).build().expect("valid cache");
+    let quick = quick_cache::sync::Cache::<u64, Val>::new(4096);
+    let trace = zipf(100_000, 1 << 16, 5);
+    let proto = value(len, 0);
+    let two = |get: &(dyn Fn(u64) -> bool + Sync), put: &(dyn Fn(u64, Val) + Sync)| {
+        let barrier = Barrier::new(2);
+        let ops = trace.len();
+        let elapsed = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|t| {
+                    let (barrier, trace, proto) = (&barrier, &trace, &proto);
+                    s.spawn(move || {
+                        pin_to(t);
+                        barrier.wait();
+                        let start = Instant::now();
+                        let mut hits = 0usize;
+                        for j in 0..ops {
+                            let k = trace[(j + t * ops / 2) % ops];
+                            if j % 10 == 9 {
+                                put(k, proto.clone());
+                            } else if get(k) {
+                                hits += 1;
+                            }
+                        }
+                        black_box(hits);
+                        start.elapsed()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().expect("bench thread")).max().unwrap_or_default()
+        });
+        elapsed.as_nanos() as f64 / (2 * ops) as f64
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        a.push(two(&|k| ours.get(&k).is_some(), &|k, v| ours.insert(k, v)));
+        b.push(two(&|k| quick.get(&k).is_some(), &|k, v| quick.insert(k, v)));
+    }
+    let (ma, mb) = (median(&mut a), median(&mut b));
+    println!("Zipf 90/10 mix, two threads, {len}-byte values, {rounds} interleaved rounds, medians; load average {:?}", load_average());
+    println!(
+        "| Cache | {ma:.2} ns/op |\n| quick_cache | {mb:.2} ns/op |\nours vs quick_cache: {:.2}x",
+        mb / ma
+    );
+}
+
 fn main() {
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
     let len: usize = std::env::var("LEN").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
@@ -177,6 +228,7 @@ fn main() {
             pin_to(0);
             return mix(rounds.min(50), len);
         }
+        Ok("mix2") => return mix_two_threads(rounds.min(50), len),
         _ => {}
     }
     pin_to(0);

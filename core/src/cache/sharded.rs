@@ -33,6 +33,7 @@ use crate::sync::{
 pub type SharedClock = std::sync::Arc<dyn Clock>;
 
 /// A spin lock: CAS to take, store to release, spin then yield on contention.
+#[repr(C)] // the lock word first, beside the counters a hit writes
 pub(crate) struct ShardLock<T> {
     locked: AtomicBool,
     value: UnsafeCell<T>,
@@ -145,6 +146,7 @@ struct Load<K, V> {
 /// A shard on its own cache lines.
 type PaddedShard<K, V, S> = CachePadded<ShardLock<Shard<K, V, S>>>;
 
+#[repr(C)] // the table first (see `ShardLock`)
 struct Shard<K, V, S> {
     table: Table<K, V, S>,
     /// Loads in flight for keys of this shard (few: at most one per thread).

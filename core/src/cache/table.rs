@@ -246,18 +246,19 @@ impl Probe {
 /// Time-dependent operations take a [`TimeSource`]: pass a `Nanos` value, or
 /// a [`LazyNow`](super::ttl::LazyNow) that reads a clock only when an entry
 /// with a deadline is involved.
+// Field order (`repr(C)`), for a cache shard's lock word sitting just before
+// the table: the counters a hit writes share the lock's cache line; the
+// arrays' pointers and the settings, which a hit only reads, come next and
+// change only on a rebuild, so another core reading them is not disturbed
+// by writes; what inserts and evictions write comes last.
+#[repr(C)]
 pub struct Table<K, V, S = SeededState, G = Group> {
+    stats: Stats,
     ctrl: Box<[CtrlGroup]>,
     /// Per group: entries placed past it while it was full (saturating; 255
     /// stays until a rebuild). A lookup stops at a group whose count is 0.
     overflow: Box<[u8]>,
     slots: Slots<K, V>,
-    items: usize,
-    /// Entries outside their home group (when 0, removing one needs no
-    /// rehash).
-    displaced: usize,
-    /// Buckets that may still be filled before a rebuild.
-    growth_left: usize,
     hasher: S,
     max_groups: usize,
     count_limit: usize,
@@ -266,6 +267,12 @@ pub struct Table<K, V, S = SeededState, G = Group> {
     small_weight_target: u64,
     bounded_count: bool,
     weigher: Option<Weigher<K, V>>,
+    items: usize,
+    /// Entries outside their home group (when 0, removing one needs no
+    /// rehash).
+    displaced: usize,
+    /// Buckets that may still be filled before a rebuild.
+    growth_left: usize,
     weight: u64,
     small_weight: u64,
     small: List,
@@ -273,7 +280,6 @@ pub struct Table<K, V, S = SeededState, G = Group> {
     ghost: Ghost,
     ttl_items: usize,
     sweep_cursor: usize,
-    stats: Stats,
     _group: PhantomData<G>,
 }
 
