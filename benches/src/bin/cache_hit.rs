@@ -6,7 +6,8 @@
 //! Run: `cargo run --release -p resilience-benches --bin cache-hit`
 //! (env `ROUNDS`, default 200; `LEN`, value bytes, default 16; `MODE=evict`
 //! for insert with eviction, `MODE=mix` for the 90/10 Zipf mix, `MODE=mix2` for
-//! that mix on two threads, each beside quick_cache, `ONLY=ours` to run ours alone under a profiler).
+//! that mix on two threads, `MODE=hit2` for hits on two threads, each beside
+//! quick_cache, `ONLY=ours` to run ours alone under a profiler).
 //!
 //! The same keys, values and access order as the criterion `cache/get_hit`
 //! and `cache/table_get_hit` groups: 8,192 resident `u64` keys (capacity
@@ -215,6 +216,51 @@ fn mix_two_threads(rounds: usize, len: usize) {
     );
 }
 
+/// Two pinned threads getting resident keys from one cache (each from its
+/// own half of the key order); ns per get of the pair, ours beside
+/// quick_cache.
+fn hit_two_threads(rounds: usize, len: usize) {
+    use std::sync::Barrier;
+    let ks = keys(HOT, 6);
+    let ours: Cache<u64, Val> = Cache::builder().max_entries(CAP).build().expect("valid cache");
+    let quick = quick_cache::sync::Cache::<u64, Val>::new(CAP);
+    for &k in &ks {
+        ours.insert(k, value(len, k));
+        quick.insert(k, value(len, k));
+    }
+    let two = |get: &(dyn Fn(u64) -> u64 + Sync)| {
+        let barrier = Barrier::new(2);
+        let elapsed = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|t| {
+                    let (barrier, ks) = (&barrier, &ks);
+                    s.spawn(move || {
+                        pin_to(t);
+                        barrier.wait();
+                        let start = Instant::now();
+                        let mut acc = 0u64;
+                        for j in 0..GETS {
+                            acc = acc.wrapping_add(get(ks[(j + t * HOT / 2) & (HOT - 1)]));
+                        }
+                        black_box(acc);
+                        start.elapsed()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().expect("bench thread")).max().unwrap_or_default()
+        });
+        elapsed.as_nanos() as f64 / (2 * GETS) as f64
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        a.push(two(&|k| ours.get(&k).map_or(0, |v| v[0] as u64)));
+        b.push(two(&|k| quick.get(&k).map_or(0, |v| v[0] as u64)));
+    }
+    let (ma, mb) = (median(&mut a), median(&mut b));
+    println!("get hit, two threads, {len}-byte values, {rounds} interleaved rounds, medians; load average {:?}", load_average());
+    println!("| Cache::get | {ma:.2} ns/get |\n| quick_cache get | {mb:.2} ns/get |\nours vs quick_cache: {:.2}x", mb / ma);
+}
+
 fn main() {
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
     let len: usize = std::env::var("LEN").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
@@ -229,6 +275,7 @@ fn main() {
             return mix(rounds.min(50), len);
         }
         Ok("mix2") => return mix_two_threads(rounds.min(50), len),
+        Ok("hit2") => return hit_two_threads(rounds, len),
         _ => {}
     }
     pin_to(0);
