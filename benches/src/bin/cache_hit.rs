@@ -257,8 +257,14 @@ fn hit_two_threads(rounds: usize, len: usize) {
         b.push(two(&|k| quick.get(&k).map_or(0, |v| v[0] as u64)));
     }
     let (ma, mb) = (median(&mut a), median(&mut b));
-    println!("get hit, two threads, {len}-byte values, {rounds} interleaved rounds, medians; load average {:?}", load_average());
-    println!("| Cache::get | {ma:.2} ns/get |\n| quick_cache get | {mb:.2} ns/get |\nours vs quick_cache: {:.2}x", mb / ma);
+    println!(
+        "get hit, two threads, {len}-byte values, {rounds} interleaved rounds, medians; load average {:?}",
+        load_average()
+    );
+    println!(
+        "| Cache::get | {ma:.2} ns/get |\n| quick_cache get | {mb:.2} ns/get |\nours vs quick_cache: {:.2}x",
+        mb / ma
+    );
 }
 
 fn main() {

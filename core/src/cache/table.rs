@@ -581,11 +581,12 @@ where
         if let Some(i) = self.find(hash, &key) {
             // SAFETY: `find` returned a FULL bucket.
             let slot = unsafe { self.slots.get_mut(i) };
+            // The weigher is user code: it runs before anything changes.
+            let old_w = Self::weigh(weigher, &slot.key, &slot.value);
             let old = std::mem::replace(&mut slot.value, value);
             let old_expires = std::mem::replace(&mut slot.meta.expires, expires);
             slot.meta.touch();
             let in_small = slot.meta.queue() == Queue::Small;
-            let old_w = Self::weigh(weigher, &slot.key, &old);
             self.weight = self.weight.saturating_sub(old_w).saturating_add(w);
             if in_small {
                 self.small_weight = self.small_weight.saturating_sub(old_w).saturating_add(w);
@@ -695,10 +696,12 @@ where
     /// Removes every entry and returns to the initial allocation (counters
     /// are kept).
     pub fn clear(&mut self) {
-        self.drop_entries();
-        self.ctrl = vec![CtrlGroup::EMPTY; 1].into_boxed_slice();
+        // The table is reset before any entry is dropped: a `Drop` that
+        // panics then leaves an empty, consistent table behind (the entries
+        // not yet dropped leak) instead of one still listing dropped ones.
+        let ctrl = std::mem::replace(&mut self.ctrl, vec![CtrlGroup::EMPTY; 1].into_boxed_slice());
+        let mut slots = std::mem::replace(&mut self.slots, Slots::new(WIDTH));
         self.overflow = vec![0u8; 1].into_boxed_slice();
-        self.slots = Slots::new(WIDTH);
         self.items = 0;
         self.displaced = 0;
         self.growth_left = usable(1);
@@ -709,6 +712,18 @@ where
         self.ghost = Ghost::new();
         self.ttl_items = 0;
         self.sweep_cursor = 0;
+        if std::mem::needs_drop::<Slot<K, V>>() {
+            for i in 0..slots.len() {
+                if group::is_full(ctrl[i / WIDTH].0[i % WIDTH]) {
+                    // SAFETY: bucket `i` of the old arrays is FULL, so slot
+                    // `i` holds an entry; nothing else refers to these arrays
+                    // any more and each bucket is visited once, so it is
+                    // dropped once (a panic leaks the rest: `Slots` drops no
+                    // contents).
+                    unsafe { slots.0[i].assume_init_drop() };
+                }
+            }
+        }
     }
 
     /// Every entry, in bucket order (expired ones not yet removed included).
@@ -827,18 +842,26 @@ where
     /// hash when the caller has it (else it is computed if needed).
     fn take(&mut self, i: usize, hash: Option<u64>) -> (K, V) {
         let g = i / WIDTH;
+        // User code first (the weigher, the hasher), before anything changes.
+        // SAFETY: bucket `i` is FULL.
+        let entry = unsafe { self.slots.get(i) };
+        let w = Self::weigh(self.weigher, &entry.key, &entry.value);
+        debug_assert!(
+            hash.is_none_or(|h| h == self.hasher.hash_one(&entry.key)),
+            "a `*_hashed` call was given a hash that is not the key's"
+        );
         if self.displaced > 0 {
             // Uncount the entry in the groups its insert passed, if any.
-            // The hash runs user code: first, before anything changes.
-            // SAFETY: bucket `i` is FULL.
-            let hash = hash.unwrap_or_else(|| self.hasher.hash_one(&unsafe { self.slots.get(i) }.key));
+            let hash = hash.unwrap_or_else(|| self.hasher.hash_one(&entry.key));
             let mut p = Probe::new(hash, self.ctrl.len());
             if p.g != g {
                 self.displaced -= 1;
                 for _ in 0..self.ctrl.len() {
                     let c = &mut self.overflow[p.g];
                     if *c < u8::MAX {
-                        *c -= 1;
+                        // Saturating: a wrong hash from a `*_hashed` caller
+                        // (a broken contract) must not panic halfway.
+                        *c = c.saturating_sub(1);
                     }
                     p.advance();
                     if p.g == g {
@@ -864,7 +887,6 @@ where
         // SAFETY: bucket `i` was FULL and its control byte now says it is
         // free, so this is the only read of the entry: it moves out once.
         let Slot { key, value, .. } = unsafe { self.slots.0[i].assume_init_read() };
-        let w = Self::weigh(self.weigher, &key, &value);
         self.weight = self.weight.saturating_sub(w);
         if m.queue() == Queue::Small {
             self.small_weight = self.small_weight.saturating_sub(w);
@@ -959,27 +981,14 @@ where
         }
         assert_eq!(self.displaced, displaced, "displaced count");
         for (g, (&have, &want)) in self.overflow.iter().zip(&want).enumerate() {
-            if have == u8::MAX {
-                assert!(want <= 255 || have == u8::MAX, "group {g}");
-            } else {
+            // A saturated count stays whatever the true count became (it only
+            // makes lookups probe on); every other count is exact.
+            if have != u8::MAX {
                 assert_eq!(usize::from(have), want, "overflow count of group {g}");
             }
         }
         assert_eq!(self.growth_left, usable(n) - self.items, "growth_left");
         assert_eq!(free, self.slots.len() - self.items);
-    }
-
-    fn drop_entries(&mut self) {
-        if std::mem::needs_drop::<Slot<K, V>>() {
-            for i in 0..self.slots.len() {
-                if group::is_full(self.ctrl_byte(i)) {
-                    self.set_ctrl(i, EMPTY);
-                    // SAFETY: bucket `i` was FULL; its control byte is now
-                    // EMPTY, so the entry is dropped exactly once.
-                    unsafe { self.slots.0[i].assume_init_drop() };
-                }
-            }
-        }
     }
 }
 
@@ -1340,6 +1349,70 @@ mod tests {
             assert!(t.weight() <= 100);
         }
         assert!(t.get(&1, 0).is_none(), "1 was evicted in turn");
+    }
+
+    /// Counts the drops of values it was cloned from, to catch a double drop.
+    struct Counted(std::rc::Rc<std::cell::Cell<u32>>, bool);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+            if self.1 && !std::thread::panicking() {
+                panic!("a value's drop panicked");
+            }
+        }
+    }
+
+    #[test]
+    fn a_panicking_drop_during_clear_leaves_an_empty_table_and_drops_nothing_twice() {
+        let drops = std::rc::Rc::new(std::cell::Cell::new(0));
+        let mut t: Table<u64, Counted> = Table::new(8).unwrap();
+        for k in 0..8 {
+            t.insert(k, Counted(drops.clone(), k == 2), NEVER, 0);
+        }
+        let cleared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.clear()));
+        assert!(cleared.is_err(), "the third value's drop panicked");
+        let dropped = drops.get();
+        assert!((1..=8).contains(&dropped));
+        assert_eq!((t.len(), t.weight(), t.iter().count()), (0, 0, 0));
+        t.check_overflow_counts();
+        // The table works on; nothing cleared is dropped again.
+        for k in 100..120 {
+            t.insert(k, Counted(drops.clone(), false), NEVER, 0);
+        }
+        assert_eq!(t.len(), 8);
+        assert_eq!(drops.get(), dropped + 12, "only the 12 evicted new values were dropped since");
+        drop(t);
+        assert_eq!(drops.get(), dropped + 20);
+    }
+
+    #[test]
+    fn a_panicking_weigher_changes_nothing() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static BOOM: AtomicBool = AtomicBool::new(false);
+        #[allow(clippy::ptr_arg)] // a `Weigher<u64, Vec<u8>>` takes `&Vec<u8>`
+        fn weigh(_: &u64, v: &Vec<u8>) -> u64 {
+            assert!(!BOOM.load(Ordering::Relaxed), "the weigher panicked");
+            v.len() as u64
+        }
+        let mut t: Table<u64, Vec<u8>> =
+            Table::with_limits(Limits::weight(100), Some(weigh), SeededState::new()).unwrap();
+        t.insert(1, vec![0; 10], 50, 0);
+        t.insert(2, vec![0; 10], NEVER, 0);
+        let before = (t.len(), t.weight(), t.expiring());
+        BOOM.store(true, Ordering::Relaxed);
+        let update = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            t.insert(1, vec![0; 20], NEVER, 0);
+        }));
+        let remove = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.remove(&2)));
+        BOOM.store(false, Ordering::Relaxed);
+        assert!(update.is_err() && remove.is_err());
+        assert_eq!((t.len(), t.weight(), t.expiring()), before, "nothing changed");
+        assert_eq!(t.get(&1, 0).map(Vec::len), Some(10));
+        assert_eq!(t.remove(&1).map(|(_, v)| v.len()), Some(10));
+        assert_eq!(t.remove(&2).map(|(_, v)| v.len()), Some(10));
+        assert_eq!((t.len(), t.weight(), t.expiring()), (0, 0, 0));
+        t.check_overflow_counts();
     }
 
     #[test]
