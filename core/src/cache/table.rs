@@ -35,8 +35,11 @@
 //! uncounts it. So a freed bucket is always EMPTY: there are no tombstones,
 //! lookups and inserts stay short at full load under constant churn, and a
 //! table rebuilds only to grow (by doubling up to its final size, at 87.5%
-//! occupancy). A count that reaches 255 stays there until the table is
-//! rebuilt (lookups then just probe on).
+//! occupancy). A count that reaches 255 stays there until the table grows
+//! or is cleared (lookups through that group then just probe on); with the
+//! default seeded hasher that needs hundreds of keys whose probes collide
+//! on one group (churning 2M keys through a full 100k-entry table left no
+//! count above 20).
 //!
 //! # Memory per entry
 //!
