@@ -11,7 +11,7 @@
 //!
 //! - control bytes, 16 per 16-byte-aligned group: EMPTY, DELETED or a 7-bit
 //!   tag of the key's hash;
-//! - slots holding `key`, `value` and 16 bytes of [`Meta`] (two `u32` queue
+//! - slots holding `key`, `value` and 16 bytes of `Meta` (two `u32` queue
 //!   links with the queue id and the 2-bit frequency packed in their top
 //!   bits, and the `u64` deadline) inline.
 //!
@@ -44,7 +44,7 @@
 //! # Memory per entry
 //!
 //! Beyond key and value: 1 control byte (+ 1/16 byte of overflow count) +
-//! 16 bytes of [`Meta`] (+ padding of the slot to the key/value alignment),
+//! 16 bytes of `Meta` (+ padding of the slot to the key/value alignment),
 //! divided by the 80% load of a full table, + 2 bytes of ghost (4 bytes per two main-queue entries). For `u64`
 //! keys: 27.3 bytes with `u64` values (slot 32 bytes), 29.3 bytes with
 //! 16-byte values (slot 40 bytes); tests check it with `size_of` and by

@@ -12,11 +12,11 @@ use std::hash::{BuildHasher, Hash};
 /// is counted in [`KeyedStats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FullPolicy {
-    /// Deny the request ([`Reason::TableFull`]): no key escapes its limit,
+    /// Deny the request ([`Reason::TableFull`](super::Reason::TableFull)): no key escapes its limit,
     /// at the price of refusing new keys until old ones refill.
     Deny,
     /// Allow it as if the key's bucket were full, and keep no state
-    /// ([`Reason::Untracked`]): new keys are served, but are not limited
+    /// ([`Reason::Untracked`](super::Reason::Untracked)): new keys are served, but are not limited
     /// until there is room for them.
     AllowUntracked,
 }
@@ -459,7 +459,7 @@ impl<K: Hash + Eq, S: BuildHasher, C: Clock> KeyedLimiter<K, S, C> {
     /// Takes `quantity` tokens from `key`'s bucket now if they are there,
     /// answering only yes or no (see [`Denied`]): the grants and the state
     /// are exactly those of [`acquire`](Self::acquire). A full table answers
-    /// by the policy: [`FullPolicy::Deny`] gives [`Reason::TableFull`],
+    /// by the policy: [`FullPolicy::Deny`] gives [`Reason::TableFull`](super::Reason::TableFull),
     /// [`FullPolicy::AllowUntracked`] allows.
     #[inline]
     pub fn check<Q>(&self, key: &Q, quantity: u64) -> Result<(), Denied>

@@ -32,7 +32,7 @@ pub struct Config {
     /// Capacity of each mesh ring (a power of two). Default: 1024. The mesh
     /// has `shards * (shards - 1)` rings, so with many shards each ring
     /// gets less (a power of two, at least 16) to keep the rings' slots
-    /// within [`MESH_BUDGET`] bytes. The floor wins beyond about 700
+    /// within `MESH_BUDGET` (256 MiB). The floor wins beyond about 700
     /// shards: 1,024 shards take about 0.5 GiB of ring slots.
     pub mesh_capacity: usize,
     /// How long a shard with nothing to do polls for completions and
