@@ -18,7 +18,7 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput};
 use resilience::cache::{Cache, Limits, Table};
 use resilience::hash::SeededState;
-use resilience_benches::{load_average, pin_to};
+use resilience_benches::{keyed_value, load_average, pin_to, scrambled_keys, zipf_trace};
 
 const BATCH: usize = 1024;
 /// Keys resident in the hit benches.
@@ -32,51 +32,10 @@ const ZIPF_KEYS: usize = 100_000;
 
 type Val = Box<[u8]>;
 
-fn value(len: usize, k: u64) -> Val {
-    let mut v = vec![0u8; len];
-    v[..8].copy_from_slice(&k.to_le_bytes());
-    v.into_boxed_slice()
-}
-
 fn first_word(v: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&v[..8]);
     u64::from_le_bytes(b)
-}
-
-/// Scrambled keys, so that neighbours in the access order are not neighbours
-/// in any table.
-fn keys(n: usize, salt: u64) -> Vec<u64> {
-    (0..n as u64)
-        .map(|i| {
-            let mut z = (i | (salt << 48)).wrapping_add(0x9E37_79B9_7F4A_7C15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        })
-        .collect()
-}
-
-/// Zipf(0.99) ranks over `n` keys, `len` samples.
-fn zipf(n: usize, len: usize, seed: u64) -> Vec<u64> {
-    let mut cdf = Vec::with_capacity(n);
-    let mut sum = 0.0;
-    for i in 1..=n {
-        sum += 1.0 / (i as f64).powf(0.99);
-        cdf.push(sum);
-    }
-    let ks = keys(n, 77);
-    let mut s = seed;
-    (0..len)
-        .map(|_| {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            let u = ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 * sum;
-            ks[cdf.partition_point(|&c| c < u).min(n - 1)]
-        })
-        .collect()
 }
 
 fn ours(cap: usize) -> Cache<u64, Val> {
@@ -136,7 +95,7 @@ impl Peer for moka::sync::Cache<u64, Val> {
 
 fn filled<P: Peer>(p: P, ks: &[u64], len: usize) -> P {
     for &k in ks {
-        p.put(k, value(len, k));
+        p.put(k, keyed_value(len, k));
     }
     for &k in ks.iter().step_by(97) {
         assert_eq!(p.get(k).map(|v| first_word(&v)), Some(k), "peer lost a resident key");
@@ -191,7 +150,7 @@ fn group<'a>(c: &'a mut Criterion, name: impl Into<String>, ops: u64) -> Benchma
 
 fn get_hit(c: &mut Criterion) {
     for len in [16usize, 100] {
-        let ks = keys(HOT, 1);
+        let ks = scrambled_keys(HOT, 1);
         let mut g = group(c, format!("cache/get_hit/{len}B"), BATCH as u64);
 
         let o = filled(ours(CAP), &ks, len);
@@ -244,15 +203,15 @@ fn get_hit(c: &mut Criterion) {
 /// Single-owner tables: ours, quick_cache's unsync cache, a bare hashbrown
 /// map; every lookup returns `&V` (no clone).
 fn table_get_hit(c: &mut Criterion) {
-    let ks = keys(HOT, 2);
+    let ks = scrambled_keys(HOT, 2);
     let mut g = group(c, "cache/table_get_hit/16B", BATCH as u64);
     let mut t = ours_table(CAP);
     let mut hb: hashbrown::HashMap<u64, Val> = hashbrown::HashMap::with_capacity(CAP);
     let mut qu: quick_cache::unsync::Cache<u64, Val> = quick_cache::unsync::Cache::new(CAP);
     for &k in &ks {
-        t.insert(k, value(16, k), 0, 0);
-        hb.insert(k, value(16, k));
-        qu.insert(k, value(16, k));
+        t.insert(k, keyed_value(16, k), 0, 0);
+        hb.insert(k, keyed_value(16, k));
+        qu.insert(k, keyed_value(16, k));
     }
     for &k in &ks {
         assert_eq!(t.get(&k, 0).map(|v| first_word(v)), Some(k));
@@ -300,8 +259,8 @@ fn table_get_hit(c: &mut Criterion) {
 }
 
 fn get_miss(c: &mut Criterion) {
-    let ks = keys(HOT, 3);
-    let absent = keys(HOT, 4);
+    let ks = scrambled_keys(HOT, 3);
+    let absent = scrambled_keys(HOT, 4);
     let mut g = group(c, "cache/get_miss/16B", BATCH as u64);
     fn misses<P: Peer>(p: &P, absent: &[u64], start: usize) -> usize {
         (0..BATCH).filter(|j| p.get(absent[(start + j) & (HOT - 1)]).is_some()).count()
@@ -335,7 +294,7 @@ fn get_miss(c: &mut Criterion) {
 fn insert_evict(c: &mut Criterion) {
     for len in [16usize, 100] {
         let mut g = group(c, format!("cache/insert_evict/{len}B"), BATCH as u64);
-        let proto = value(len, 0);
+        let proto = keyed_value(len, 0);
         fn run<P: Peer>(p: &P, next: &mut u64, proto: &Val) {
             for _ in 0..BATCH {
                 *next += 1;
@@ -359,9 +318,9 @@ fn insert_evict(c: &mut Criterion) {
 }
 
 fn zipf_mix(c: &mut Criterion) {
-    let trace = zipf(ZIPF_KEYS, 1 << 16, 5);
+    let trace = zipf_trace(ZIPF_KEYS, 1 << 16, 5);
     let mask = trace.len() - 1;
-    let proto = value(16, 0);
+    let proto = keyed_value(16, 0);
     fn run<P: Peer>(p: &P, trace: &[u64], mask: usize, start: usize, proto: &Val) -> usize {
         let mut hits = 0;
         for j in 0..BATCH {
@@ -421,7 +380,7 @@ fn zipf_mix(c: &mut Criterion) {
 }
 
 fn get_hit_two_threads(c: &mut Criterion) {
-    let ks = keys(HOT, 6);
+    let ks = scrambled_keys(HOT, 6);
     let mut g = group(c, "cache/get_hit_2threads/16B", 2 * BATCH as u64);
     fn two<P: Peer>(p: &P, ks: &[u64], iters: u64) -> Duration {
         timed_threads(2, iters, &|t, i| {

@@ -41,6 +41,48 @@ pub fn median(xs: &mut [f64]) -> f64 {
     }
 }
 
+/// `n` scrambled `u64` keys (SplitMix64 of the index and `salt`), so that
+/// neighbours in an access order are not neighbours in any table.
+pub fn scrambled_keys(n: usize, salt: u64) -> Vec<u64> {
+    (0..n as u64)
+        .map(|i| {
+            let mut z = (i | (salt << 48)).wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        })
+        .collect()
+}
+
+/// `len` samples of Zipf(0.99) ranks over `n` scrambled keys.
+pub fn zipf_trace(n: usize, len: usize, seed: u64) -> Vec<u64> {
+    let mut cdf = Vec::with_capacity(n);
+    let mut sum = 0.0;
+    for i in 1..=n {
+        sum += 1.0 / (i as f64).powf(0.99);
+        cdf.push(sum);
+    }
+    let ks = scrambled_keys(n, 77);
+    let mut s = seed;
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            let u = ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 * sum;
+            ks[cdf.partition_point(|&c| c < u).min(n - 1)]
+        })
+        .collect()
+}
+
+/// A `len`-byte value (at least 8) whose first word is `k`.
+pub fn keyed_value(len: usize, k: u64) -> Box<[u8]> {
+    let mut v = vec![0u8; len];
+    v[..8].copy_from_slice(&k.to_le_bytes());
+    v.into_boxed_slice()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use resilience::cache::{Cache, Limits, Table};
 use resilience::hash::SeededState;
-use resilience_benches::{load_average, median, pin_to};
+use resilience_benches::{keyed_value, load_average, median, pin_to, scrambled_keys, zipf_trace};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -28,23 +28,6 @@ const CAP: usize = 16384;
 const GETS: usize = 65536;
 
 type Val = Box<[u8]>;
-
-fn keys(n: usize, salt: u64) -> Vec<u64> {
-    (0..n as u64)
-        .map(|i| {
-            let mut z = (i | (salt << 48)).wrapping_add(0x9E37_79B9_7F4A_7C15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        })
-        .collect()
-}
-
-fn value(len: usize, k: u64) -> Val {
-    let mut v = vec![0u8; len];
-    v[..8].copy_from_slice(&k.to_le_bytes());
-    v.into_boxed_slice()
-}
 
 /// Nanoseconds per get of one round of `GETS` gets starting at `start`.
 fn round(start: usize, ks: &[u64], mut get: impl FnMut(u64) -> u64) -> f64 {
@@ -63,7 +46,7 @@ fn evict(rounds: usize, len: usize) {
     let only_ours = std::env::var("ONLY").is_ok_and(|s| s == "ours");
     let ours: Cache<u64, Val> = Cache::builder().max_entries(4096).build().expect("valid cache");
     let quick = quick_cache::sync::Cache::<u64, Val>::new(4096);
-    let proto = value(len, 0);
+    let proto = keyed_value(len, 0);
     let mut next = 0u64;
     let mut run = |put: &dyn Fn(u64, Val)| {
         let t = Instant::now();
@@ -97,36 +80,14 @@ fn evict(rounds: usize, len: usize) {
     );
 }
 
-/// Zipf(0.99) ranks over `n` keys, `len` samples (as the criterion mix).
-fn zipf(n: usize, len: usize, seed: u64) -> Vec<u64> {
-    let mut cdf = Vec::with_capacity(n);
-    let mut sum = 0.0;
-    for i in 1..=n {
-        sum += 1.0 / (i as f64).powf(0.99);
-        cdf.push(sum);
-    }
-    let ks = keys(n, 77);
-    let mut s = seed;
-    (0..len)
-        .map(|_| {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            let u = ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 * sum;
-            ks[cdf.partition_point(|&c| c < u).min(n - 1)]
-        })
-        .collect()
-}
-
 /// Interleaved rounds of the 90/10 get/insert mix on a Zipf(0.99) trace
 /// over 100,000 keys, capacity 4,096: ours beside quick_cache.
 fn mix(rounds: usize, len: usize) {
     let only_ours = std::env::var("ONLY").is_ok_and(|s| s == "ours");
     let ours: Cache<u64, Val> = Cache::builder().max_entries(4096).build().expect("valid cache");
     let quick = quick_cache::sync::Cache::<u64, Val>::new(4096);
-    let trace = zipf(100_000, 1 << 16, 5);
-    let proto = value(len, 0);
+    let trace = zipf_trace(100_000, 1 << 16, 5);
+    let proto = keyed_value(len, 0);
     let run = |get: &dyn Fn(u64) -> bool, put: &dyn Fn(u64, Val)| {
         let t = Instant::now();
         let mut hits = 0usize;
@@ -165,43 +126,50 @@ fn mix(rounds: usize, len: usize) {
     }
 }
 
+/// Runs `body(thread)` on two pinned threads started together; returns ns
+/// per operation of the pair: the slower thread's wall time over `2 * ops`.
+fn on_two_threads(ops: usize, body: &(dyn Fn(usize) + Sync)) -> f64 {
+    let barrier = std::sync::Barrier::new(2);
+    let elapsed = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|t| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    pin_to(t);
+                    barrier.wait();
+                    let start = Instant::now();
+                    body(t);
+                    start.elapsed()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("bench thread")).max().unwrap_or_default()
+    });
+    elapsed.as_nanos() as f64 / (2 * ops) as f64
+}
+
 /// Two pinned threads on one cache, each running the 90/10 Zipf mix from
 /// its own offset of the trace; ns per operation of the pair (wall time of
 /// the slower / both threads' operations), ours beside quick_cache.
 fn mix_two_threads(rounds: usize, len: usize) {
-    use std::sync::Barrier;
     let ours: Cache<u64, Val> = Cache::builder().max_entries(4096).build().expect("valid cache");
     let quick = quick_cache::sync::Cache::<u64, Val>::new(4096);
-    let trace = zipf(100_000, 1 << 16, 5);
-    let proto = value(len, 0);
+    let trace = zipf_trace(100_000, 1 << 16, 5);
+    let proto = keyed_value(len, 0);
+    let ops = trace.len();
     let two = |get: &(dyn Fn(u64) -> bool + Sync), put: &(dyn Fn(u64, Val) + Sync)| {
-        let barrier = Barrier::new(2);
-        let ops = trace.len();
-        let elapsed = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..2)
-                .map(|t| {
-                    let (barrier, trace, proto) = (&barrier, &trace, &proto);
-                    s.spawn(move || {
-                        pin_to(t);
-                        barrier.wait();
-                        let start = Instant::now();
-                        let mut hits = 0usize;
-                        for j in 0..ops {
-                            let k = trace[(j + t * ops / 2) % ops];
-                            if j % 10 == 9 {
-                                put(k, proto.clone());
-                            } else if get(k) {
-                                hits += 1;
-                            }
-                        }
-                        black_box(hits);
-                        start.elapsed()
-                    })
-                })
-                .collect();
-            hs.into_iter().map(|h| h.join().expect("bench thread")).max().unwrap_or_default()
-        });
-        elapsed.as_nanos() as f64 / (2 * ops) as f64
+        on_two_threads(ops, &|t| {
+            let mut hits = 0usize;
+            for j in 0..ops {
+                let k = trace[(j + t * ops / 2) % ops];
+                if j % 10 == 9 {
+                    put(k, proto.clone());
+                } else if get(k) {
+                    hits += 1;
+                }
+            }
+            black_box(hits);
+        })
     };
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
@@ -220,36 +188,21 @@ fn mix_two_threads(rounds: usize, len: usize) {
 /// own half of the key order); ns per get of the pair, ours beside
 /// quick_cache.
 fn hit_two_threads(rounds: usize, len: usize) {
-    use std::sync::Barrier;
-    let ks = keys(HOT, 6);
+    let ks = scrambled_keys(HOT, 6);
     let ours: Cache<u64, Val> = Cache::builder().max_entries(CAP).build().expect("valid cache");
     let quick = quick_cache::sync::Cache::<u64, Val>::new(CAP);
     for &k in &ks {
-        ours.insert(k, value(len, k));
-        quick.insert(k, value(len, k));
+        ours.insert(k, keyed_value(len, k));
+        quick.insert(k, keyed_value(len, k));
     }
     let two = |get: &(dyn Fn(u64) -> u64 + Sync)| {
-        let barrier = Barrier::new(2);
-        let elapsed = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..2)
-                .map(|t| {
-                    let (barrier, ks) = (&barrier, &ks);
-                    s.spawn(move || {
-                        pin_to(t);
-                        barrier.wait();
-                        let start = Instant::now();
-                        let mut acc = 0u64;
-                        for j in 0..GETS {
-                            acc = acc.wrapping_add(get(ks[(j + t * HOT / 2) & (HOT - 1)]));
-                        }
-                        black_box(acc);
-                        start.elapsed()
-                    })
-                })
-                .collect();
-            hs.into_iter().map(|h| h.join().expect("bench thread")).max().unwrap_or_default()
-        });
-        elapsed.as_nanos() as f64 / (2 * GETS) as f64
+        on_two_threads(GETS, &|t| {
+            let mut acc = 0u64;
+            for j in 0..GETS {
+                acc = acc.wrapping_add(get(ks[(j + t * HOT / 2) & (HOT - 1)]));
+            }
+            black_box(acc);
+        })
     };
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
@@ -285,7 +238,7 @@ fn main() {
         _ => {}
     }
     pin_to(0);
-    let ks = keys(HOT, 1);
+    let ks = scrambled_keys(HOT, 1);
 
     let ours: Cache<u64, Val> = Cache::builder().max_entries(CAP).build().expect("valid cache");
     let mut table: Table<u64, Val> =
@@ -294,11 +247,11 @@ fn main() {
     let mut quick_unsync = quick_cache::unsync::Cache::<u64, Val>::new(CAP);
     let mut hb: hashbrown::HashMap<u64, Val> = hashbrown::HashMap::with_capacity(CAP);
     for &k in &ks {
-        ours.insert(k, value(len, k));
-        table.insert(k, value(len, k), 0, 0);
-        quick.insert(k, value(len, k));
-        quick_unsync.insert(k, value(len, k));
-        hb.insert(k, value(len, k));
+        ours.insert(k, keyed_value(len, k));
+        table.insert(k, keyed_value(len, k), 0, 0);
+        quick.insert(k, keyed_value(len, k));
+        quick_unsync.insert(k, keyed_value(len, k));
+        hb.insert(k, keyed_value(len, k));
     }
     for &k in &ks {
         assert!(ours.get(&k).is_some() && table.get(&k, 0).is_some() && quick.get(&k).is_some());
