@@ -11,14 +11,13 @@
 //! Throughput is per operation (`BATCH` operations per iteration).
 
 use std::hint::black_box;
-use std::sync::Barrier;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput};
 use resilience::cache::{Cache, Limits, Table};
 use resilience::hash::SeededState;
-use resilience_benches::{keyed_value, load_average, pin_to, scrambled_keys, zipf_trace};
+use resilience_benches::{keyed_value, load_average, pin_to, scrambled_keys, timed_threads, zipf_trace};
 
 const BATCH: usize = 1024;
 /// Keys resident in the hit benches.
@@ -112,29 +111,6 @@ fn get_hits<P: Peer>(p: &P, ks: &[u64], start: usize) -> u64 {
         }
     }
     acc
-}
-
-/// Times `threads` threads (pinned) each running `op(thread, iteration)`
-/// `iters` times; returns the wall time of the slowest.
-fn timed_threads(threads: usize, iters: u64, op: &(dyn Fn(usize, u64) + Sync)) -> Duration {
-    let barrier = Barrier::new(threads);
-    std::thread::scope(|s| {
-        let hs: Vec<_> = (0..threads)
-            .map(|t| {
-                let barrier = &barrier;
-                s.spawn(move || {
-                    pin_to(t);
-                    barrier.wait();
-                    let start = Instant::now();
-                    for i in 0..iters {
-                        op(t, i);
-                    }
-                    start.elapsed()
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().expect("bench thread")).max().unwrap_or_default()
-    })
 }
 
 /// A group with short, fixed timing (the machine is small and shared) and

@@ -83,6 +83,29 @@ pub fn keyed_value(len: usize, k: u64) -> Box<[u8]> {
     v.into_boxed_slice()
 }
 
+/// Times `threads` threads (pinned) each running `op(thread, iteration)`
+/// `iters` times; returns the wall time of the slowest.
+pub fn timed_threads(threads: usize, iters: u64, op: &(dyn Fn(usize, u64) + Sync)) -> std::time::Duration {
+    let barrier = std::sync::Barrier::new(threads);
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    pin_to(t);
+                    barrier.wait();
+                    let start = std::time::Instant::now();
+                    for i in 0..iters {
+                        op(t, i);
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("bench thread")).max().unwrap_or_default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -18,7 +18,9 @@ use std::time::Instant;
 
 use resilience::cache::{Cache, Limits, Table};
 use resilience::hash::SeededState;
-use resilience_benches::{keyed_value, load_average, median, pin_to, scrambled_keys, zipf_trace};
+use resilience_benches::{
+    keyed_value, load_average, median, pin_to, scrambled_keys, timed_threads, zipf_trace,
+};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -129,23 +131,7 @@ fn mix(rounds: usize, len: usize) {
 /// Runs `body(thread)` on two pinned threads started together; returns ns
 /// per operation of the pair: the slower thread's wall time over `2 * ops`.
 fn on_two_threads(ops: usize, body: &(dyn Fn(usize) + Sync)) -> f64 {
-    let barrier = std::sync::Barrier::new(2);
-    let elapsed = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..2)
-            .map(|t| {
-                let barrier = &barrier;
-                s.spawn(move || {
-                    pin_to(t);
-                    barrier.wait();
-                    let start = Instant::now();
-                    body(t);
-                    start.elapsed()
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().expect("bench thread")).max().unwrap_or_default()
-    });
-    elapsed.as_nanos() as f64 / (2 * ops) as f64
+    timed_threads(2, 1, &|t, _| body(t)).as_nanos() as f64 / (2 * ops) as f64
 }
 
 /// Two pinned threads on one cache, each running the 90/10 Zipf mix from
