@@ -9,8 +9,8 @@
 //!
 //! Two arrays of the same length (a multiple of 16 buckets):
 //!
-//! - control bytes, 16 per 16-byte-aligned group: EMPTY, DELETED or a 7-bit
-//!   tag of the key's hash;
+//! - control bytes, 16 per 16-byte-aligned group: EMPTY or a 7-bit tag of
+//!   the key's hash (never DELETED: see the overflow counts below);
 //! - slots holding `key`, `value` and 16 bytes of `Meta` (two `u32` queue
 //!   links with the queue id and the 2-bit frequency packed in their top
 //!   bits, and the `u64` deadline) inline.
@@ -45,10 +45,10 @@
 //!
 //! Beyond key and value: 1 control byte (+ 1/16 byte of overflow count) +
 //! 16 bytes of `Meta` (+ padding of the slot to the key/value alignment),
-//! divided by the 80% load of a full table, + 2 bytes of ghost (4 bytes per two main-queue entries). For `u64`
-//! keys: 27.3 bytes with `u64` values (slot 32 bytes), 29.3 bytes with
-//! 16-byte values (slot 40 bytes); tests check it with `size_of` and by
-//! measuring a full table.
+//! divided by the 80% load of a full table, + 2 bytes of ghost (4 bytes per
+//! two main-queue entries). For `u64` keys: 27.3 bytes with `u64` values
+//! (slot 32 bytes), 29.3 bytes with 16-byte values (slot 40 bytes); tests
+//! check it with `size_of` and by measuring a full table.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
@@ -259,7 +259,8 @@ pub struct Table<K, V, S = SeededState, G = Group> {
     stats: Stats,
     ctrl: Box<[CtrlGroup]>,
     /// Per group: entries placed past it while it was full (saturating; 255
-    /// stays until a rebuild). A lookup stops at a group whose count is 0.
+    /// stays until the table grows or is cleared). A lookup stops at a group
+    /// whose count is 0.
     overflow: Box<[u8]>,
     slots: Slots<K, V>,
     hasher: S,
