@@ -166,6 +166,26 @@ impl<K, V> Slots<K, V> {
     }
 }
 
+impl<K, V> Slots<K, V> {
+    /// Drops the entry of every bucket `ctrl` marks FULL (a panicking drop
+    /// leaks the rest: `Slots` itself drops no contents).
+    ///
+    /// # Safety
+    /// `ctrl` must be these slots' control bytes, and nothing may read the
+    /// FULL slots afterwards (they are dropped).
+    unsafe fn drop_full(&mut self, ctrl: &[CtrlGroup]) {
+        if std::mem::needs_drop::<Slot<K, V>>() {
+            for i in 0..self.len() {
+                if group::is_full(ctrl[i / WIDTH].0[i % WIDTH]) {
+                    // SAFETY: bucket `i` is FULL, so slot `i` holds an entry;
+                    // each bucket is visited once, so it is dropped once.
+                    unsafe { self.0[i].assume_init_drop() };
+                }
+            }
+        }
+    }
+}
+
 impl<K, V> MetaStore for Slots<K, V> {
     #[inline(always)]
     fn meta(&self, i: u32) -> &Meta {
@@ -716,18 +736,8 @@ where
         self.ghost = Ghost::new();
         self.ttl_items = 0;
         self.sweep_cursor = 0;
-        if std::mem::needs_drop::<Slot<K, V>>() {
-            for i in 0..slots.len() {
-                if group::is_full(ctrl[i / WIDTH].0[i % WIDTH]) {
-                    // SAFETY: bucket `i` of the old arrays is FULL, so slot
-                    // `i` holds an entry; nothing else refers to these arrays
-                    // any more and each bucket is visited once, so it is
-                    // dropped once (a panic leaks the rest: `Slots` drops no
-                    // contents).
-                    unsafe { slots.0[i].assume_init_drop() };
-                }
-            }
-        }
+        // SAFETY: `ctrl` describes `slots`, which the table no longer holds.
+        unsafe { slots.drop_full(&ctrl) };
     }
 
     /// Every entry, in bucket order (expired ones not yet removed included).
@@ -804,6 +814,7 @@ where
                 self.stats.expirations += 1;
                 return true;
             }
+            let mut hash = None;
             if from_small {
                 if m.freq() >= PROMOTE_FREQ {
                     // SAFETY: `i` is linked, so it holds an entry.
@@ -816,21 +827,19 @@ where
                     continue;
                 }
                 // SAFETY: `i` is linked, so it holds an entry.
-                let hash = self.hasher.hash_one(&unsafe { self.slots.get(i as usize) }.key);
+                let h = self.hasher.hash_one(&unsafe { self.slots.get(i as usize) }.key);
                 if self.ghost.len() == 0 {
                     self.ghost.resize(self.ghost_target());
                 }
-                self.ghost.insert(hash);
-                drop(self.take(i as usize, Some(hash)));
-                self.stats.evictions += 1;
-                return true;
+                self.ghost.insert(h);
+                hash = Some(h);
             } else if m.freq() > 0 {
                 self.main.unlink(&mut self.slots, i);
                 self.slots.meta_mut(i).set_freq(m.freq() - 1);
                 self.main.push_head(&mut self.slots, i, Queue::Main);
                 continue;
             }
-            drop(self.take(i as usize, None));
+            drop(self.take(i as usize, hash));
             self.stats.evictions += 1;
             return true;
         }
@@ -998,15 +1007,8 @@ where
 
 impl<K, V, S, G> Drop for Table<K, V, S, G> {
     fn drop(&mut self) {
-        if std::mem::needs_drop::<Slot<K, V>>() {
-            for i in 0..self.slots.len() {
-                if group::is_full(self.ctrl[i / WIDTH].0[i % WIDTH]) {
-                    // SAFETY: bucket `i` is FULL, so slot `i` holds an entry,
-                    // dropped once here as the table goes away.
-                    unsafe { self.slots.0[i].assume_init_drop() };
-                }
-            }
-        }
+        // SAFETY: `ctrl` describes `slots`; the table goes away after this.
+        unsafe { self.slots.drop_full(&self.ctrl) };
     }
 }
 
