@@ -42,90 +42,32 @@ fn round(start: usize, ks: &[u64], mut get: impl FnMut(u64) -> u64) -> f64 {
     t.elapsed().as_nanos() as f64 / GETS as f64
 }
 
-/// Interleaved insert-with-eviction rounds (capacity 4,096, fresh keys):
-/// ours beside quick_cache; env `ONLY=ours` runs ours alone (for profiling).
-fn evict(rounds: usize, len: usize) {
+/// Runs `ours` and `quick` (each returns ns per operation of one round) in
+/// alternating rounds and prints both medians and the ratio; with env
+/// `ONLY=ours`, ours alone (for profiling).
+fn ours_vs_quick(what: &str, rounds: usize, mut ours: impl FnMut() -> f64, mut quick: impl FnMut() -> f64) {
     let only_ours = std::env::var("ONLY").is_ok_and(|s| s == "ours");
-    let ours: Cache<u64, Val> = Cache::builder().max_entries(4096).build().expect("valid cache");
-    let quick = quick_cache::sync::Cache::<u64, Val>::new(4096);
-    let proto = keyed_value(len, 0);
-    let mut next = 0u64;
-    let mut run = |put: &dyn Fn(u64, Val)| {
-        let t = Instant::now();
-        for _ in 0..GETS / 4 {
-            next += 1;
-            put(next, proto.clone());
-        }
-        t.elapsed().as_nanos() as f64 / (GETS / 4) as f64
-    };
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        a.push(run(&|k, v| ours.insert(k, v)));
+        a.push(ours());
         if !only_ours {
-            b.push(run(&|k, v| quick.insert(k, v)));
+            b.push(quick());
         }
     }
-    assert!(ours.len() <= 4096 && ours.stats().evictions > 0);
+    println!("{what}, {rounds} interleaved rounds, medians; load average {:?}", load_average());
     let ma = median(&mut a);
-    println!(
-        "insert with eviction, {len}-byte values, {rounds} interleaved rounds, medians; load average {:?}",
-        load_average()
-    );
-    if only_ours {
-        println!("| Cache::insert | {ma:.2} |");
-        return;
-    }
-    let mb = median(&mut b);
-    println!(
-        "| Cache::insert | {ma:.2} |\n| quick_cache insert | {mb:.2} |\nours vs quick_cache: {:.2}x",
-        mb / ma
-    );
-}
-
-/// Interleaved rounds of the 90/10 get/insert mix on a Zipf(0.99) trace
-/// over 100,000 keys, capacity 4,096: ours beside quick_cache.
-fn mix(rounds: usize, len: usize) {
-    let only_ours = std::env::var("ONLY").is_ok_and(|s| s == "ours");
-    let ours: Cache<u64, Val> = Cache::builder().max_entries(4096).build().expect("valid cache");
-    let quick = quick_cache::sync::Cache::<u64, Val>::new(4096);
-    let trace = zipf_trace(100_000, 1 << 16, 5);
-    let proto = keyed_value(len, 0);
-    let run = |get: &dyn Fn(u64) -> bool, put: &dyn Fn(u64, Val)| {
-        let t = Instant::now();
-        let mut hits = 0usize;
-        for (j, &k) in trace.iter().enumerate() {
-            if j % 10 == 9 {
-                put(k, proto.clone());
-            } else if get(k) {
-                hits += 1;
-            }
-        }
-        (t.elapsed().as_nanos() as f64 / trace.len() as f64, hits)
-    };
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    let (mut ha, mut hb) = (0, 0);
-    for _ in 0..rounds {
-        let (ns, h) = run(&|k| ours.get(&k).is_some(), &|k, v| ours.insert(k, v));
-        a.push(ns);
-        ha = h;
-        if !only_ours {
-            let (ns, h) = run(&|k| quick.get(&k).is_some(), &|k, v| quick.insert(k, v));
-            b.push(ns);
-            hb = h;
-        }
-    }
-    let ma = median(&mut a);
-    println!(
-        "Zipf 90/10 mix, {len}-byte values, {rounds} interleaved rounds, medians; load average {:?}",
-        load_average()
-    );
-    // Few distinct keys are inserted (the writes are every tenth position of
-    // the trace), so both end up holding every one: equal hit counts.
-    println!("| Cache | {ma:.2} ns/op | hits {ha} of {} |", trace.len());
+    println!("| ours | {ma:.2} ns/op |");
     if !only_ours {
         let mb = median(&mut b);
-        println!("| quick_cache | {mb:.2} ns/op | hits {hb} |\nours vs quick_cache: {:.2}x", mb / ma);
+        println!("| quick_cache | {mb:.2} ns/op |\nours vs quick_cache: {:.2}x", mb / ma);
     }
+}
+
+/// Nanoseconds per operation of `ops` operations of `body`.
+fn timed(ops: usize, body: impl FnOnce()) -> f64 {
+    let t = Instant::now();
+    body();
+    t.elapsed().as_nanos() as f64 / ops as f64
 }
 
 /// Runs `body(thread)` on two pinned threads started together; returns ns
@@ -134,45 +76,81 @@ fn on_two_threads(ops: usize, body: &(dyn Fn(usize) + Sync)) -> f64 {
     timed_threads(2, 1, &|t, _| body(t)).as_nanos() as f64 / (2 * ops) as f64
 }
 
-/// Two pinned threads on one cache, each running the 90/10 Zipf mix from
-/// its own offset of the trace; ns per operation of the pair (wall time of
-/// the slower / both threads' operations), ours beside quick_cache.
-fn mix_two_threads(rounds: usize, len: usize) {
+/// Insert with eviction (capacity 4,096, fresh keys).
+fn evict(rounds: usize, len: usize) {
+    let ours: Cache<u64, Val> = Cache::builder().max_entries(4096).build().expect("valid cache");
+    let quick = quick_cache::sync::Cache::<u64, Val>::new(4096);
+    let proto = keyed_value(len, 0);
+    let next = std::cell::Cell::new(0u64);
+    let run = |put: &dyn Fn(u64, Val)| {
+        timed(GETS / 4, || {
+            for _ in 0..GETS / 4 {
+                next.set(next.get() + 1);
+                put(next.get(), proto.clone());
+            }
+        })
+    };
+    ours_vs_quick(
+        &format!("insert with eviction, {len}-byte values"),
+        rounds,
+        || run(&|k, v| ours.insert(k, v)),
+        || run(&|k, v| quick.insert(k, v)),
+    );
+    assert!(ours.len() <= 4096 && ours.stats().evictions > 0);
+}
+
+/// One pass of the 90/10 get/insert mix over `trace` from `offset`: a write
+/// at every tenth position, a read elsewhere. Returns the hits.
+fn mix_pass(
+    trace: &[u64],
+    offset: usize,
+    proto: &Val,
+    get: &dyn Fn(u64) -> bool,
+    put: &dyn Fn(u64, Val),
+) -> usize {
+    let n = trace.len();
+    let mut hits = 0;
+    for j in 0..n {
+        let k = trace[(j + offset) % n];
+        if j % 10 == 9 {
+            put(k, proto.clone());
+        } else if get(k) {
+            hits += 1;
+        }
+    }
+    hits
+}
+
+/// The 90/10 get/insert mix on a Zipf(0.99) trace over 100,000 keys,
+/// capacity 4,096, on one thread or on two (each from its own half of the
+/// trace; ns per operation of the pair).
+fn mix(rounds: usize, len: usize, threads: usize) {
     let ours: Cache<u64, Val> = Cache::builder().max_entries(4096).build().expect("valid cache");
     let quick = quick_cache::sync::Cache::<u64, Val>::new(4096);
     let trace = zipf_trace(100_000, 1 << 16, 5);
     let proto = keyed_value(len, 0);
     let ops = trace.len();
-    let two = |get: &(dyn Fn(u64) -> bool + Sync), put: &(dyn Fn(u64, Val) + Sync)| {
-        on_two_threads(ops, &|t| {
-            let mut hits = 0usize;
-            for j in 0..ops {
-                let k = trace[(j + t * ops / 2) % ops];
-                if j % 10 == 9 {
-                    put(k, proto.clone());
-                } else if get(k) {
-                    hits += 1;
-                }
-            }
-            black_box(hits);
-        })
+    let run = |get: &(dyn Fn(u64) -> bool + Sync), put: &(dyn Fn(u64, Val) + Sync)| {
+        if threads == 1 {
+            timed(ops, || {
+                black_box(mix_pass(&trace, 0, &proto, get, put));
+            })
+        } else {
+            on_two_threads(ops, &|t| {
+                black_box(mix_pass(&trace, t * ops / 2, &proto, get, put));
+            })
+        }
     };
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        a.push(two(&|k| ours.get(&k).is_some(), &|k, v| ours.insert(k, v)));
-        b.push(two(&|k| quick.get(&k).is_some(), &|k, v| quick.insert(k, v)));
-    }
-    let (ma, mb) = (median(&mut a), median(&mut b));
-    println!("Zipf 90/10 mix, two threads, {len}-byte values, {rounds} interleaved rounds, medians; load average {:?}", load_average());
-    println!(
-        "| Cache | {ma:.2} ns/op |\n| quick_cache | {mb:.2} ns/op |\nours vs quick_cache: {:.2}x",
-        mb / ma
+    ours_vs_quick(
+        &format!("Zipf 90/10 mix, {threads} thread(s), {len}-byte values"),
+        rounds,
+        || run(&|k| ours.get(&k).is_some(), &|k, v| ours.insert(k, v)),
+        || run(&|k| quick.get(&k).is_some(), &|k, v| quick.insert(k, v)),
     );
 }
 
 /// Two pinned threads getting resident keys from one cache (each from its
-/// own half of the key order); ns per get of the pair, ours beside
-/// quick_cache.
+/// own half of the key order); ns per get of the pair.
 fn hit_two_threads(rounds: usize, len: usize) {
     let ks = scrambled_keys(HOT, 6);
     let ours: Cache<u64, Val> = Cache::builder().max_entries(CAP).build().expect("valid cache");
@@ -190,19 +168,11 @@ fn hit_two_threads(rounds: usize, len: usize) {
             black_box(acc);
         })
     };
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        a.push(two(&|k| ours.get(&k).map_or(0, |v| v[0] as u64)));
-        b.push(two(&|k| quick.get(&k).map_or(0, |v| v[0] as u64)));
-    }
-    let (ma, mb) = (median(&mut a), median(&mut b));
-    println!(
-        "get hit, two threads, {len}-byte values, {rounds} interleaved rounds, medians; load average {:?}",
-        load_average()
-    );
-    println!(
-        "| Cache::get | {ma:.2} ns/get |\n| quick_cache get | {mb:.2} ns/get |\nours vs quick_cache: {:.2}x",
-        mb / ma
+    ours_vs_quick(
+        &format!("get hit, two threads, {len}-byte values"),
+        rounds,
+        || two(&|k| ours.get(&k).map_or(0, |v| v[0] as u64)),
+        || two(&|k| quick.get(&k).map_or(0, |v| v[0] as u64)),
     );
 }
 
@@ -217,9 +187,9 @@ fn main() {
         }
         Ok("mix") => {
             pin_to(0);
-            return mix(rounds.min(50), len);
+            return mix(rounds.min(50), len, 1);
         }
-        Ok("mix2") => return mix_two_threads(rounds.min(50), len),
+        Ok("mix2") => return mix(rounds.min(50), len, 2),
         Ok("hit2") => return hit_two_threads(rounds, len),
         _ => {}
     }
