@@ -302,3 +302,94 @@ fn a_panicking_clone_after_the_load_does_not_wedge_its_waiters() {
     assert_eq!(got, Ok(55), "the waiter then reads the stored value");
     waiter.join().unwrap();
 }
+
+/// Lock-free reads (the read bias) racing writes that replace, remove and
+/// evict: every value a reader gets is whole and belongs to its key (a read
+/// of a value being dropped would show freed or mixed words), every read
+/// is counted once, and the readers did go lock-free.
+#[test]
+fn lock_free_reads_never_see_a_torn_or_freed_value() {
+    const READERS: usize = 3;
+    const KEYS: u64 = 96;
+    let cache: Arc<Cache<u64, Box<[u64]>>> =
+        Arc::new(Cache::builder().max_entries(64).shards(2).build().unwrap());
+    let whole = |k: u64, t: usize, i: u64| -> Box<[u64]> { vec![val(k, t, i); 8].into_boxed_slice() };
+    for k in 0..KEYS {
+        cache.insert(k, whole(k, 0, 0));
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let biased_seen = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = (0..READERS)
+        .map(|t| {
+            let (cache, stop) = (cache.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                let mut k = t as u64;
+                while !stop.load(Ordering::Relaxed) {
+                    k = (k * 31 + 7) % KEYS;
+                    if let Some(v) = cache.get(&k) {
+                        assert_eq!(v.len(), 8);
+                        assert!(v.iter().all(|&w| w == v[0]), "torn value {v:?}");
+                        assert_eq!(v[0] >> 40, k, "value of another key");
+                    }
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    let writer = {
+        let (cache, biased_seen) = (cache.clone(), biased_seen.clone());
+        std::thread::spawn(move || {
+            let mut x = 0x2545_F491_4F6C_DD1Du64;
+            for i in 0..ops() / 4 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let k = x % KEYS;
+                if cache.lock_free_shards() > 0 {
+                    biased_seen.fetch_add(1, Ordering::Relaxed);
+                }
+                match x % 3 {
+                    0 => drop(cache.remove(&k)),
+                    _ => cache.insert(k, whole(k, 1, i)),
+                }
+                // Let the readers build a streak so the bias comes back on.
+                for _ in 0..(x % 2000) {
+                    std::hint::spin_loop();
+                }
+                if i % 64 == 0 {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        })
+    };
+    writer.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let reads: u64 = readers.into_iter().map(|h| h.join().unwrap()).sum();
+    let s = cache.stats();
+    assert_eq!(s.hits + s.misses, reads, "every read counted once");
+    assert!(biased_seen.load(Ordering::Relaxed) > 0, "the read bias never came on");
+    assert!(cache.len() <= 64);
+    if std::env::var_os("RESILIENCE_NO_MEMBARRIER").is_some() {
+        assert!(!resilience::cache::asymmetric_fences(), "full fences were asked for");
+    }
+}
+
+/// The same race with a full fence on both sides, as where membarrier is
+/// unavailable: the test binary runs that test again in a child process
+/// with `RESILIENCE_NO_MEMBARRIER` set (it is read once per process).
+#[test]
+fn lock_free_reads_with_full_fences_never_see_a_torn_value() {
+    if std::env::var_os("RESILIENCE_NO_MEMBARRIER").is_some() {
+        return; // the child runs only the test named below anyway
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "lock_free_reads_never_see_a_torn_or_freed_value", "--test-threads", "1"])
+        .env("RESILIENCE_NO_MEMBARRIER", "1")
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1 passed"), "the child ran the test: {stdout}");
+}

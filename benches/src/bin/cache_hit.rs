@@ -247,9 +247,10 @@ fn main() {
     }
     let med: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
     println!(
-        "get hit, {len}-byte values, {HOT} keys, {rounds} interleaved rounds of {GETS} gets, medians; load average {:?} -> {:?}",
+        "get hit, {len}-byte values, {HOT} keys, {rounds} interleaved rounds of {GETS} gets, medians; load average {:?} -> {:?}; asymmetric fences: {}",
         load_before,
-        load_average()
+        load_average(),
+        resilience::cache::asymmetric_fences()
     );
     println!("| variant | ns/get |");
     println!("|---|---:|");

@@ -47,6 +47,7 @@
 //! `fingerprint = (hash >> 32) | 1`, `bucket = fingerprint * len >> 32`.
 
 use crate::clock::Nanos;
+use std::sync::atomic::{AtomicU32 as StdAtomicU32, Ordering::Relaxed};
 
 /// Largest frequency an entry counts to.
 pub const MAX_FREQ: u8 = 3;
@@ -61,6 +62,12 @@ pub const GHOST_DIVISOR: usize = 2;
 pub(crate) const NIL: u32 = (1 << 30) - 1;
 const INDEX: u32 = (1 << 30) - 1;
 
+impl Clone for Meta {
+    fn clone(&self) -> Self {
+        Self { prev: self.prev, next: StdAtomicU32::new(self.next.load(Relaxed)), expires: self.expires }
+    }
+}
+
 /// Which queue an entry is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Queue {
@@ -73,12 +80,15 @@ pub enum Queue {
 }
 
 /// Per-entry policy and expiry metadata: 16 bytes.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub(crate) struct Meta {
     /// Newer neighbour (towards the head); queue id in the top 2 bits.
     prev: u32,
     /// Older neighbour (towards the tail); frequency in the top 2 bits.
-    next: u32,
+    /// Atomic (a `std` one: it is not part of any loom model) so that
+    /// lock-free readers can bump the frequency of an entry they share;
+    /// with `&mut` it is a plain integer.
+    next: StdAtomicU32,
     /// Deadline, or [`super::ttl::NEVER`].
     pub(crate) expires: Nanos,
 }
@@ -86,7 +96,7 @@ pub(crate) struct Meta {
 impl Meta {
     #[inline(always)]
     pub(crate) const fn new(expires: Nanos) -> Self {
-        Self { prev: NIL, next: NIL, expires }
+        Self { prev: NIL, next: StdAtomicU32::new(NIL), expires }
     }
 
     /// The newer neighbour (towards the head), or [`NIL`].
@@ -98,7 +108,7 @@ impl Meta {
     /// The older neighbour (towards the tail), or [`NIL`].
     #[inline(always)]
     pub(crate) fn next(&self) -> u32 {
-        self.next & INDEX
+        self.next.load(Relaxed) & INDEX
     }
 
     #[inline(always)]
@@ -108,7 +118,8 @@ impl Meta {
 
     #[inline(always)]
     fn set_next(&mut self, i: u32) {
-        self.next = (self.next & !INDEX) | i;
+        let n = self.next.get_mut();
+        *n = (*n & !INDEX) | i;
     }
 
     /// The queue this entry is on.
@@ -129,21 +140,34 @@ impl Meta {
     /// The entry's access frequency (0..=3).
     #[inline(always)]
     pub(crate) fn freq(&self) -> u8 {
-        (self.next >> 30) as u8
+        (self.next.load(Relaxed) >> 30) as u8
     }
 
     #[inline(always)]
     pub(crate) fn set_freq(&mut self, f: u8) {
         debug_assert!(f <= MAX_FREQ);
-        self.next = (self.next & INDEX) | ((f as u32) << 30);
+        let n = self.next.get_mut();
+        *n = (*n & INDEX) | ((f as u32) << 30);
     }
 
     /// Records a hit: one more frequency credit, saturating (and not writing
     /// the cache line once saturated).
     #[inline(always)]
     pub(crate) fn touch(&mut self) {
-        if self.next < (MAX_FREQ as u32) << 30 {
-            self.next += 1 << 30;
+        let n = self.next.get_mut();
+        if *n < (MAX_FREQ as u32) << 30 {
+            *n += 1 << 30;
+        }
+    }
+
+    /// [`touch`](Self::touch) by one of several lock-free readers sharing
+    /// the entry (writers are excluded meanwhile): two racing readers may
+    /// count one hit between them, which a frequency estimate tolerates.
+    #[inline(always)]
+    pub(crate) fn touch_shared(&self) {
+        let n = self.next.load(Relaxed);
+        if n < (MAX_FREQ as u32) << 30 {
+            self.next.store(n + (1 << 30), Relaxed);
         }
     }
 }

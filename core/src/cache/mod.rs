@@ -35,6 +35,7 @@
 //! assert_eq!(bytes.get_with(&b"k"[..], |v| v.len()), Some(1));
 //! ```
 
+pub mod bias;
 pub mod eviction;
 pub mod group;
 pub mod sharded;
@@ -42,6 +43,7 @@ pub mod table;
 pub mod ttl;
 pub mod weigher;
 
+pub use bias::asymmetric_fences;
 pub use sharded::{Cache, CacheBuilder, SharedClock};
 pub use table::{Inserted, Stats, Table};
 pub use weigher::{CapacityError, Limits, Weigher};

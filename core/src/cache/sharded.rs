@@ -1,4 +1,5 @@
-//! The multi-threaded cache: [`Table`]s in shards, each behind a short lock.
+//! The multi-threaded cache: [`Table`]s in shards, each behind a short lock,
+//! with lock-free reads while a shard is read-mostly.
 //!
 //! A key's hash picks its shard (bits 32.. of the hash, so the table's own
 //! bucket and tag bits stay independent). Each shard is one [`Table`] behind
@@ -6,8 +7,19 @@
 //! compare-and-swap to take and one plain store to release, and every
 //! critical section is one table operation (a lookup and a `clone`, or an
 //! insert with its evictions), so contention is short. A waiter spins
-//! briefly, then yields its time slice. Reads take the lock too (they bump
-//! the entry's frequency); there are no lock-free reads.
+//! briefly, then yields its time slice.
+//!
+//! Reads go lock-free while a shard's read bias is on (see the [`bias`]
+//! module): after 64 locked reads in a row with no write
+//! between, gets, `contains`, `len` and `stats` share the table without the
+//! lock, writing only a cache line of the calling thread's own (so two
+//! cores reading one shard no longer trade its lock's line). A lock-free
+//! hit bumps the entry's frequency with a plain atomic store, and a
+//! lock-free read of an expired entry is a miss that leaves the entry for
+//! the next write or [`sweep_expired`](Cache::sweep_expired) to remove. The
+//! first write revokes the bias: it waits for the readers in flight (a
+//! `membarrier` on Linux, microseconds), and the bias stays off for 256
+//! times that long, so revocations cost write-heavy use little.
 //!
 //! Callbacks that run under a shard lock — `Hash`/`Eq` of the key, `Clone`
 //! of the value, the weigher, the closure given to
@@ -19,6 +31,7 @@ use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
+use super::bias::{self, ReadGuard, Readers};
 use super::table::{Inserted, Stats, Table};
 use super::ttl::{self, LazyNow, TimeSource};
 use super::weigher::{CapacityError, Limits, Weigher};
@@ -27,23 +40,37 @@ use crate::hash::SeededState;
 use crate::sync::{
     spin_loop, thread, Arc, AtomicBool, AtomicUsize, CachePadded, Condvar, Mutex, Ordering, UnsafeCell,
 };
+use std::sync::atomic::{AtomicU32 as StdAtomicU32, AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
 
 /// The handle to the time source. A `std` `Arc` even under loom: the clock is
 /// not part of what the model checks, and loom's `Arc` cannot hold a `dyn`.
 pub type SharedClock = std::sync::Arc<dyn Clock>;
 
-/// A spin lock: CAS to take, store to release, spin then yield on contention.
-#[repr(C)] // the lock word first, beside the counters a hit writes
+/// A spin lock (CAS to take, store to release, spin then yield on
+/// contention) with a read bias: while `bias` is set, readers share the
+/// value without taking the lock (see [`bias`](super::bias)).
+#[repr(C)] // the lock word first, beside the counters a locked hit writes
 pub(crate) struct ShardLock<T> {
     locked: AtomicBool,
+    /// Set and cleared only by the lock's holder; read by lock-free readers.
+    bias: AtomicBool,
+    /// Reads in a row that took the lock with the bias off, no write between
+    /// (only the holder touches it: a `std` atomic, outside the loom model).
+    streak: StdAtomicU32,
     value: UnsafeCell<T>,
+    /// The bias may not be turned on before this ([`bias::now_ns`]).
+    reenable_at: StdAtomicU64,
+    readers: std::sync::Arc<Readers>,
+    /// This shard's index, as readers announce it.
+    id: usize,
 }
 
 // SAFETY: the lock gives `&mut T` to one thread at a time (the CAS that takes
 // it is Acquire, the store that releases it is Release, so each holder sees
-// the previous holder's writes); sharing the lock therefore only needs the
-// value to be movable between threads.
-unsafe impl<T: Send> Sync for ShardLock<T> {}
+// the previous holder's writes). While the bias is on, several threads read
+// through `&T` at once and no holder takes `&mut T` (a holder revokes the
+// bias and waits for every reader first), so `T` must also be `Sync`.
+unsafe impl<T: Send + Sync> Sync for ShardLock<T> {}
 
 struct Unlock<'a>(&'a AtomicBool);
 
@@ -55,20 +82,129 @@ impl Drop for Unlock<'_> {
 }
 
 impl<T> ShardLock<T> {
-    pub(crate) fn new(value: T) -> Self {
-        Self { locked: AtomicBool::new(false), value: UnsafeCell::new(value) }
+    pub(crate) fn new(value: T, readers: std::sync::Arc<Readers>, id: usize) -> Self {
+        Self {
+            locked: AtomicBool::new(false),
+            bias: AtomicBool::new(false),
+            streak: StdAtomicU32::new(0),
+            value: UnsafeCell::new(value),
+            reenable_at: StdAtomicU64::new(0),
+            readers,
+            id,
+        }
     }
 
-    /// Runs `f` with exclusive access to the value (released on unwind too).
     #[inline]
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+    fn lock(&self) -> Unlock<'_> {
         if self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
             self.lock_slow();
         }
-        let _unlock = Unlock(&self.locked);
-        // SAFETY: this thread holds the lock until `_unlock` drops, so no
-        // other reference to the value exists meanwhile.
+        Unlock(&self.locked)
+    }
+
+    /// Runs `f` with exclusive access to the value (released on unwind too),
+    /// revoking the read bias first if it is on. A write: it also resets the
+    /// read streak that turns the bias on.
+    #[inline]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let _unlock = self.lock();
+        // Relaxed: only lock holders write `bias`, and the lock orders them.
+        if self.bias.load(Ordering::Relaxed) {
+            self.revoke();
+        }
+        self.streak.store(0, StdOrdering::Relaxed);
+        // SAFETY: this thread holds the lock until `_unlock` drops and the
+        // bias is off with no lock-free reader left (`revoke`), so no other
+        // reference to the value exists meanwhile.
         self.value.with_mut(|p| f(unsafe { &mut *p }))
+    }
+
+    /// A read that could not go lock-free: under the lock, `exclusive` with
+    /// `&mut T` if the bias is off (then perhaps turns the bias on), or
+    /// `shared` with `&T` beside the lock-free readers if it is on (this
+    /// thread has no reader slot, or the bias came on meanwhile).
+    #[inline]
+    pub(crate) fn read<A, R>(
+        &self,
+        arg: A,
+        exclusive: impl FnOnce(&mut T, A) -> R,
+        shared: impl FnOnce(&T, A) -> R,
+    ) -> R {
+        let _unlock = self.lock();
+        if self.bias.load(Ordering::Relaxed) {
+            // SAFETY: holding the lock excludes every writer; the other
+            // threads reading now hold `&T` too.
+            return self.value.with(|p| shared(unsafe { &*p }, arg));
+        }
+        // SAFETY: the lock is held and the bias is off (and was off for the
+        // last holder's release, so no lock-free reader remains): no other
+        // reference to the value exists.
+        let r = self.value.with_mut(|p| exclusive(unsafe { &mut *p }, arg));
+        let streak = self.streak.load(StdOrdering::Relaxed) + 1;
+        if streak < bias::ENABLE_AFTER {
+            self.streak.store(streak, StdOrdering::Relaxed);
+        } else {
+            self.streak.store(0, StdOrdering::Relaxed);
+            if bias::now_ns() >= self.reenable_at.load(StdOrdering::Relaxed) {
+                // Release: a reader that sees it on sees every write before.
+                self.bias.store(true, Ordering::Release);
+            }
+        }
+        r
+    }
+
+    /// Runs a read-only `f` on the value: lock-free if the bias is on, else
+    /// under the lock (not counted as a read toward turning the bias on).
+    pub(crate) fn peek<R>(&self, f: impl Fn(&T) -> R) -> R {
+        if let Some(r) = self.read_lock_free(&self.readers, self.id, |t, _| f(t)) {
+            return r;
+        }
+        let _unlock = self.lock();
+        // SAFETY: the lock excludes writers; lock-free readers (if the bias
+        // is on) hold `&T` as this does.
+        self.value.with(|p| f(unsafe { &*p }))
+    }
+
+    /// Reads the value without the lock if the bias is on: `f` runs with
+    /// `&T` and this thread's read guard; `None` when the bias is off or this
+    /// thread has no reader slot (then take the lock). `readers` and `id`
+    /// are this lock's own (passed in by a caller that has them at hand).
+    #[inline(always)]
+    pub(crate) fn read_lock_free<R>(
+        &self,
+        readers: &Readers,
+        id: usize,
+        f: impl FnOnce(&T, &ReadGuard<'_>) -> R,
+    ) -> Option<R> {
+        debug_assert!(std::ptr::eq(readers, &*self.readers) && id == self.id);
+        if !self.bias.load(Ordering::Relaxed) {
+            return None;
+        }
+        let guard = readers.enter(id)?;
+        // Acquire: pairs with the Release that turned the bias on, so the
+        // table reads below see every write made before.
+        if !self.bias.load(Ordering::Acquire) {
+            return None;
+        }
+        // SAFETY: this thread announced itself (`enter`, then the light
+        // fence) before seeing the bias on, so a writer that turns it off
+        // afterwards waits for `guard` to drop before taking `&mut T`
+        // (`revoke`); until then every user of the value holds `&T`.
+        Some(self.value.with(|p| f(unsafe { &*p }, &guard)))
+    }
+
+    /// Turns the bias off and waits for the lock-free readers (the lock is
+    /// held). Timed, so that the bias stays off for long enough that
+    /// revocations cost writers a small share of their time.
+    #[cold]
+    fn revoke(&self) {
+        let t0 = bias::now_ns();
+        self.bias.store(false, Ordering::Relaxed);
+        bias::heavy_fence();
+        self.readers.wait_for(self.id);
+        let t1 = bias::now_ns();
+        let off = (t1 - t0).saturating_mul(bias::INHIBIT_FACTOR);
+        self.reenable_at.store(t1.saturating_add(off), StdOrdering::Relaxed);
     }
 
     #[cold]
@@ -169,7 +305,8 @@ impl<K, V, S> Shard<K, V, S> {
 
 /// A concurrent, bounded, sharded cache with S3-FIFO eviction and TTL.
 ///
-/// `V: Clone` because reads return a copy (use `Arc<T>` for large values, or
+/// It is `Sync` when `K` and `V` are `Send + Sync` (lock-free readers share
+/// entries). `V: Clone` because reads return a copy (use `Arc<T>` for large values, or
 /// [`get_with`](Self::get_with) to read in place). Built by
 /// [`Cache::builder`]; see the [module documentation](super) for the design.
 pub struct Cache<K, V, S = SeededState> {
@@ -179,6 +316,7 @@ pub struct Cache<K, V, S = SeededState> {
     clock: SharedClock,
     default_ttl: Option<Nanos>,
     sweep_cursor: AtomicUsize,
+    readers: std::sync::Arc<Readers>,
 }
 
 /// Builds a [`Cache`]; every bad setting is reported by [`build`](Self::build).
@@ -329,6 +467,7 @@ where
         {
             return Err(CapacityError::MoreShardsThanEntries);
         }
+        let readers = std::sync::Arc::new(Readers::new());
         let mut v = Vec::with_capacity(shards);
         for i in 0..shards {
             // Exact shares, so the whole cache never holds more than asked.
@@ -337,7 +476,7 @@ where
                 max_weight: self.max_weight.map(|w| share(w, shards, i)),
             };
             let table = Table::with_limits(per_shard, self.weigher, self.hasher.clone())?;
-            v.push(CachePadded(ShardLock::new(Shard { table, loads: Vec::new() })));
+            v.push(CachePadded(ShardLock::new(Shard { table, loads: Vec::new() }, readers.clone(), i)));
         }
         Ok(Cache {
             shards: v.into_boxed_slice(),
@@ -346,6 +485,7 @@ where
             clock: self.clock.unwrap_or_else(|| std::sync::Arc::new(MonotonicClock)),
             default_ttl,
             sweep_cursor: AtomicUsize::new(0),
+            readers,
         })
     }
 }
@@ -434,8 +574,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
-        let clock = &*self.clock;
-        self.shard(hash).with(|s| s.table.get_hashed(hash, key, LazyNow::new(clock)).map(f))
+        self.get_hashed_with(hash, key, LazyNow::new(&*self.clock), f)
     }
 
     /// [`get_with`](Self::get_with) at time `now`.
@@ -446,7 +585,48 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
-        self.shard(hash).with(|s| s.table.get_hashed(hash, key, now).map(f))
+        self.get_hashed_with(hash, key, now, f)
+    }
+
+    /// A get: lock-free while the shard's read bias is on, else under the
+    /// lock. A lock-free read counts its hit or miss in this thread's slot
+    /// and leaves an expired entry for a writer or a sweep to remove.
+    #[inline(always)]
+    fn get_hashed_with<Q, R, T>(&self, hash: u64, key: &Q, mut time: T, f: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+        T: ttl::TimeSource,
+    {
+        let id = self.shard_index(hash);
+        let shard = &*self.shards[id];
+        let mut f = Some(f);
+        let fast = shard.read_lock_free(&self.readers, id, |s, guard| {
+            match s.table.get_shared(hash, key, &mut time) {
+                Some(v) => {
+                    guard.hit();
+                    f.take().map(|f| f(v))
+                }
+                None => {
+                    guard.miss();
+                    None
+                }
+            }
+        });
+        if let Some(r) = fast {
+            return r;
+        }
+        let f = f?; // `None` only if `f` ran (and then `fast` was `Some`)
+        let readers = &*self.readers;
+        shard.read(
+            (time, f),
+            |s, (time, f)| s.table.get_hashed(hash, key, time).map(f),
+            |s, (time, f)| {
+                let found = s.table.get_shared(hash, key, time);
+                readers.count_locked(found.is_some());
+                found.map(f)
+            },
+        )
     }
 
     /// True when `key` has a live entry (not counted as a hit or a miss).
@@ -456,8 +636,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
-        let clock = &*self.clock;
-        self.shard(hash).with(|s| s.table.peek_hashed(hash, key, LazyNow::new(clock)).is_some())
+        self.contains_hashed(hash, key, LazyNow::new(&*self.clock))
     }
 
     /// [`contains`](Self::contains) at time `now`.
@@ -467,7 +646,27 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
-        self.shard(hash).with(|s| s.table.peek_hashed(hash, key, now).is_some())
+        self.contains_hashed(hash, key, now)
+    }
+
+    fn contains_hashed<Q, T>(&self, hash: u64, key: &Q, mut time: T) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+        T: ttl::TimeSource,
+    {
+        let id = self.shard_index(hash);
+        let shard = &*self.shards[id];
+        if let Some(found) = shard
+            .read_lock_free(&self.readers, id, |s, _| s.table.peek_hashed(hash, key, &mut time).is_some())
+        {
+            return found;
+        }
+        shard.read(
+            time,
+            |s, time| s.table.peek_hashed(hash, key, time).is_some(),
+            |s, time| s.table.peek_hashed(hash, key, time).is_some(),
+        )
     }
 
     /// Stores `key -> value` with the default TTL (if any).
@@ -560,6 +759,15 @@ where
         let hash = self.hasher.hash_one(&key);
         let shard = self.shard(hash);
         let clock = &*self.clock;
+        // A hit while the bias is on takes no lock (a miss is counted below).
+        let fast = shard.read_lock_free(&self.readers, self.shard_index(hash), |s, guard| {
+            let v = s.table.get_shared(hash, &key, LazyNow::new(clock))?;
+            guard.hit();
+            Some(v.clone())
+        });
+        if let Some(Some(v)) = fast {
+            return Ok(v);
+        }
         let mut key = Some(key);
         loop {
             let step = shard.with(|s| {
@@ -633,7 +841,7 @@ where
 
     /// Entries held by all shards (expired ones not yet removed included).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.with(|s| s.table.len())).sum()
+        self.shards.iter().map(|s| s.peek(|s| s.table.len())).sum()
     }
 
     /// True when no shard holds anything.
@@ -643,7 +851,7 @@ where
 
     /// Total weight held.
     pub fn weight(&self) -> u64 {
-        self.shards.iter().map(|s| s.with(|s| s.table.weight())).sum()
+        self.shards.iter().map(|s| s.peek(|s| s.table.weight())).sum()
     }
 
     /// Looks up every key of `keys`, in order, calling `f(i, value)` for
@@ -669,13 +877,14 @@ where
                 *h = self.hasher.hash_one(k);
             }
             for (j, (&h, k)) in hashes.iter().zip(chunk).enumerate() {
-                self.shard(h).with(|s| {
-                    let v = match fixed.as_mut() {
-                        Some(t) => s.table.get_hashed(h, k, t),
-                        None => s.table.get_hashed(h, k, &mut lazy),
-                    };
-                    f(b * BLOCK + j, v)
-                });
+                let i = b * BLOCK + j;
+                let hit = match fixed.as_mut() {
+                    Some(t) => self.get_hashed_with(h, *k, t, |v| f(i, Some(v))),
+                    None => self.get_hashed_with(h, *k, &mut lazy, |v| f(i, Some(v))),
+                };
+                if hit.is_none() {
+                    f(i, None);
+                }
             }
         }
     }
@@ -691,12 +900,21 @@ where
         }
     }
 
+    /// Shards whose gets currently take no lock (their read bias is on; see
+    /// the [module documentation](super)). For tests and diagnostics.
+    pub fn lock_free_shards(&self) -> usize {
+        self.shards.iter().filter(|s| s.bias.load(Ordering::Relaxed)).count()
+    }
+
     /// Counters summed over the shards.
     pub fn stats(&self) -> Stats {
         let mut total = Stats::default();
         for s in self.shards.iter() {
-            total.merge(&s.with(|s| s.table.stats()));
+            total.merge(&s.peek(|s| s.table.stats()));
         }
+        let (hits, misses) = self.readers.counts();
+        total.hits += hits;
+        total.misses += misses;
         total
     }
 
@@ -747,6 +965,78 @@ mod tests {
             .weigher(|k: &Box<[u8]>, v: &Box<[u8]>| (k.len() + v.len()) as u64)
             .build()
             .expect("valid limits")
+    }
+
+    /// Reads `key` until the shard's bias is on (it takes `ENABLE_AFTER`
+    /// locked reads with no write between).
+    fn bias_on(c: &Cache<u64, u64>, key: u64) -> usize {
+        let mut reads = 0;
+        while c.lock_free_shards() == 0 {
+            c.get(&key);
+            reads += 1;
+            assert!(reads <= bias::ENABLE_AFTER as usize, "the bias should be on by now");
+        }
+        reads
+    }
+
+    #[test]
+    fn the_read_bias_comes_on_after_a_streak_of_reads_and_off_at_a_write() {
+        let c: Cache<u64, u64> = Cache::builder().max_entries(64).shards(1).build().unwrap();
+        c.insert(1, 10);
+        for _ in 0..bias::ENABLE_AFTER - 1 {
+            assert_eq!(c.get(&1), Some(10));
+        }
+        c.insert(2, 20); // a write resets the streak
+        for _ in 0..bias::ENABLE_AFTER - 1 {
+            assert_eq!(c.get(&2), Some(20));
+        }
+        assert_eq!(c.lock_free_shards(), 0, "one read short of the streak");
+        assert_eq!(c.get(&3), None);
+        assert_eq!(c.lock_free_shards(), 1);
+        // Lock-free now: hits, misses, `contains`, `get_with`, `len`, stats.
+        assert_eq!(c.get(&1), Some(10));
+        assert_eq!(c.get(&9), None);
+        assert!(c.contains(&2) && !c.contains(&9));
+        assert_eq!(c.get_with(&2, |v| v + 1), Some(21));
+        assert_eq!(c.get_or_insert_with(1, || Err::<u64, ()>(())), Ok(10));
+        assert_eq!((c.len(), c.weight()), (2, 2));
+        assert_eq!(c.lock_free_shards(), 1, "reads do not revoke");
+        let s = c.stats();
+        let reads = 2 * (bias::ENABLE_AFTER as u64 - 1) + 1 + 4; // `contains` counts nothing
+        assert_eq!((s.hits + s.misses, s.misses), (reads, 2), "every read counted once");
+        c.insert(3, 30);
+        assert_eq!(c.lock_free_shards(), 0, "a write revokes the bias");
+        assert_eq!(c.get(&3), Some(30));
+    }
+
+    #[test]
+    fn a_lock_free_read_bumps_the_frequency_that_eviction_reads() {
+        let c: Cache<u64, u64> = Cache::builder().max_entries(10).shards(1).build().unwrap();
+        c.insert(1, 1);
+        c.insert(2, 2);
+        bias_on(&c, 2);
+        assert_eq!(c.get(&1), Some(1)); // lock-free
+        assert_eq!(c.get(&1), Some(1));
+        let freq = c.shards[0].with(|s| s.table.policy_state(&1).map(|(_, f)| f));
+        assert_eq!(freq, Some(2), "both lock-free hits counted");
+    }
+
+    #[test]
+    fn a_lock_free_read_of_an_expired_entry_misses_and_leaves_it_to_a_sweep() {
+        let clock = std::sync::Arc::new(crate::clock::ManualClock::new(0));
+        let c: Cache<u64, u64> =
+            Cache::builder().max_entries(64).shards(1).clock(clock.clone()).build().unwrap();
+        c.insert_with_ttl(1, 10, Some(Duration::from_nanos(100)));
+        c.insert(2, 20);
+        bias_on(&c, 2);
+        clock.set(100);
+        assert_eq!(c.get(&1), None, "expired");
+        assert!(!c.contains(&1));
+        assert_eq!(c.lock_free_shards(), 1);
+        assert_eq!(c.len(), 2, "still held: a lock-free read removes nothing");
+        assert_eq!(c.sweep_expired(10), 1);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.stats().expirations, 1);
     }
 
     #[test]

@@ -536,6 +536,28 @@ where
         Some(&slot.value)
     }
 
+    /// A lookup by one of several readers sharing the table while writers
+    /// are excluded (the multi-threaded cache's lock-free reads): counts
+    /// nothing (the caller does), bumps the frequency with a store that a
+    /// racing reader may overwrite, and reads an expired entry as absent
+    /// without removing it.
+    #[inline(always)]
+    pub(crate) fn get_shared<Q, T>(&self, hash: u64, key: &Q, mut time: T) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+        T: TimeSource,
+    {
+        let i = self.find(hash, key)?;
+        // SAFETY: `find` returned a FULL bucket.
+        let slot = unsafe { self.slots.get(i) };
+        if slot.meta.expires != NEVER && time.now() >= slot.meta.expires {
+            return None;
+        }
+        slot.meta.touch_shared();
+        Some(&slot.value)
+    }
+
     /// Looks `key` up without counting or bumping its frequency; an expired
     /// entry reads as absent (and stays until removed).
     #[inline]
@@ -771,7 +793,7 @@ where
     {
         let i = self.find(self.hash(key), key)?;
         // SAFETY: `find` returned a FULL bucket.
-        let m = unsafe { self.slots.get(i) }.meta;
+        let m = &unsafe { self.slots.get(i) }.meta;
         Some((m.queue(), m.freq()))
     }
 
@@ -808,7 +830,7 @@ where
                 return false;
             };
             debug_assert!(i != NIL);
-            let m = *self.slots.meta(i);
+            let m = self.slots.meta(i).clone();
             if m.expires != NEVER && time.now() >= m.expires {
                 drop(self.take(i as usize, None));
                 self.stats.expirations += 1;
@@ -883,7 +905,7 @@ where
                 }
             }
         }
-        let m = *self.slots.meta(i as u32);
+        let m = self.slots.meta(i as u32).clone();
         match m.queue() {
             Queue::None => debug_assert!(false, "every entry is on a queue"),
             q => {
