@@ -294,6 +294,7 @@ mod fences {
     pub(super) static ASYMMETRIC: AtomicBool = AtomicBool::new(false);
 
     const MEMBARRIER_CMD_QUERY: libc::c_int = 0;
+    const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
     const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
     const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
 
@@ -327,11 +328,17 @@ mod fences {
     /// process.
     pub(super) fn heavy() {
         if ASYMMETRIC.load(Ordering::Acquire) {
-            // It cannot fail once registered (the kernel's only errors are an
-            // unknown command and a missing registration); were it to, the
-            // process-wide fence below would not be enough, so abort rather
-            // than read torn entries.
-            if membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 {
+            // Once registered it does not fail (the kernel's errors are an
+            // unknown command and a missing registration, and a fork keeps
+            // the registration). Were it to, register again, then fall back
+            // to the slow global command (no registration needed); a fence
+            // of our own would not order the readers, so if even that fails,
+            // abort rather than let a reader see a torn entry.
+            if membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0
+                && (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) != 0
+                    || membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0)
+                && membarrier(MEMBARRIER_CMD_GLOBAL) != 0
+            {
                 std::process::abort();
             }
         } else {

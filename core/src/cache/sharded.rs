@@ -566,7 +566,8 @@ where
     }
 
     /// Runs `f` on the value for `key` in place (no clone), under the shard
-    /// lock: keep `f` short and do not touch the cache from it.
+    /// lock or as a lock-free reader: keep `f` short and do not touch the
+    /// cache from it (a writer of the shard waits for it to return).
     #[inline]
     pub fn get_with<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
     where
@@ -855,11 +856,12 @@ where
     }
 
     /// Looks up every key of `keys`, in order, calling `f(i, value)` for
-    /// key `i` under its shard lock: `Some` for a hit (counted, and the
-    /// entry's frequency bumped, as [`get_with`](Self::get_with) does),
-    /// `None` for absent or expired. The clock is read at most once for the
-    /// whole batch (or `now` is used). `f` runs under a shard lock: keep it
-    /// short and do not touch the cache from it.
+    /// key `i`: `Some` for a hit (counted, and the entry's frequency bumped,
+    /// as [`get_with`](Self::get_with) does, and like it under the shard
+    /// lock or as a lock-free reader), `None` for absent or expired. The
+    /// clock is read at most once for the whole batch (or `now` is used).
+    /// Keep `f` short and do not touch the cache from it (a writer of the
+    /// shard would wait for it).
     pub fn get_many_with<Q>(&self, keys: &[&Q], now: Option<Nanos>, mut f: impl FnMut(usize, Option<&V>))
     where
         K: Borrow<Q>,

@@ -1,9 +1,12 @@
 //! The single-owner cache table: open addressing over groups of 16 tags, with
 //! S3-FIFO eviction, per-entry TTL and count/weight limits built in.
 //!
-//! A [`Table`] has no lock and no atomics: it is meant to be owned by one
-//! thread (an engine shard), or to sit behind one lock per shard in the
-//! multi-threaded [`Cache`](super::Cache).
+//! A [`Table`] has no lock: it is meant to be owned by one thread (an engine
+//! shard), or to sit behind one lock per shard in the multi-threaded
+//! [`Cache`](super::Cache), whose lock-free readers share it while writers
+//! are kept out. The one atomic is each entry's link-and-frequency word,
+//! so that those readers can bump a frequency; with `&mut` it is a plain
+//! integer and relaxed loads are plain loads, so an owner pays nothing.
 //!
 //! # Layout
 //!
