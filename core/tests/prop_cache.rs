@@ -415,3 +415,76 @@ fn sweep_is_bounded() {
     assert_eq!(total, 5_000);
     assert_eq!(cache.stats().expirations, 5_000);
 }
+
+/// A read-mostly sequence, so that shards go lock-free and back (a write
+/// revokes, a streak of reads turns the bias on again): gets, `contains`
+/// and `get_with` agree with a `HashMap` model with deadlines in both
+/// modes, and the hit and miss counters with the model's.
+#[test]
+fn read_mostly_cache_matches_model_in_both_read_modes() {
+    check(cases(60), |rng| {
+        let clock = Arc::new(ManualClock::new(SECOND));
+        let cache: Cache<u64, u64> = Cache::builder()
+            .max_entries(100_000)
+            .shards(1 << rng.below(2))
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let mut m: HashMap<u64, (u64, u64)> = HashMap::new();
+        let live = |m: &HashMap<u64, (u64, u64)>, k: u64, now: u64| {
+            m.get(&k).filter(|(_, d)| *d == 0 || now < *d).map(|(v, _)| *v)
+        };
+        let (mut hits, mut misses, mut lock_free_seen) = (0u64, 0u64, false);
+        for _ in 0..rng.range(1000, 4000) {
+            let k = rng.below(32);
+            let now = clock.now();
+            lock_free_seen |= cache.lock_free_shards() > 0;
+            // About one write in 80 operations: streaks of 64 reads happen.
+            match rng.below(400) {
+                0..=2 => {
+                    let (v, ttl) = (rng.next_u64(), rng.range(1, 2000));
+                    cache.insert_with_ttl(k, v, Some(Duration::from_nanos(ttl)));
+                    m.insert(k, (v, now + ttl));
+                }
+                3 => {
+                    let v = rng.next_u64();
+                    cache.insert(k, v);
+                    m.insert(k, (v, 0));
+                }
+                4 => {
+                    let got = cache.remove(&k);
+                    let was_live = live(&m, k, now);
+                    let had = m.remove(&k).map(|(v, _)| v);
+                    // An expired entry may be gone already (a locked read
+                    // removes it) or still held (a lock-free read leaves it).
+                    assert!(got == had || (got.is_none() && was_live.is_none()), "remove {k}");
+                }
+                5..=19 => {
+                    clock.advance(rng.below(10));
+                }
+                20..=79 => assert_eq!(cache.contains(&k), live(&m, k, now).is_some(), "contains {k}"),
+                80..=159 => {
+                    let want = live(&m, k, now);
+                    assert_eq!(cache.get_with(&k, |v| *v), want, "get_with {k} at {now}");
+                    if want.is_some() {
+                        hits += 1
+                    } else {
+                        misses += 1
+                    }
+                }
+                _ => {
+                    let want = live(&m, k, now);
+                    assert_eq!(cache.get(&k), want, "get {k} at {now}");
+                    if want.is_some() {
+                        hits += 1
+                    } else {
+                        misses += 1
+                    }
+                }
+            }
+        }
+        let s = cache.stats();
+        assert_eq!((s.hits, s.misses), (hits, misses), "counters match the model");
+        assert!(lock_free_seen, "the read bias never came on");
+    });
+}

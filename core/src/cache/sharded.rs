@@ -589,6 +589,14 @@ where
         self.get_hashed_with(hash, key, now, f)
     }
 
+    /// Runs `f` on the shard of `hash` as a lock-free reader, if its bias is
+    /// on and this thread has a reader slot.
+    #[inline(always)]
+    fn lock_free<R>(&self, hash: u64, f: impl FnOnce(&Shard<K, V, S>, &ReadGuard<'_>) -> R) -> Option<R> {
+        let id = self.shard_index(hash);
+        self.shards[id].read_lock_free(&self.readers, id, f)
+    }
+
     /// A get: lock-free while the shard's read bias is on, else under the
     /// lock. A lock-free read counts its hit or miss in this thread's slot
     /// and leaves an expired entry for a writer or a sweep to remove.
@@ -599,19 +607,15 @@ where
         Q: Eq + ?Sized,
         T: ttl::TimeSource,
     {
-        let id = self.shard_index(hash);
-        let shard = &*self.shards[id];
         let mut f = Some(f);
-        let fast = shard.read_lock_free(&self.readers, id, |s, guard| {
-            match s.table.get_shared(hash, key, &mut time) {
-                Some(v) => {
-                    guard.hit();
-                    f.take().map(|f| f(v))
-                }
-                None => {
-                    guard.miss();
-                    None
-                }
+        let fast = self.lock_free(hash, |s, guard| match s.table.get_shared(hash, key, &mut time) {
+            Some(v) => {
+                guard.hit();
+                f.take().map(|f| f(v))
+            }
+            None => {
+                guard.miss();
+                None
             }
         });
         if let Some(r) = fast {
@@ -619,7 +623,7 @@ where
         }
         let f = f?; // `None` only if `f` ran (and then `fast` was `Some`)
         let readers = &*self.readers;
-        shard.read(
+        self.shard(hash).read(
             (time, f),
             |s, (time, f)| s.table.get_hashed(hash, key, time).map(f),
             |s, (time, f)| {
@@ -656,14 +660,11 @@ where
         Q: Eq + ?Sized,
         T: ttl::TimeSource,
     {
-        let id = self.shard_index(hash);
-        let shard = &*self.shards[id];
-        if let Some(found) = shard
-            .read_lock_free(&self.readers, id, |s, _| s.table.peek_hashed(hash, key, &mut time).is_some())
+        if let Some(found) = self.lock_free(hash, |s, _| s.table.peek_hashed(hash, key, &mut time).is_some())
         {
             return found;
         }
-        shard.read(
+        self.shard(hash).read(
             time,
             |s, time| s.table.peek_hashed(hash, key, time).is_some(),
             |s, time| s.table.peek_hashed(hash, key, time).is_some(),
@@ -761,7 +762,7 @@ where
         let shard = self.shard(hash);
         let clock = &*self.clock;
         // A hit while the bias is on takes no lock (a miss is counted below).
-        let fast = shard.read_lock_free(&self.readers, self.shard_index(hash), |s, guard| {
+        let fast = self.lock_free(hash, |s, guard| {
             let v = s.table.get_shared(hash, &key, LazyNow::new(clock))?;
             guard.hit();
             Some(v.clone())

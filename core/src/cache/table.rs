@@ -545,7 +545,20 @@ where
     /// racing reader may overwrite, and reads an expired entry as absent
     /// without removing it.
     #[inline(always)]
-    pub(crate) fn get_shared<Q, T>(&self, hash: u64, key: &Q, mut time: T) -> Option<&V>
+    pub(crate) fn get_shared<Q, T>(&self, hash: u64, key: &Q, time: T) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+        T: TimeSource,
+    {
+        let slot = self.find_live(hash, key, time)?;
+        slot.meta.touch_shared();
+        Some(&slot.value)
+    }
+
+    /// The slot holding `key`, unless absent or expired at `time`.
+    #[inline(always)]
+    fn find_live<Q, T>(&self, hash: u64, key: &Q, mut time: T) -> Option<&Slot<K, V>>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -554,11 +567,7 @@ where
         let i = self.find(hash, key)?;
         // SAFETY: `find` returned a FULL bucket.
         let slot = unsafe { self.slots.get(i) };
-        if slot.meta.expires != NEVER && time.now() >= slot.meta.expires {
-            return None;
-        }
-        slot.meta.touch_shared();
-        Some(&slot.value)
+        (slot.meta.expires == NEVER || time.now() < slot.meta.expires).then_some(slot)
     }
 
     /// Looks `key` up without counting or bumping its frequency; an expired
@@ -575,20 +584,13 @@ where
 
     /// [`peek`](Self::peek) with the hash already computed.
     #[inline]
-    pub fn peek_hashed<Q, T>(&self, hash: u64, key: &Q, mut time: T) -> Option<&V>
+    pub fn peek_hashed<Q, T>(&self, hash: u64, key: &Q, time: T) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
         T: TimeSource,
     {
-        let i = self.find(hash, key)?;
-        // SAFETY: `find` returned a FULL bucket.
-        let slot = unsafe { self.slots.get(i) };
-        if slot.meta.expires != NEVER && time.now() >= slot.meta.expires {
-            None
-        } else {
-            Some(&slot.value)
-        }
+        self.find_live(hash, key, time).map(|s| &s.value)
     }
 
     /// True when `key` has a live entry (no counters, no frequency bump).
