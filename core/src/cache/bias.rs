@@ -57,14 +57,19 @@ pub(crate) struct ReaderSlot {
     misses: AtomicU64,
 }
 
-/// The reader slots of one cache.
-#[derive(Debug)]
+/// The reader slots of one cache: a cheap handle (the cache and each of
+/// its shards hold one). The slots' fat pointer sits in the holder itself,
+/// so finding a thread's slot reads no other cache line.
+#[derive(Debug, Clone)]
 pub(crate) struct Readers {
-    slots: Box<[CachePadded<ReaderSlot>]>,
+    slots: std::sync::Arc<[CachePadded<ReaderSlot>]>,
+    /// Whether readers may use a compiler fence ([`asymmetric_fences`] when
+    /// the cache was built; it never changes afterwards).
+    asymmetric: bool,
     /// Hits and misses of reads that shared the table under the lock (a
     /// thread without a slot, while the bias was on): read-modify-writes,
     /// as several threads count here.
-    locked: CachePadded<(AtomicU64, AtomicU64)>,
+    locked: std::sync::Arc<CachePadded<(AtomicU64, AtomicU64)>>,
 }
 
 /// A lock-free read in progress; dropping it (on unwind too) clears the slot.
@@ -105,7 +110,8 @@ impl Readers {
         init_fences();
         Self {
             slots: (0..MAX_READERS).map(|_| CachePadded(ReaderSlot::default())).collect(),
-            locked: CachePadded((AtomicU64::new(0), AtomicU64::new(0))),
+            asymmetric: asymmetric_fences(),
+            locked: std::sync::Arc::new(CachePadded((AtomicU64::new(0), AtomicU64::new(0)))),
         }
     }
 
@@ -117,7 +123,7 @@ impl Readers {
         let i = reader_index()?;
         let slot = &self.slots[i];
         slot.active.store(shard + 1, Ordering::Relaxed);
-        light_fence();
+        fences::light(self.asymmetric);
         Some(ReadGuard { slot })
     }
 
@@ -347,8 +353,8 @@ mod fences {
     }
 
     #[inline(always)]
-    pub(super) fn light() {
-        if ASYMMETRIC.load(Ordering::Relaxed) {
+    pub(super) fn light(asymmetric: bool) {
+        if asymmetric {
             std::sync::atomic::compiler_fence(Ordering::SeqCst);
         } else {
             std::sync::atomic::fence(Ordering::SeqCst);
@@ -365,20 +371,13 @@ mod fences {
     }
 
     #[inline(always)]
-    pub(super) fn light() {
+    pub(super) fn light(_asymmetric: bool) {
         crate::sync::fence(crate::sync::Ordering::SeqCst);
     }
 }
 
 fn init_fences() {
     fences::init();
-}
-
-/// The reader's side of the Dekker pair: between its slot store and its
-/// bias load.
-#[inline(always)]
-fn light_fence() {
-    fences::light();
 }
 
 /// The writer's side: between its bias store and its slot loads.

@@ -60,7 +60,7 @@ pub(crate) struct ShardLock<T> {
     value: UnsafeCell<T>,
     /// The bias may not be turned on before this ([`bias::now_ns`]).
     reenable_at: StdAtomicU64,
-    readers: std::sync::Arc<Readers>,
+    readers: Readers,
     /// This shard's index, as readers announce it.
     id: usize,
 }
@@ -82,7 +82,7 @@ impl Drop for Unlock<'_> {
 }
 
 impl<T> ShardLock<T> {
-    pub(crate) fn new(value: T, readers: std::sync::Arc<Readers>, id: usize) -> Self {
+    pub(crate) fn new(value: T, readers: Readers, id: usize) -> Self {
         Self {
             locked: AtomicBool::new(false),
             bias: AtomicBool::new(false),
@@ -176,7 +176,7 @@ impl<T> ShardLock<T> {
         id: usize,
         f: impl FnOnce(&T, &ReadGuard<'_>) -> R,
     ) -> Option<R> {
-        debug_assert!(std::ptr::eq(readers, &*self.readers) && id == self.id);
+        debug_assert!(id == self.id);
         if !self.bias.load(Ordering::Relaxed) {
             return None;
         }
@@ -316,7 +316,7 @@ pub struct Cache<K, V, S = SeededState> {
     clock: SharedClock,
     default_ttl: Option<Nanos>,
     sweep_cursor: AtomicUsize,
-    readers: std::sync::Arc<Readers>,
+    readers: Readers,
 }
 
 /// Builds a [`Cache`]; every bad setting is reported by [`build`](Self::build).
@@ -467,7 +467,7 @@ where
         {
             return Err(CapacityError::MoreShardsThanEntries);
         }
-        let readers = std::sync::Arc::new(Readers::new());
+        let readers = Readers::new();
         let mut v = Vec::with_capacity(shards);
         for i in 0..shards {
             // Exact shares, so the whole cache never holds more than asked.
@@ -622,7 +622,7 @@ where
             return r;
         }
         let f = f?; // `None` only if `f` ran (and then `fast` was `Some`)
-        let readers = &*self.readers;
+        let readers = &self.readers;
         self.shard(hash).read(
             (time, f),
             |s, (time, f)| s.table.get_hashed(hash, key, time).map(f),
