@@ -116,15 +116,35 @@ impl Readers {
     }
 
     /// Announces that this thread is about to read shard `shard` without
-    /// the lock; `None` when this thread has no slot. The caller must then
-    /// check that the shard's bias is still on before reading.
+    /// the lock; `None` when this thread has no slot, or its slot is in use
+    /// by a read of this cache that is still going on (a read from inside a
+    /// callback of another: it must take the lock, because overwriting the
+    /// slot, and clearing it when done, would let a writer past the outer
+    /// read). The caller must then check that the shard's bias is still on
+    /// before reading.
     #[inline]
     pub(crate) fn enter(&self, shard: usize) -> Option<ReadGuard<'_>> {
         let i = reader_index()?;
         let slot = &self.slots[i];
-        slot.active.store(shard + 1, Ordering::Relaxed);
+        // Only this thread writes its slot, so this load sees its own last
+        // store.
+        if slot.active.load(Ordering::Relaxed) != 0 {
+            return None;
+        }
+        // Release, though the fence below orders it for the Dekker pair: a
+        // writer that reads this value (rather than the 0 that ended this
+        // thread's previous read) must also see that previous read's table
+        // accesses as done, and a later plain store does not continue the
+        // earlier clear's release sequence.
+        slot.active.store(shard + 1, Ordering::Release);
         fences::light(self.asymmetric);
         Some(ReadGuard { slot })
+    }
+
+    /// The shard this thread is reading lock-free (index + 1), or 0.
+    #[cfg(test)]
+    pub(crate) fn active_here(&self) -> usize {
+        reader_index().map_or(0, |i| self.slots[i].active.load(Ordering::Relaxed))
     }
 
     /// Waits until no thread reads shard `shard` without the lock. The

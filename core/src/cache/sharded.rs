@@ -21,11 +21,16 @@
 //! `membarrier` on Linux, microseconds), and the bias stays off for 256
 //! times that long, so revocations cost write-heavy use little.
 //!
-//! Callbacks that run under a shard lock — `Hash`/`Eq` of the key, `Clone`
-//! of the value, the weigher, the closure given to
-//! [`get_with`](Cache::get_with) — must not call back into the same cache
-//! (that would deadlock) and should be short. Replaced values are dropped
-//! after the lock is released.
+//! Callbacks that run under a shard lock or inside a lock-free read —
+//! `Hash`/`Eq` of the key, `Clone` of the value, the weigher, the clock, the
+//! closure given to [`get_with`](Cache::get_with) — must not call back into
+//! the same cache (a write would deadlock; a read from inside a lock-free
+//! read takes the lock, so that its thread's announcement stays up) and
+//! should be short. Replaced values are dropped after the lock is released.
+//!
+//! As with any lock, `fork` while other threads read or write a cache
+//! leaves their reads and locks in progress for ever in the child: a child
+//! process must not use a cache that other threads were using at the fork.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
@@ -1010,6 +1015,42 @@ mod tests {
         c.insert(3, 30);
         assert_eq!(c.lock_free_shards(), 0, "a write revokes the bias");
         assert_eq!(c.get(&3), Some(30));
+    }
+
+    /// A read from inside a lock-free read's callback (misuse, but safe
+    /// code) must not end the outer read's announcement: a writer would
+    /// then take the table while the outer callback still holds `&V`.
+    #[test]
+    fn a_read_inside_a_lock_free_callback_keeps_writers_out() {
+        use std::sync::atomic::AtomicBool as StdBool;
+        let c = std::sync::Arc::new(Cache::<u64, u64>::builder().max_entries(64).shards(1).build().unwrap());
+        c.insert(1, 10);
+        c.insert(2, 20);
+        bias_on(&c, 2);
+        let removed = std::sync::Arc::new(StdBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = {
+            let (c, removed) = (c.clone(), removed.clone());
+            std::thread::spawn(move || {
+                rx.recv().unwrap();
+                assert_eq!(c.remove(&1), Some(10));
+                removed.store(true, StdOrdering::SeqCst);
+            })
+        };
+        let seen = c.get_with(&1, |v| {
+            assert_eq!(c.readers.active_here(), 1, "the outer read is lock-free");
+            assert_eq!(c.get(&2), Some(20)); // nested: takes the lock
+            assert_eq!(c.len(), 2);
+            assert_eq!(c.readers.active_here(), 1, "still announced after the nested reads");
+            tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!removed.load(StdOrdering::SeqCst), "a writer got past a lock-free reader");
+            *v
+        });
+        assert_eq!(seen, Some(10));
+        writer.join().unwrap();
+        assert_eq!(c.get(&1), None);
+        assert_eq!(c.readers.active_here(), 0);
     }
 
     #[test]
