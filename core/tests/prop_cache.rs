@@ -347,6 +347,11 @@ fn eviction_matches_reference_s3fifo_portable_groups() {
     check(cases(100), eviction_matches_reference::<Generic>);
 }
 
+/// The model's value for `k` at `now`: key -> (value, deadline; 0 = never).
+fn live(m: &HashMap<u64, (u64, u64)>, k: u64, now: u64) -> Option<u64> {
+    m.get(&k).filter(|(_, d)| *d == 0 || now < *d).map(|(v, _)| *v)
+}
+
 #[test]
 fn ttl_under_manual_clock() {
     check(cases(100), |rng| {
@@ -362,9 +367,6 @@ fn ttl_under_manual_clock() {
             .unwrap();
         // key -> (value, deadline; 0 = never)
         let mut m: HashMap<u64, (u64, u64)> = HashMap::new();
-        let live = |m: &HashMap<u64, (u64, u64)>, k: u64, now: u64| {
-            m.get(&k).filter(|(_, d)| *d == 0 || now < *d).map(|(v, _)| *v)
-        };
         for _ in 0..rng.range(1, 1500) {
             let k = rng.below(64);
             let now = clock.now();
@@ -431,9 +433,6 @@ fn read_mostly_cache_matches_model_in_both_read_modes() {
             .build()
             .unwrap();
         let mut m: HashMap<u64, (u64, u64)> = HashMap::new();
-        let live = |m: &HashMap<u64, (u64, u64)>, k: u64, now: u64| {
-            m.get(&k).filter(|(_, d)| *d == 0 || now < *d).map(|(v, _)| *v)
-        };
         let (mut hits, mut misses, mut lock_free_seen) = (0u64, 0u64, false);
         for _ in 0..rng.range(1000, 4000) {
             let k = rng.below(32);
