@@ -107,7 +107,7 @@ impl Drop for ReadGuard<'_> {
 
 impl Readers {
     pub(crate) fn new() -> Self {
-        init_fences();
+        fences::init();
         Self {
             slots: (0..MAX_READERS).map(|_| CachePadded(ReaderSlot::default())).collect(),
             asymmetric: asymmetric_fences(),
@@ -394,10 +394,6 @@ mod fences {
     pub(super) fn light(_asymmetric: bool) {
         crate::sync::fence(crate::sync::Ordering::SeqCst);
     }
-}
-
-fn init_fences() {
-    fences::init();
 }
 
 /// The writer's side: between its bias store and its slot loads.
