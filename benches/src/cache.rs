@@ -57,6 +57,13 @@ fn moka(cap: usize) -> moka::sync::Cache<u64, Val> {
 trait Peer: Sync {
     fn get(&self, k: u64) -> Option<Val>;
     fn put(&self, k: u64, v: Val);
+    /// The value of a resident key through the peer's get-or-load call
+    /// (the loader must not run).
+    fn get_or_load(&self, k: u64) -> Val;
+}
+
+fn never() -> Result<Val, ()> {
+    unreachable!("the key is resident: the loader must not run")
 }
 
 impl Peer for Cache<u64, Val> {
@@ -67,6 +74,10 @@ impl Peer for Cache<u64, Val> {
     #[inline]
     fn put(&self, k: u64, v: Val) {
         self.insert(k, v)
+    }
+    #[inline]
+    fn get_or_load(&self, k: u64) -> Val {
+        self.get_or_insert_with(k, never).expect("resident")
     }
 }
 
@@ -79,6 +90,10 @@ impl Peer for quick_cache::sync::Cache<u64, Val> {
     fn put(&self, k: u64, v: Val) {
         self.insert(k, v)
     }
+    #[inline]
+    fn get_or_load(&self, k: u64) -> Val {
+        self.get_or_insert_with(&k, never).expect("resident")
+    }
 }
 
 impl Peer for moka::sync::Cache<u64, Val> {
@@ -89,6 +104,10 @@ impl Peer for moka::sync::Cache<u64, Val> {
     #[inline]
     fn put(&self, k: u64, v: Val) {
         self.insert(k, v)
+    }
+    #[inline]
+    fn get_or_load(&self, k: u64) -> Val {
+        self.get_with(k, || never().expect("resident"))
     }
 }
 
@@ -375,6 +394,41 @@ fn get_hit_two_threads(c: &mut Criterion) {
     g.finish();
 }
 
+/// `get_or_insert_with` (moka: `get_with`) of resident keys, one thread
+/// and two: a read-mostly cache used through its loading call.
+fn get_or_load_hit(c: &mut Criterion) {
+    fn loads<P: Peer>(p: &P, ks: &[u64], start: usize) -> u64 {
+        let mut acc = 0u64;
+        for j in 0..BATCH {
+            acc = acc.wrapping_add(p.get_or_load(ks[(start + j) & (HOT - 1)])[0] as u64);
+        }
+        acc
+    }
+    fn two<P: Peer>(p: &P, ks: &[u64], iters: u64) -> Duration {
+        timed_threads(2, iters, &|t, i| {
+            black_box(loads(p, ks, i as usize * BATCH + t * (HOT / 2)));
+        })
+    }
+    fn both<P: Peer>(c: &mut Criterion, name: &str, p: &P, ks: &[u64]) {
+        let mut i = 0usize;
+        let mut g = group(c, "cache/get_or_load_hit/16B", BATCH as u64);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i = i.wrapping_add(BATCH);
+                black_box(loads(p, ks, i))
+            })
+        });
+        g.finish();
+        let mut g = group(c, "cache/get_or_load_hit_2threads/16B", 2 * BATCH as u64);
+        g.bench_function(name, |b| b.iter_custom(|n| two(p, ks, n)));
+        g.finish();
+    }
+    let ks = scrambled_keys(HOT, 7);
+    both(c, "resilience", &filled(ours(CAP), &ks, 16), &ks);
+    both(c, "quick_cache", &filled(quick(CAP), &ks, 16), &ks);
+    both(c, "moka", &filled(moka(CAP), &ks, 16), &ks);
+}
+
 /// Registers the cache benches.
 pub fn register(c: &mut Criterion) {
     eprintln!("cache benches: load average {:?}", load_average());
@@ -385,4 +439,5 @@ pub fn register(c: &mut Criterion) {
     insert_evict(c);
     zipf_mix(c);
     get_hit_two_threads(c);
+    get_or_load_hit(c);
 }

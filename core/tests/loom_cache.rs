@@ -140,3 +140,22 @@ fn two_lock_free_readers_and_a_writer() {
         assert_eq!(cache.stats().hits, 3);
     });
 }
+
+#[test]
+fn get_or_insert_with_hits_race_a_writer_and_the_bias_coming_back() {
+    // A writer revokes the bias; a locked `get_or_insert_with` hit may turn
+    // it back on (one read is the streak under loom) while the other thread
+    // reads lock-free or, under the lock, beside lock-free readers.
+    loom::model(|| {
+        let cache = Arc::new(one_shard(4));
+        biased(&cache, 1, 10);
+        let c2 = cache.clone();
+        let t = thread::spawn(move || c2.get_or_insert_with(1, || Err::<u64, ()>(())));
+        cache.insert(2, 20);
+        assert_eq!(cache.get_or_insert_with(1, || Err::<u64, ()>(())), Ok(10));
+        assert_eq!(cache.get_or_insert_with(2, || Err::<u64, ()>(())), Ok(20));
+        assert_eq!(t.join().unwrap(), Ok(10), "a hit never loads");
+        let s = cache.stats();
+        assert_eq!((s.hits, s.misses), (4, 0), "every hit counted once");
+    });
+}

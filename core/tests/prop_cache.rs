@@ -419,9 +419,10 @@ fn sweep_is_bounded() {
 }
 
 /// A read-mostly sequence, so that shards go lock-free and back (a write
-/// revokes, a streak of reads turns the bias on again): gets, `contains`
-/// and `get_with` agree with a `HashMap` model with deadlines in both
-/// modes, and the hit and miss counters with the model's.
+/// revokes, a streak of reads turns the bias on again): gets, `contains`,
+/// `get_with` and `get_or_insert_with` agree with a `HashMap` model with
+/// deadlines in both modes (sweeps between), and the hit and miss counters
+/// with the model's.
 #[test]
 fn read_mostly_cache_matches_model_in_both_read_modes() {
     check(cases(60), |rng| {
@@ -458,10 +459,28 @@ fn read_mostly_cache_matches_model_in_both_read_modes() {
                     // removes it) or still held (a lock-free read leaves it).
                     assert!(got == had || (got.is_none() && was_live.is_none()), "remove {k}");
                 }
-                5..=19 => {
+                5 => {
+                    // Removes only expired entries: the answers stay the same.
+                    cache.sweep_expired(rng.below(4) as usize);
+                }
+                6..=19 => {
                     clock.advance(rng.below(10));
                 }
                 20..=79 => assert_eq!(cache.contains(&k), live(&m, k, now).is_some(), "contains {k}"),
+                160..=199 => {
+                    // A hit is a read (lock-free or beside the lock-free
+                    // readers); a miss loads and stores without a deadline.
+                    let want = live(&m, k, now);
+                    let fresh = rng.next_u64();
+                    let got = cache.get_or_insert_with(k, || Ok::<_, ()>(fresh));
+                    assert_eq!(got, Ok(want.unwrap_or(fresh)), "get_or_insert_with {k} at {now}");
+                    if want.is_some() {
+                        hits += 1
+                    } else {
+                        misses += 1;
+                        m.insert(k, (fresh, 0));
+                    }
+                }
                 80..=159 => {
                     let want = live(&m, k, now);
                     assert_eq!(cache.get_with(&k, |v| *v), want, "get_with {k} at {now}");

@@ -6,7 +6,8 @@
 //! Run: `cargo run --release -p resilience-benches --bin cache-hit`
 //! (env `ROUNDS`, default 200; `LEN`, value bytes, default 16; `MODE=evict`
 //! for insert with eviction, `MODE=mix` for the 90/10 Zipf mix, `MODE=mix2` for
-//! that mix on two threads, `MODE=hit2` for hits on two threads, each beside
+//! that mix on two threads, `MODE=hit2` for hits on two threads, `MODE=load`
+//! and `MODE=load2` for `get_or_insert_with` hits on one and two threads, each beside
 //! quick_cache, `ONLY=ours` to run ours alone under a profiler).
 //!
 //! The same keys, values and access order as the criterion `cache/get_hit`
@@ -176,6 +177,39 @@ fn hit_two_threads(rounds: usize, len: usize) {
     );
 }
 
+/// `get_or_insert_with` hits (every key resident, the loader never runs)
+/// on one pinned thread or two; ns per call (of the pair, on two).
+fn load_hits(rounds: usize, len: usize, threads: usize) {
+    let ks = scrambled_keys(HOT, 7);
+    let ours: Cache<u64, Val> = Cache::builder().max_entries(CAP).build().expect("valid cache");
+    let quick = quick_cache::sync::Cache::<u64, Val>::new(CAP);
+    for &k in &ks {
+        ours.insert(k, keyed_value(len, k));
+        quick.insert(k, keyed_value(len, k));
+    }
+    let run = |get: &(dyn Fn(u64) -> u64 + Sync)| {
+        let body = |t: usize| {
+            let mut acc = 0u64;
+            for j in 0..GETS {
+                acc = acc.wrapping_add(get(ks[(j + t * HOT / 2) & (HOT - 1)]));
+            }
+            black_box(acc);
+        };
+        if threads == 1 {
+            timed(GETS, || body(0))
+        } else {
+            on_two_threads(GETS, &body)
+        }
+    };
+    let never = || -> Result<Val, ()> { unreachable!("every key is resident") };
+    ours_vs_quick(
+        &format!("get_or_insert_with hit, {threads} thread(s), {len}-byte values"),
+        rounds,
+        || run(&|k| ours.get_or_insert_with(k, never).map_or(0, |v| v[0] as u64)),
+        || run(&|k| quick.get_or_insert_with(&k, never).map_or(0, |v| v[0] as u64)),
+    );
+}
+
 fn main() {
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
     let len: usize = std::env::var("LEN").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
@@ -191,6 +225,11 @@ fn main() {
         }
         Ok("mix2") => return mix(rounds.min(50), len, 2),
         Ok("hit2") => return hit_two_threads(rounds, len),
+        Ok("load") => {
+            pin_to(0);
+            return load_hits(rounds, len, 1);
+        }
+        Ok("load2") => return load_hits(rounds, len, 2),
         _ => {}
     }
     pin_to(0);

@@ -13,7 +13,11 @@
 //! module): after 64 locked reads in a row with no write
 //! between, gets, `contains`, `len` and `stats` share the table without the
 //! lock, writing only a cache line of the calling thread's own (so two
-//! cores reading one shard no longer trade its lock's line). A lock-free
+//! cores reading one shard no longer trade its lock's line). A hit of
+//! `get_or_insert_with` is a read too (lock-free, or under the lock beside
+//! the lock-free readers when the calling thread has no reader slot): only
+//! a miss that starts a load writes. A sweep of a shard with no deadline is
+//! a read. A lock-free
 //! hit bumps the entry's frequency with a plain atomic store, and a
 //! lock-free read of an expired entry is a miss that leaves the entry for
 //! the next write or [`sweep_expired`](Cache::sweep_expired) to remove. The
@@ -145,6 +149,57 @@ impl<T> ShardLock<T> {
         // last holder's release, so no lock-free reader remains): no other
         // reference to the value exists.
         let r = self.value.with_mut(|p| exclusive(unsafe { &mut *p }, arg));
+        self.count_read();
+        r
+    }
+
+    /// A read that may turn out to need a write (a miss that must start a
+    /// load), under the lock: `exclusive` with `&mut T` if the bias is off,
+    /// `shared` with `&T` beside the lock-free readers if it is on. When the
+    /// one that ran answers `Ok`, that was a read (the bias stays on, or the
+    /// read counts toward turning it on); on `Err` the bias is revoked if on
+    /// and `write` runs with `&mut T`, as [`with`](Self::with) would.
+    #[inline]
+    pub(crate) fn read_or_write<A, R>(
+        &self,
+        arg: A,
+        exclusive: impl FnOnce(&mut T, A) -> Result<R, A>,
+        shared: impl FnOnce(&T, A) -> Result<R, A>,
+        write: impl FnOnce(&mut T, A) -> R,
+    ) -> R {
+        let _unlock = self.lock();
+        let arg = if self.bias.load(Ordering::Relaxed) {
+            // SAFETY: as in `read`: the lock excludes every writer, and the
+            // lock-free readers hold `&T` too.
+            match self.value.with(|p| shared(unsafe { &*p }, arg)) {
+                Ok(r) => return r,
+                Err(arg) => {
+                    self.revoke();
+                    arg
+                }
+            }
+        } else {
+            // SAFETY: as in `read`: the lock is held and the bias is off.
+            match self.value.with_mut(|p| exclusive(unsafe { &mut *p }, arg)) {
+                Ok(r) => {
+                    self.count_read();
+                    return r;
+                }
+                Err(arg) => arg,
+            }
+        };
+        self.streak.store(0, StdOrdering::Relaxed);
+        // SAFETY: the lock is held and the bias is off with no lock-free
+        // reader left (it was off for the last holder's release, or `revoke`
+        // just waited for the readers): no other reference exists.
+        self.value.with_mut(|p| write(unsafe { &mut *p }, arg))
+    }
+
+    /// Counts a read that held the lock with the bias off; after
+    /// [`bias::ENABLE_AFTER`] in a row (and once the last revocation's
+    /// inhibition has passed) turns the bias on. The lock is held.
+    #[inline]
+    fn count_read(&self) {
         let streak = self.streak.load(StdOrdering::Relaxed) + 1;
         if streak < bias::ENABLE_AFTER {
             self.streak.store(streak, StdOrdering::Relaxed);
@@ -155,7 +210,6 @@ impl<T> ShardLock<T> {
                 self.bias.store(true, Ordering::Release);
             }
         }
-        r
     }
 
     /// Runs a read-only `f` on the value: lock-free if the bias is on, else
@@ -777,20 +831,42 @@ where
             return Ok(v);
         }
         let mut key = Some(key);
+        let readers = &self.readers;
         loop {
-            let step = shard.with(|s| {
-                let k = key.as_ref()?;
-                if let Some(v) = s.table.get_hashed(hash, k, LazyNow::new(clock)) {
-                    return Some(Step::Hit(v.clone()));
-                }
-                if let Some(l) = s.loads.iter().find(|l| l.hash == hash && l.key == *k) {
-                    return Some(Step::Wait(l.slot.clone()));
-                }
-                let slot = Arc::new(LoadSlot::new());
-                let key = key.take()?;
-                s.loads.push(Load { hash, key, slot: slot.clone(), superseded: false });
-                Some(Step::Load(slot))
-            });
+            // Under the lock: a hit, or a load to wait for, is a read (beside
+            // the lock-free readers if the bias is on: no revocation); only a
+            // miss with no load running writes, to register this caller's.
+            let step = shard.read_or_write(
+                &mut key,
+                |s, key| {
+                    let Some(k) = key.as_ref() else { return Ok(None) };
+                    if let Some(v) = s.table.get_hashed(hash, k, LazyNow::new(clock)) {
+                        return Ok(Some(Step::Hit(v.clone())));
+                    }
+                    match s.loads.iter().find(|l| l.hash == hash && l.key == *k) {
+                        Some(l) => Ok(Some(Step::Wait(l.slot.clone()))),
+                        None => Err(key), // the miss is counted
+                    }
+                },
+                |s, key| {
+                    let Some(k) = key.as_ref() else { return Ok(None) };
+                    let found = s.table.get_shared(hash, k, LazyNow::new(clock));
+                    readers.count_locked(found.is_some());
+                    if let Some(v) = found {
+                        return Ok(Some(Step::Hit(v.clone())));
+                    }
+                    match s.loads.iter().find(|l| l.hash == hash && l.key == *k) {
+                        Some(l) => Ok(Some(Step::Wait(l.slot.clone()))),
+                        None => Err(key),
+                    }
+                },
+                |s, key| {
+                    let key = key.take()?;
+                    let slot = Arc::new(LoadSlot::new());
+                    s.loads.push(Load { hash, key, slot: slot.clone(), superseded: false });
+                    Some(Step::Load(slot))
+                },
+            );
             match step {
                 Some(Step::Hit(v)) => return Ok(v),
                 Some(Step::Wait(slot)) => match slot.wait() {
@@ -930,7 +1006,8 @@ where
     /// Removes up to `max` expired entries, resuming where the last sweep
     /// stopped (shard by shard; each shard examines at most `16 * max`
     /// buckets). Returns how many it removed. Call it from a timer or an
-    /// idle loop; nothing sweeps by itself.
+    /// idle loop; nothing sweeps by itself. A shard holding no entry with a
+    /// deadline is only read (its read bias stays on).
     pub fn sweep_expired(&self, max: usize) -> usize {
         let mut now = LazyNow::new(&*self.clock);
         let t = now.now();
@@ -947,7 +1024,11 @@ where
                 break;
             }
             let s = &self.shards[(start + k) & self.mask];
-            removed += s.with(|s| s.table.sweep_expired(max - removed, now));
+            // A shard with no deadline has nothing to sweep: looked at as a
+            // read, so that sweeping a cache without TTLs revokes no bias.
+            if s.peek(|s| s.table.expiring()) > 0 {
+                removed += s.with(|s| s.table.sweep_expired(max - removed, now));
+            }
         }
         removed
     }
@@ -1051,6 +1132,40 @@ mod tests {
         writer.join().unwrap();
         assert_eq!(c.get(&1), None);
         assert_eq!(c.readers.active_here(), 0);
+    }
+
+    #[test]
+    fn get_or_insert_with_hits_are_reads_that_turn_the_bias_on() {
+        let c: Cache<u64, u64> = Cache::builder().max_entries(64).shards(1).build().unwrap();
+        assert_eq!(c.get_or_insert_with(1, || Ok::<_, ()>(10)), Ok(10)); // a load: a write
+        for _ in 0..bias::ENABLE_AFTER {
+            assert_eq!(c.get_or_insert_with(1, || Err::<u64, ()>(())), Ok(10));
+        }
+        assert_eq!(c.lock_free_shards(), 1, "hits alone turned the bias on");
+        assert_eq!(c.get_or_insert_with(1, || Err::<u64, ()>(())), Ok(10));
+        assert_eq!(c.lock_free_shards(), 1, "a hit does not revoke");
+        assert_eq!(c.get_or_insert_with(2, || Ok::<_, ()>(20)), Ok(20));
+        assert_eq!(c.lock_free_shards(), 0, "a miss that loads writes, and revokes");
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses), (bias::ENABLE_AFTER as u64 + 1, 2), "every call counted once");
+    }
+
+    #[test]
+    fn a_sweep_of_a_shard_without_deadlines_keeps_the_bias() {
+        let c: Cache<u64, u64> = Cache::builder().max_entries(64).shards(1).build().unwrap();
+        c.insert(1, 10);
+        bias_on(&c, 1);
+        assert_eq!(c.sweep_expired(10), 0);
+        assert_eq!(c.lock_free_shards(), 1, "nothing to sweep: only read");
+        c.insert_with_ttl(2, 20, Some(Duration::from_secs(3600)));
+        // The revocation keeps the bias off for a while (256 times its cost).
+        let t = std::time::Instant::now();
+        while c.lock_free_shards() == 0 {
+            c.get(&1);
+            assert!(t.elapsed() < Duration::from_secs(5), "the bias should be back by now");
+        }
+        assert_eq!(c.sweep_expired(10), 0);
+        assert_eq!(c.lock_free_shards(), 0, "a shard with deadlines is swept under the write lock");
     }
 
     #[test]

@@ -1,0 +1,66 @@
+//! A thread beyond the cache's reader slots (64 threads at a time have one)
+//! reads under the shard lock; its hits, `get_or_insert_with` hits included,
+//! and a sweep with nothing to sweep must not revoke the read bias that the
+//! other threads' lock-free reads rely on. Alone in its test binary: it
+//! holds every reader slot of the process while it runs.
+#![cfg(not(resilience_loom))]
+
+use std::sync::{mpsc, Arc, Barrier};
+use std::thread;
+
+use resilience::cache::Cache;
+
+/// Reader slots per process (`bias::MAX_READERS`).
+const SLOTS: usize = 64;
+
+#[test]
+fn a_thread_without_a_reader_slot_reads_without_revoking_the_bias() {
+    let c: Arc<Cache<u64, u64>> = Arc::new(Cache::builder().max_entries(64).shards(1).build().unwrap());
+    c.insert(1, 10);
+    let mut reads = 0;
+    while c.lock_free_shards() == 0 {
+        assert_eq!(c.get(&1), Some(10));
+        reads += 1;
+        assert!(reads <= 64, "the bias should be on by now");
+    }
+    // Every slot taken by a thread that read lock-free and now waits.
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let release = Arc::new(Barrier::new(SLOTS + 1));
+    let holders: Vec<_> = (0..SLOTS)
+        .map(|_| {
+            let (c, ready, release) = (c.clone(), ready_tx.clone(), release.clone());
+            thread::spawn(move || {
+                assert_eq!(c.get(&1), Some(10));
+                ready.send(()).unwrap();
+                release.wait();
+            })
+        })
+        .collect();
+    for _ in 0..SLOTS {
+        ready_rx.recv().unwrap();
+    }
+    assert_eq!(c.lock_free_shards(), 1);
+    let slotless = {
+        let c = c.clone();
+        thread::spawn(move || {
+            assert_eq!(c.get(&1), Some(10));
+            assert_eq!(c.get(&2), None);
+            assert!(c.contains(&1));
+            assert_eq!(c.get_or_insert_with(1, || Err::<u64, ()>(())), Ok(10));
+            assert_eq!(c.lock_free_shards(), 1, "a locked hit revoked the bias");
+            assert_eq!(c.sweep_expired(16), 0);
+            assert_eq!(c.lock_free_shards(), 1, "an empty sweep revoked the bias");
+        })
+    };
+    let outcome = slotless.join();
+    release.wait();
+    for h in holders {
+        h.join().unwrap();
+    }
+    outcome.unwrap();
+    let s = c.stats();
+    assert_eq!(s.hits, reads as u64 + SLOTS as u64 + 2, "every hit counted once");
+    assert_eq!(s.misses, 1);
+    assert_eq!(c.get_or_insert_with(3, || Ok::<_, ()>(30)), Ok(30));
+    assert_eq!(c.lock_free_shards(), 0, "a miss that loads still revokes");
+}
