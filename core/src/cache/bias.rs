@@ -217,8 +217,13 @@ mod index {
 
     /// One past the highest index ever handed out.
     static HIGH: AtomicUsize = AtomicUsize::new(0);
+    /// `REGISTRY.free.len()`, stored under the lock: a thread that found no
+    /// index free tries again once one is (an exited thread's).
+    static FREED: AtomicUsize = AtomicUsize::new(0);
 
     const UNSET: usize = usize::MAX;
+    /// None was free when this thread asked (it reads under the lock).
+    const NONE: usize = MAX_READERS;
     /// After the thread's index went back at exit.
     const GONE: usize = usize::MAX - 1;
 
@@ -229,7 +234,9 @@ mod index {
         fn drop(&mut self) {
             let i = INDEX.with(|c| c.replace(GONE));
             if i < MAX_READERS {
-                REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).free.push(i);
+                let mut r = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+                r.free.push(i);
+                FREED.store(r.free.len(), Ordering::Relaxed);
             }
         }
     }
@@ -254,19 +261,23 @@ mod index {
             if i < MAX_READERS {
                 r.next += 1;
             }
-            i // MAX_READERS when all are taken: this thread never gets one
+            i // NONE when all are taken: asks again once one is freed
         });
+        FREED.store(r.free.len(), Ordering::Relaxed);
         HIGH.fetch_max(i + 1, Ordering::SeqCst);
         INDEX.with(|c| c.set(i));
         i
     }
 
-    /// This thread's reader index, if it has one (none past
-    /// [`MAX_READERS`] live threads, or once its thread-locals are torn down).
+    /// This thread's reader index, if it has one (none while
+    /// [`MAX_READERS`] other live threads hold one, or once its
+    /// thread-locals are torn down).
     #[inline(always)]
     pub(crate) fn reader_index() -> Option<usize> {
         let mut i = INDEX.with(Cell::get);
-        if i == UNSET {
+        // Relaxed: a stale count only delays the retry, or retries for
+        // nothing (`assign` then finds none free, under the lock).
+        if i == UNSET || (i == NONE && FREED.load(Ordering::Relaxed) > 0) {
             i = assign();
         }
         (i < MAX_READERS).then_some(i)
@@ -399,6 +410,14 @@ mod fences {
 /// The writer's side: between its bias store and its slot loads.
 pub(crate) fn heavy_fence() {
     fences::heavy();
+}
+
+/// True when the calling thread has a reader slot, so that its reads of a
+/// shard whose read bias is on take no lock (64 live threads at a time
+/// have one; a thread without asks again once a slot's thread exits). For
+/// tests and diagnostics.
+pub fn thread_has_reader_slot() -> bool {
+    reader_index().is_some()
 }
 
 /// True when readers use a compiler fence only (membarrier registered).

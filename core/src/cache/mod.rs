@@ -43,7 +43,7 @@ pub mod table;
 pub mod ttl;
 pub mod weigher;
 
-pub use bias::asymmetric_fences;
+pub use bias::{asymmetric_fences, thread_has_reader_slot};
 pub use sharded::{Cache, CacheBuilder, SharedClock};
 pub use table::{Inserted, Stats, Table};
 pub use weigher::{CapacityError, Limits, Weigher};
