@@ -66,7 +66,7 @@ fn a_thread_without_a_reader_slot_reads_without_revoking_the_bias() {
     for h in holders {
         h.join().unwrap();
     }
-    drop(gone_tx.send(()));
+    let _ = gone_tx.send(()); // fails only if the thread already panicked
     slotless.join().unwrap();
     checked.unwrap();
     let s = c.stats();
