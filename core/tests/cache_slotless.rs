@@ -6,7 +6,7 @@
 //! the process while it runs.
 #![cfg(not(resilience_loom))]
 
-use std::sync::{mpsc, Arc, Barrier};
+use std::sync::{mpsc, Arc};
 use std::thread;
 
 use resilience::cache::{self, Cache};
@@ -24,21 +24,25 @@ fn a_thread_without_a_reader_slot_reads_without_revoking_the_bias() {
         reads += 1;
         assert!(reads <= 64, "the bias should be on by now");
     }
-    // Every slot taken by a thread that read lock-free and now waits.
+    // Every slot taken by a thread that read lock-free and now waits (for
+    // its sender to go: a failure anywhere releases it, nothing hangs).
     let (ready_tx, ready_rx) = mpsc::channel();
-    let release = Arc::new(Barrier::new(SLOTS + 1));
+    let mut releases = Vec::new();
     let holders: Vec<_> = (0..SLOTS)
         .map(|_| {
-            let (c, ready, release) = (c.clone(), ready_tx.clone(), release.clone());
+            let (c, ready) = (c.clone(), ready_tx.clone());
+            let (release, wait) = mpsc::channel::<()>();
+            releases.push(release);
             thread::spawn(move || {
                 assert_eq!(c.get(&1), Some(10));
                 ready.send(()).unwrap();
-                release.wait();
+                let _ = wait.recv(); // Err once released
             })
         })
         .collect();
+    drop(ready_tx);
     for _ in 0..SLOTS {
-        ready_rx.recv().unwrap();
+        ready_rx.recv().expect("a holder failed before taking its slot");
     }
     assert_eq!(c.lock_free_shards(), 1);
     let (checked_tx, checked_rx) = mpsc::channel();
@@ -62,7 +66,7 @@ fn a_thread_without_a_reader_slot_reads_without_revoking_the_bias() {
         })
     };
     let checked = checked_rx.recv();
-    release.wait();
+    drop(releases);
     for h in holders {
         h.join().unwrap();
     }

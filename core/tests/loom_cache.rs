@@ -159,3 +159,21 @@ fn get_or_insert_with_hits_race_a_writer_and_the_bias_coming_back() {
         assert_eq!((s.hits, s.misses), (4, 0), "every hit counted once");
     });
 }
+
+#[test]
+fn a_locked_miss_revokes_and_loads_while_a_lock_free_read_runs() {
+    // `get_or_insert_with` of an absent key with the bias on: the look
+    // beside the lock-free readers misses, so it revokes (waiting for the
+    // reader) before it registers its load with `&mut`.
+    loom::model(|| {
+        let cache = Arc::new(one_shard(4));
+        biased(&cache, 1, 10);
+        let c2 = cache.clone();
+        let t = thread::spawn(move || c2.get(&1));
+        assert_eq!(cache.get_or_insert_with(2, || Ok::<_, ()>(20)), Ok(20));
+        assert_eq!(t.join().unwrap(), Some(10));
+        let s = cache.stats();
+        assert_eq!((s.hits, s.misses), (2, 1), "every read counted once");
+        assert_eq!(cache.get(&2), Some(20));
+    });
+}

@@ -414,8 +414,9 @@ pub(crate) fn heavy_fence() {
 
 /// True when the calling thread has a reader slot, so that its reads of a
 /// shard whose read bias is on take no lock (64 live threads at a time
-/// have one; a thread without asks again once a slot's thread exits). For
-/// tests and diagnostics.
+/// have one; a thread without asks again once a slot's thread exits).
+/// Asking takes a free slot for the calling thread, as its first read of a
+/// biased shard would. For tests and diagnostics.
 pub fn thread_has_reader_slot() -> bool {
     reader_index().is_some()
 }
