@@ -102,6 +102,13 @@ fn run<G: GroupOps>(input: &Input) {
         assert!(t.weight() <= t.max_weight());
         let (small, main) = t.queue_lengths();
         assert_eq!(small + main, t.len());
+        if !t.may_hold_expired(now) {
+            // A sweep now would examine nothing: nothing held may be due.
+            for (k, _) in t.iter() {
+                let d = model.get(k.as_bytes()).map_or(0, |(_, d)| *d);
+                assert!(d == 0 || now < d, "an expired entry that sweeps would skip");
+            }
+        }
     }
     assert_eq!(t.iter().count(), t.len());
 }

@@ -16,8 +16,8 @@
 //! cores reading one shard no longer trade its lock's line). A hit of
 //! `get_or_insert_with` is a read too (lock-free, or under the lock beside
 //! the lock-free readers when the calling thread has no reader slot): only
-//! a miss that starts a load writes. A sweep of a shard with no deadline is
-//! a read. A lock-free
+//! a miss that starts a load writes. A sweep of a shard where no deadline
+//! can have passed yet is a read. A lock-free
 //! hit bumps the entry's frequency with a plain atomic store, and a
 //! lock-free read of an expired entry is a miss that leaves the entry for
 //! the next write or [`sweep_expired`](Cache::sweep_expired) to remove. The
@@ -1006,8 +1006,9 @@ where
     /// Removes up to `max` expired entries, resuming where the last sweep
     /// stopped (shard by shard; each shard examines at most `16 * max`
     /// buckets). Returns how many it removed. Call it from a timer or an
-    /// idle loop; nothing sweeps by itself. A shard holding no entry with a
-    /// deadline is only read (its read bias stays on).
+    /// idle loop; nothing sweeps by itself. A shard where no deadline can
+    /// have passed (see [`Table::may_hold_expired`]) is only read (its read
+    /// bias stays on).
     pub fn sweep_expired(&self, max: usize) -> usize {
         let mut now = LazyNow::new(&*self.clock);
         let t = now.now();
@@ -1024,9 +1025,10 @@ where
                 break;
             }
             let s = &self.shards[(start + k) & self.mask];
-            // A shard with no deadline has nothing to sweep: looked at as a
-            // read, so that sweeping a cache without TTLs revokes no bias.
-            if s.peek(|s| s.table.expiring()) > 0 {
+            // A shard where no deadline can have passed has nothing to
+            // sweep: looked at as a read, so that such a sweep revokes no
+            // bias.
+            if s.peek(|s| s.table.may_hold_expired(now)) {
                 removed += s.with(|s| s.table.sweep_expired(max - removed, now));
             }
         }
@@ -1151,19 +1153,19 @@ mod tests {
     }
 
     #[test]
-    fn a_sweep_of_a_shard_without_deadlines_keeps_the_bias() {
-        let c: Cache<u64, u64> = Cache::builder().max_entries(64).shards(1).build().unwrap();
+    fn a_sweep_that_can_find_nothing_keeps_the_bias() {
+        let clock = std::sync::Arc::new(crate::clock::ManualClock::new(0));
+        let c: Cache<u64, u64> =
+            Cache::builder().max_entries(64).shards(1).clock(clock.clone()).build().unwrap();
         c.insert(1, 10);
+        c.insert_with_ttl(2, 20, Some(Duration::from_nanos(100)));
         bias_on(&c, 1);
         assert_eq!(c.sweep_expired(10), 0);
-        assert_eq!(c.lock_free_shards(), 1, "nothing to sweep: only read");
-        // With a deadline held (stored before the bias came on, so that no
-        // revocation's wait delays it), the sweep writes.
-        let d: Cache<u64, u64> = Cache::builder().max_entries(64).shards(1).build().unwrap();
-        d.insert_with_ttl(1, 10, Some(Duration::from_secs(3600)));
-        bias_on(&d, 1);
-        assert_eq!(d.sweep_expired(10), 0);
-        assert_eq!(d.lock_free_shards(), 0, "a shard with deadlines is swept under the write lock");
+        assert_eq!(c.lock_free_shards(), 1, "no deadline has passed: only read");
+        clock.set(100);
+        assert_eq!(c.sweep_expired(10), 1);
+        assert_eq!(c.lock_free_shards(), 0, "a sweep that may remove writes");
+        assert_eq!(c.len(), 1);
     }
 
     #[test]

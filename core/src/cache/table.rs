@@ -307,6 +307,14 @@ pub struct Table<K, V, S = SeededState, G = Group> {
     ghost: Ghost,
     ttl_items: usize,
     sweep_cursor: usize,
+    /// No entry's deadline is before this (`u64::MAX` when none was set
+    /// since the table last held no deadline): a lower bound, tightened
+    /// each time a sweep completes a pass over the buckets.
+    earliest: Nanos,
+    /// The soonest deadline the current sweep pass has seen on an entry it
+    /// kept, or that a write has set meantime on a bucket the pass had
+    /// passed: `earliest` at the pass's end.
+    pass_earliest: Nanos,
     _group: PhantomData<G>,
 }
 
@@ -358,6 +366,8 @@ where
             ghost: Ghost::new(),
             ttl_items: 0,
             sweep_cursor: 0,
+            earliest: u64::MAX,
+            pass_earliest: u64::MAX,
             stats: Stats::default(),
             _group: PhantomData,
         })
@@ -391,6 +401,26 @@ where
     #[inline]
     pub fn expiring(&self) -> usize {
         self.ttl_items
+    }
+
+    /// False when no entry can have expired by `now` (a cheap, conservative
+    /// bound: true may still find nothing to remove). What
+    /// [`sweep_expired`](Self::sweep_expired) checks first.
+    #[inline]
+    pub fn may_hold_expired(&self, now: Nanos) -> bool {
+        self.ttl_items > 0 && now >= self.earliest
+    }
+
+    /// Records a deadline just stored on the entry in bucket `i`.
+    #[inline]
+    fn note_deadline(&mut self, expires: Nanos, i: usize) {
+        // With no other deadline held (`ttl_items` counts this one already)
+        // the old bound means nothing.
+        self.earliest = if self.ttl_items == 1 { expires } else { self.earliest.min(expires) };
+        // A bucket the current pass has yet to reach is examined then.
+        if i < self.sweep_cursor {
+            self.pass_earliest = self.pass_earliest.min(expires);
+        }
     }
 
     /// Total weight of the entries.
@@ -647,6 +677,9 @@ where
                 (false, true) => self.ttl_items += 1,
                 _ => {}
             }
+            if expires != NEVER {
+                self.note_deadline(expires, i);
+            }
             self.stats.updates += 1;
             if self.weight > self.weight_limit {
                 // The value grew: evict others, never the entry just
@@ -682,6 +715,7 @@ where
         self.weight = self.weight.saturating_add(w);
         if expires != NEVER {
             self.ttl_items += 1;
+            self.note_deadline(expires, i);
         }
         match queue {
             Queue::Main => self.main.push_head(&mut self.slots, i as u32, Queue::Main),
@@ -716,18 +750,22 @@ where
 
     /// Removes at most `max` expired entries, examining at most `16 * max`
     /// buckets from where the previous sweep stopped. Returns how many it
-    /// removed. Costs nothing when no entry has a deadline.
+    /// removed. Costs nothing when no entry has a deadline, or when no
+    /// deadline can have passed yet (a lower bound on the deadlines held,
+    /// tightened at the end of each full pass over the buckets).
     pub fn sweep_expired<T: TimeSource>(&mut self, max: usize, mut time: T) -> usize {
         if self.ttl_items == 0 || max == 0 {
             return 0;
         }
         let now = time.now();
+        if now < self.earliest {
+            return 0;
+        }
         let n = self.slots.len();
         let budget = max.saturating_mul(16).min(n);
         let mut removed = 0;
         for _ in 0..budget {
             let i = self.sweep_cursor;
-            self.sweep_cursor = if i + 1 == n { 0 } else { i + 1 };
             if group::is_full(self.ctrl_byte(i)) {
                 // SAFETY: control byte `i` is FULL.
                 let e = unsafe { self.slots.get(i) }.meta.expires;
@@ -735,10 +773,21 @@ where
                     drop(self.take(i, None));
                     self.stats.expirations += 1;
                     removed += 1;
-                    if removed == max || self.ttl_items == 0 {
-                        break;
-                    }
+                } else if e != NEVER {
+                    self.pass_earliest = self.pass_earliest.min(e);
                 }
+            }
+            if i + 1 == n {
+                // A full pass: every entry held now was examined and kept,
+                // or written behind the cursor since (buckets do not move
+                // between rebuilds, and a rebuild starts a new pass).
+                self.sweep_cursor = 0;
+                self.earliest = std::mem::replace(&mut self.pass_earliest, u64::MAX);
+            } else {
+                self.sweep_cursor = i + 1;
+            }
+            if removed == max || self.ttl_items == 0 {
+                break;
             }
         }
         removed
@@ -763,6 +812,8 @@ where
         self.ghost = Ghost::new();
         self.ttl_items = 0;
         self.sweep_cursor = 0;
+        self.earliest = u64::MAX;
+        self.pass_earliest = u64::MAX;
         // SAFETY: `ctrl` describes `slots`, which the table no longer holds.
         unsafe { slots.drop_full(&ctrl) };
     }
@@ -984,9 +1035,25 @@ where
         self.slots = slots;
         [self.small, self.main] = lists;
         self.growth_left = usable(groups) - self.items;
+        // Entries moved: a new sweep pass begins (`earliest` still bounds
+        // them all).
         self.sweep_cursor = 0;
+        self.pass_earliest = u64::MAX;
         if !self.bounded_count && self.ghost.len() > 0 {
             self.ghost.resize(self.ghost_target());
+        }
+    }
+
+    /// Checks that no entry's deadline is before the sweep's lower bound.
+    /// For tests.
+    #[cfg(test)]
+    fn check_deadline_bound(&self) {
+        for i in 0..self.slots.len() {
+            if group::is_full(self.ctrl_byte(i)) {
+                // SAFETY: control byte `i` is FULL.
+                let e = unsafe { self.slots.get(i) }.meta.expires;
+                assert!(e == NEVER || e >= self.earliest, "deadline {e} before the bound {}", self.earliest);
+            }
         }
     }
 
@@ -1338,6 +1405,71 @@ mod tests {
         assert_eq!(t.stats().expirations, 2);
         assert_eq!(t.insert(4, 4, 5, 10), Inserted::Rejected(None), "born expired");
         assert_eq!(t.sweep_expired(10, u64::MAX), 0, "nothing has a deadline");
+    }
+
+    #[test]
+    fn a_sweep_before_the_first_deadline_examines_nothing() {
+        let mut t = table::<Group>(1000);
+        assert!(!t.may_hold_expired(u64::MAX), "no deadline held");
+        t.insert(1, 1, 300, 0);
+        t.insert(2, 2, 100, 0);
+        t.insert(3, 3, NEVER, 0);
+        assert!(!t.may_hold_expired(99) && t.may_hold_expired(100));
+        assert_eq!(t.sweep_expired(1, 99), 0);
+        assert_eq!(t.sweep_cursor, 0, "not a bucket examined");
+        // Removing the soonest leaves the bound where it was (a lower
+        // bound) until a sweep's full pass tightens it.
+        assert_eq!(t.remove(&2), Some((2, 2)));
+        assert!(t.may_hold_expired(150));
+        assert_eq!(t.sweep_expired(usize::MAX, 150), 0);
+        assert!(!t.may_hold_expired(299) && t.may_hold_expired(300), "tightened to 300");
+        t.insert(4, 4, 200, 0);
+        assert!(t.may_hold_expired(200), "a new deadline lowers it");
+        assert_eq!(t.sweep_expired(usize::MAX, 300), 2);
+        assert!(!t.may_hold_expired(u64::MAX), "no deadline left");
+        t.insert(5, 5, 1000, 0);
+        assert!(!t.may_hold_expired(999), "the first deadline after none sets the bound afresh");
+    }
+
+    #[test]
+    fn the_deadline_bound_holds_under_random_writes_reads_and_sweeps() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut t = table::<Group>(200);
+        let mut now = 1u64;
+        for _ in 0..200_000 {
+            let k = next(300);
+            match next(10) {
+                0..=3 => {
+                    let e = if next(4) == 0 { NEVER } else { now + 1 + next(500) };
+                    t.insert(k, k, e, now);
+                }
+                4 => drop(t.remove(&k)),
+                5 => drop(t.get(&k, now)),
+                6 => {
+                    t.sweep_expired(1 + next(8) as usize, now);
+                    if !t.may_hold_expired(now) {
+                        let due = (0..t.slots.len())
+                            .filter(|&i| group::is_full(t.ctrl_byte(i)))
+                            // SAFETY: control byte `i` is FULL.
+                            .map(|i| unsafe { t.slots.get(i) }.meta.expires)
+                            .filter(|&e| e != NEVER && e <= now)
+                            .count();
+                        assert_eq!(due, 0, "an expired entry that a sweep would skip");
+                    }
+                }
+                7 => now += next(50),
+                8 if next(500) == 0 => t.clear(),
+                _ => {}
+            }
+            t.check_deadline_bound();
+        }
+        assert!(t.stats().expirations > 0, "sweeps and reads removed expired entries");
     }
 
     #[test]

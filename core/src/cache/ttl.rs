@@ -9,7 +9,9 @@
 //! - `sweep_expired(max)` walks the table from where the last sweep stopped,
 //!   examines a bounded number of buckets and removes at most `max` expired
 //!   entries, so a host (or the engine's timer) returns expired memory in
-//!   small steps. Nothing runs in the background by itself.
+//!   small steps; it returns at once while no deadline can have passed (a
+//!   lower bound on the table's deadlines, tightened at the end of each full
+//!   pass). Nothing runs in the background by itself.
 //!
 //! Reading the clock costs about 20 ns, more than a cache hit, so the table
 //! asks a [`TimeSource`] for the time only when an entry it touches carries a
