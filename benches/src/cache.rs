@@ -284,6 +284,18 @@ fn get_miss(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // Two threads missing on the same cache, each from its own half.
+    let mut g = group(c, "cache/get_miss_2threads/16B", 2 * BATCH as u64);
+    fn two<P: Peer>(p: &P, absent: &[u64], iters: u64) -> Duration {
+        timed_threads(2, iters, &|t, i| {
+            black_box(misses(p, absent, i as usize * BATCH + t * (HOT / 2)));
+        })
+    }
+    g.bench_function("resilience", |b| b.iter_custom(|n| two(&o, &absent, n)));
+    g.bench_function("quick_cache", |b| b.iter_custom(|n| two(&q, &absent, n)));
+    g.bench_function("moka", |b| b.iter_custom(|n| two(&m, &absent, n)));
+    g.finish();
 }
 
 fn insert_evict(c: &mut Criterion) {
@@ -309,6 +321,24 @@ fn insert_evict(c: &mut Criterion) {
         g.bench_function("quick_cache", |b| b.iter(|| run(&q, &mut next, &proto)));
         g.bench_function("moka", |b| b.iter(|| run(&m, &mut next, &proto)));
         g.finish();
+        if len != 16 {
+            continue;
+        }
+        // Two threads inserting fresh keys into the same full cache (each
+        // batch takes its key range from a shared counter).
+        let fresh = std::sync::atomic::AtomicU64::new(next + 1);
+        let mut g = group(c, "cache/insert_evict_2threads/16B", 2 * BATCH as u64);
+        fn two<P: Peer>(p: &P, fresh: &std::sync::atomic::AtomicU64, proto: &Val, iters: u64) -> Duration {
+            timed_threads(2, iters, &|_, _| {
+                let mut next = fresh.fetch_add(BATCH as u64, std::sync::atomic::Ordering::Relaxed);
+                run(p, &mut next, proto);
+            })
+        }
+        g.bench_function("resilience", |b| b.iter_custom(|n| two(&o, &fresh, &proto, n)));
+        g.bench_function("quick_cache", |b| b.iter_custom(|n| two(&q, &fresh, &proto, n)));
+        g.bench_function("moka", |b| b.iter_custom(|n| two(&m, &fresh, &proto, n)));
+        g.finish();
+        assert!(o.len() <= SMALL_CAP, "ours stays within its capacity on two threads");
     }
 }
 

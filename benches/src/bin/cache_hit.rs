@@ -5,7 +5,7 @@
 //!
 //! Run: `cargo run --release -p resilience-benches --bin cache-hit`
 //! (env `ROUNDS`, default 200; `LEN`, value bytes, default 16; `MODE=evict`
-//! for insert with eviction, `MODE=mix` for the 90/10 Zipf mix, `MODE=mix2` for
+//! for insert with eviction (`MODE=evict2` on two threads), `MODE=mix` for the 90/10 Zipf mix, `MODE=mix2` for
 //! that mix on two threads, `MODE=hit2` for hits on two threads, `MODE=load`
 //! and `MODE=load2` for `get_or_insert_with` hits on one and two threads, each beside
 //! quick_cache, `ONLY=ours` to run ours alone under a profiler).
@@ -98,6 +98,34 @@ fn evict(rounds: usize, len: usize) {
         || run(&|k, v| quick.insert(k, v)),
     );
     assert!(ours.len() <= 4096 && ours.stats().evictions > 0);
+}
+
+/// Insert with eviction on two pinned threads (capacity 4,096, fresh keys
+/// from a shared counter, a batch at a time); ns per insert of the pair.
+fn evict_two_threads(rounds: usize, len: usize) {
+    let ours: Cache<u64, Val> = Cache::builder().max_entries(4096).build().expect("valid cache");
+    let quick = quick_cache::sync::Cache::<u64, Val>::new(4096);
+    let proto = keyed_value(len, 0);
+    let fresh = std::sync::atomic::AtomicU64::new(1);
+    const BATCH: u64 = 1024;
+    let run = |put: &(dyn Fn(u64, Val) + Sync)| {
+        on_two_threads(GETS / 4, &|_| {
+            for _ in 0..GETS as u64 / 4 / BATCH {
+                let base = fresh.fetch_add(BATCH, std::sync::atomic::Ordering::Relaxed);
+                for k in base..base + BATCH {
+                    put(k, proto.clone());
+                }
+            }
+        })
+    };
+    ours_vs_quick(
+        &format!("insert with eviction, two threads, {len}-byte values"),
+        rounds,
+        || run(&|k, v| ours.insert(k, v)),
+        || run(&|k, v| quick.insert(k, v)),
+    );
+    assert!(ours.len() <= 4096 && ours.stats().evictions > 0);
+    println!("shards: ours {}", ours.shard_count());
 }
 
 /// One pass of the 90/10 get/insert mix over `trace` from `offset`: a write
@@ -225,6 +253,7 @@ fn main() {
         }
         Ok("mix2") => return mix(rounds.min(50), len, 2),
         Ok("hit2") => return hit_two_threads(rounds, len),
+        Ok("evict2") => return evict_two_threads(rounds, len),
         Ok("load") => {
             pin_to(0);
             return load_hits(rounds, len, 1);

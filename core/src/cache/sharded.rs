@@ -30,7 +30,8 @@
 //! closure given to [`get_with`](Cache::get_with) — must not call back into
 //! the same cache (a write would deadlock; a read from inside a lock-free
 //! read takes the lock, so that its thread's announcement stays up) and
-//! should be short. Replaced values are dropped after the lock is released.
+//! should be short. Replaced values and evicted entries are dropped after
+//! the lock is released.
 //!
 //! As with any lock, `fork` while other threads read or write a cache
 //! leaves their reads and locks in progress for ever in the child: a child
@@ -41,7 +42,7 @@ use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
 use super::bias::{self, ReadGuard, Readers};
-use super::table::{Inserted, Stats, Table};
+use super::table::{Deferred, Inserted, Stats, Table};
 use super::ttl::{self, LazyNow, TimeSource};
 use super::weigher::{CapacityError, Limits, Weigher};
 use crate::clock::{self, Clock, MonotonicClock, Nanos};
@@ -772,17 +773,21 @@ where
         };
         let expires = ttl::deadline(now.unwrap_or(0), ttl);
         let clock = &*self.clock;
+        // The replaced value and the evicted entries are dropped after the
+        // lock is released (in this order).
+        let mut evicted = Deferred::new();
         let old = self.shard(hash).with(|s| {
             if !s.loads.is_empty() {
                 s.supersede(hash, &key);
             }
             match now {
-                Some(t) => s.table.insert_hashed(hash, key, value, expires, t),
-                None => s.table.insert_hashed(hash, key, value, expires, LazyNow::new(clock)),
+                Some(t) => s.table.insert_evicting(hash, key, value, expires, t, &mut evicted),
+                None => s.table.insert_evicting(hash, key, value, expires, LazyNow::new(clock), &mut evicted),
             }
         });
         let stored = !matches!(old, Inserted::Rejected(_));
-        drop(old); // outside the lock
+        drop(old);
+        drop(evicted);
         stored
     }
 
@@ -895,6 +900,7 @@ where
         let now = self.default_ttl.map(|_| self.clock.now());
         let expires = ttl::deadline(now.unwrap_or(0), self.default_ttl);
         let clock = &*self.clock;
+        let mut evicted = Deferred::new(); // dropped after the lock, as on insert
         let published = shard.with(|s| {
             let at = s.loads.iter().position(|l| Arc::ptr_eq(&l.slot, slot))?;
             let load = s.loads.swap_remove(at);
@@ -903,8 +909,15 @@ where
                 Ok(v) => {
                     let v = v.clone();
                     match now {
-                        Some(t) => s.table.insert_hashed(hash, load.key, v, expires, t),
-                        None => s.table.insert_hashed(hash, load.key, v, expires, LazyNow::new(clock)),
+                        Some(t) => s.table.insert_evicting(hash, load.key, v, expires, t, &mut evicted),
+                        None => s.table.insert_evicting(
+                            hash,
+                            load.key,
+                            v,
+                            expires,
+                            LazyNow::new(clock),
+                            &mut evicted,
+                        ),
                     }
                 }
                 Err(_) => Inserted::Rejected(None),
@@ -920,6 +933,7 @@ where
         guard.armed = false;
         slot.finish(outcome);
         drop(published);
+        drop(evicted);
         result
     }
 
@@ -1166,6 +1180,50 @@ mod tests {
         assert_eq!(c.sweep_expired(10), 1);
         assert_eq!(c.lock_free_shards(), 0, "a sweep that may remove writes");
         assert_eq!(c.len(), 1);
+    }
+
+    /// A value that records, when dropped, whether the shard lock it
+    /// points at was held.
+    struct DropProbe {
+        lock: *const AtomicBool,
+        locked_at_drop: std::sync::Arc<std::sync::Mutex<Vec<bool>>>,
+    }
+
+    // SAFETY: the pointer is only read (an atomic load) while the cache it
+    // points into is alive, on whichever thread drops the value.
+    unsafe impl Send for DropProbe {}
+    // SAFETY: as above; `&DropProbe` gives no access to the pointer.
+    unsafe impl Sync for DropProbe {}
+
+    impl Clone for DropProbe {
+        fn clone(&self) -> Self {
+            Self { lock: self.lock, locked_at_drop: self.locked_at_drop.clone() }
+        }
+    }
+
+    impl Drop for DropProbe {
+        fn drop(&mut self) {
+            // SAFETY: the test keeps the cache alive while its values drop.
+            let held = unsafe { &*self.lock }.load(Ordering::SeqCst);
+            self.locked_at_drop.lock().unwrap().push(held);
+        }
+    }
+
+    #[test]
+    fn evicted_and_replaced_values_drop_after_the_lock_is_released() {
+        let c: Cache<u64, DropProbe> = Cache::builder().max_entries(2).shards(1).build().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let probe = DropProbe { lock: &c.shards[0].locked, locked_at_drop: seen.clone() };
+        for k in 0..6 {
+            c.insert(k, probe.clone()); // evicts from the third on
+        }
+        c.insert(5, probe.clone()); // replaces
+        assert!(c.get_or_insert_with(9, || Ok::<_, ()>(probe.clone())).is_ok()); // loads, evicts
+        let s = c.stats();
+        assert_eq!((s.evictions, s.updates), (5, 1));
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 8, "five evicted, one replaced, the load's result and its waiters' copy");
+        assert!(seen.iter().all(|&held| !held), "a value dropped under the shard lock: {seen:?}");
     }
 
     #[test]

@@ -136,6 +136,46 @@ pub enum Inserted<V> {
     Rejected(Option<V>),
 }
 
+/// Where an insert's evicted entries go.
+pub(crate) trait Evictions<K, V> {
+    /// Takes one evicted (or expired-on-eviction) entry.
+    fn push(&mut self, key: K, value: V);
+}
+
+/// Drops evicted entries at once (the single owner's inserts).
+pub(crate) struct DropNow;
+
+impl<K, V> Evictions<K, V> for DropNow {
+    #[inline(always)]
+    fn push(&mut self, _key: K, _value: V) {}
+}
+
+/// Keeps evicted entries (the first without allocating) until it is
+/// dropped: the concurrent cache drops them after releasing the shard's
+/// lock, so that value destructors (a cross-thread `free`, user code) do
+/// not lengthen the critical section.
+pub(crate) struct Deferred<K, V> {
+    first: Option<(K, V)>,
+    rest: Vec<(K, V)>,
+}
+
+impl<K, V> Deferred<K, V> {
+    pub(crate) const fn new() -> Self {
+        Self { first: None, rest: Vec::new() }
+    }
+}
+
+impl<K, V> Evictions<K, V> for Deferred<K, V> {
+    #[inline]
+    fn push(&mut self, key: K, value: V) {
+        if self.first.is_none() {
+            self.first = Some((key, value));
+        } else {
+            self.rest.push((key, value));
+        }
+    }
+}
+
 /// The slot array. Slot `i` is initialised exactly when control byte `i` is
 /// FULL; every initialised slot is on exactly one queue (small or main).
 struct Slots<K, V>(Box<[MaybeUninit<Slot<K, V>>]>);
@@ -415,8 +455,13 @@ where
     #[inline]
     fn note_deadline(&mut self, expires: Nanos, i: usize) {
         // With no other deadline held (`ttl_items` counts this one already)
-        // the old bound means nothing.
-        self.earliest = if self.ttl_items == 1 { expires } else { self.earliest.min(expires) };
+        // the old bounds mean nothing.
+        if self.ttl_items == 1 {
+            self.earliest = expires;
+            self.pass_earliest = u64::MAX;
+        } else {
+            self.earliest = self.earliest.min(expires);
+        }
         // A bucket the current pass has yet to reach is examined then.
         if i < self.sweep_cursor {
             self.pass_earliest = self.pass_earliest.min(expires);
@@ -643,13 +688,28 @@ where
     }
 
     /// [`insert`](Self::insert) with the hash already computed.
+    #[inline]
     pub fn insert_hashed<T: TimeSource>(
         &mut self,
         hash: u64,
         key: K,
         value: V,
         expires: Nanos,
+        time: T,
+    ) -> Inserted<V> {
+        self.insert_evicting(hash, key, value, expires, time, &mut DropNow)
+    }
+
+    /// [`insert_hashed`](Self::insert_hashed) that hands the entries it
+    /// evicts to `evicted` instead of dropping them.
+    pub(crate) fn insert_evicting<T: TimeSource, E: Evictions<K, V>>(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: V,
+        expires: Nanos,
         mut time: T,
+        evicted: &mut E,
     ) -> Inserted<V> {
         let weigher = self.weigher;
         let w = Self::weigh(weigher, &key, &value);
@@ -693,7 +753,7 @@ where
                 // weigher): the entry goes back on its queue even if that
                 // panics, so the table stays whole for the next holder.
                 let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.make_room(0, 0, &mut time);
+                    self.make_room(0, 0, &mut time, evicted);
                 }));
                 let (list, slots) = self.queue(q);
                 list.push_head(slots, i, q);
@@ -703,7 +763,7 @@ where
             }
             return Inserted::Replaced(old);
         }
-        self.make_room(1, w, &mut time);
+        self.make_room(1, w, &mut time, evicted);
         let queue = if self.ghost.take(hash) { Queue::Main } else { Queue::Small };
         self.reserve_one();
         let (i, passed) = Self::find_insert_slot(&self.ctrl, &mut self.overflow, hash);
@@ -766,31 +826,53 @@ where
         let mut removed = 0;
         for _ in 0..budget {
             let i = self.sweep_cursor;
+            let last = i + 1 == n;
+            // Moved on first: an entry whose removal panics is not met
+            // again at once by every later sweep.
+            self.sweep_cursor = if last { 0 } else { i + 1 };
             if group::is_full(self.ctrl_byte(i)) {
                 // SAFETY: control byte `i` is FULL.
                 let e = unsafe { self.slots.get(i) }.meta.expires;
                 if e != NEVER && now >= e {
-                    drop(self.take(i, None));
-                    self.stats.expirations += 1;
-                    removed += 1;
+                    let taken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.take(i, None)));
+                    match taken {
+                        Ok(entry) => {
+                            self.stats.expirations += 1;
+                            removed += 1;
+                            drop(entry);
+                        }
+                        Err(panic) => {
+                            // A weigher or hash panicked before anything
+                            // changed: the entry stays, so its deadline
+                            // bounds this pass.
+                            self.pass_earliest = self.pass_earliest.min(e);
+                            if last {
+                                self.end_pass();
+                            }
+                            std::panic::resume_unwind(panic);
+                        }
+                    }
                 } else if e != NEVER {
                     self.pass_earliest = self.pass_earliest.min(e);
                 }
             }
-            if i + 1 == n {
-                // A full pass: every entry held now was examined and kept,
-                // or written behind the cursor since (buckets do not move
-                // between rebuilds, and a rebuild starts a new pass).
-                self.sweep_cursor = 0;
-                self.earliest = std::mem::replace(&mut self.pass_earliest, u64::MAX);
-            } else {
-                self.sweep_cursor = i + 1;
+            if last {
+                self.end_pass();
             }
             if removed == max || self.ttl_items == 0 {
                 break;
             }
         }
         removed
+    }
+
+    /// A sweep pass reached the last bucket: every entry held now was
+    /// examined and kept, or written behind the cursor since (buckets do
+    /// not move between rebuilds, and a rebuild starts a new pass), so the
+    /// pass's bound bounds them all; so does the running one.
+    fn end_pass(&mut self) {
+        let pass = std::mem::replace(&mut self.pass_earliest, u64::MAX);
+        self.earliest = self.earliest.max(pass);
     }
 
     /// Removes every entry and returns to the initial allocation (counters
@@ -855,11 +937,17 @@ where
 
     /// Evicts until one more entry of weight `extra_weight` fits (or the
     /// table is empty).
-    fn make_room<T: TimeSource>(&mut self, extra: usize, extra_weight: u64, time: &mut T) {
+    fn make_room<T: TimeSource, E: Evictions<K, V>>(
+        &mut self,
+        extra: usize,
+        extra_weight: u64,
+        time: &mut T,
+        evicted: &mut E,
+    ) {
         while self.items + extra > self.count_limit
             || self.weight.saturating_add(extra_weight) > self.weight_limit
         {
-            if !self.evict_one(time) {
+            if !self.evict_one(time, evicted) {
                 break;
             }
         }
@@ -872,7 +960,7 @@ where
 
     /// Removes one entry by the S3-FIFO rules (see [`super::eviction`]).
     /// False when the table is empty.
-    fn evict_one<T: TimeSource>(&mut self, time: &mut T) -> bool {
+    fn evict_one<T: TimeSource, E: Evictions<K, V>>(&mut self, time: &mut T, evicted: &mut E) -> bool {
         loop {
             let from_small = self.small.len > 0
                 && (self.main.len == 0
@@ -888,7 +976,8 @@ where
             debug_assert!(i != NIL);
             let m = self.slots.meta(i).clone();
             if m.expires != NEVER && time.now() >= m.expires {
-                drop(self.take(i as usize, None));
+                let (k, v) = self.take(i as usize, None);
+                evicted.push(k, v);
                 self.stats.expirations += 1;
                 return true;
             }
@@ -917,7 +1006,8 @@ where
                 self.main.push_head(&mut self.slots, i, Queue::Main);
                 continue;
             }
-            drop(self.take(i as usize, hash));
+            let (k, v) = self.take(i as usize, hash);
+            evicted.push(k, v);
             self.stats.evictions += 1;
             return true;
         }
@@ -1429,6 +1519,34 @@ mod tests {
         assert!(!t.may_hold_expired(u64::MAX), "no deadline left");
         t.insert(5, 5, 1000, 0);
         assert!(!t.may_hold_expired(999), "the first deadline after none sets the bound afresh");
+    }
+
+    #[test]
+    fn a_sweep_moves_past_an_entry_whose_removal_panics() {
+        static ARMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        fn weigh(_: &u64, v: &u64) -> u64 {
+            if *v == 13 && ARMED.load(std::sync::atomic::Ordering::SeqCst) {
+                panic!("the weigher panicked");
+            }
+            1
+        }
+        let mut t: Table<u64, u64> = weighted(weigh);
+        for k in 0..40 {
+            t.insert(k, k, 10, 0);
+        }
+        ARMED.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut panics = 0;
+        for _ in 0..200 {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.sweep_expired(1, 20)));
+            panics += usize::from(r.is_err());
+            t.check_deadline_bound();
+        }
+        assert_eq!(t.len(), 1, "every other expired entry swept");
+        assert!((1..200).contains(&panics), "{panics} sweeps panicked");
+        assert!(t.may_hold_expired(20), "the entry left is still due");
+        ARMED.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(t.sweep_expired(usize::MAX, 20), 1);
+        assert!(t.is_empty());
     }
 
     #[test]
