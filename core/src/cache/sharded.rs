@@ -837,6 +837,10 @@ where
         }
         let mut key = Some(key);
         let readers = &self.readers;
+        // The load of `k` in flight, if any, to wait for (a read).
+        let running = |s: &Shard<K, V, S>, k: &K| {
+            s.loads.iter().find(|l| l.hash == hash && l.key == *k).map(|l| Step::Wait(l.slot.clone()))
+        };
         loop {
             // Under the lock: a hit, or a load to wait for, is a read (beside
             // the lock-free readers if the bias is on: no revocation); only a
@@ -848,10 +852,7 @@ where
                     if let Some(v) = s.table.get_hashed(hash, k, LazyNow::new(clock)) {
                         return Ok(Some(Step::Hit(v.clone())));
                     }
-                    match s.loads.iter().find(|l| l.hash == hash && l.key == *k) {
-                        Some(l) => Ok(Some(Step::Wait(l.slot.clone()))),
-                        None => Err(key), // the miss is counted
-                    }
+                    running(s, k).map(Some).ok_or(key) // the miss is counted
                 },
                 |s, key| {
                     let Some(k) = key.as_ref() else { return Ok(None) };
@@ -860,10 +861,7 @@ where
                     if let Some(v) = found {
                         return Ok(Some(Step::Hit(v.clone())));
                     }
-                    match s.loads.iter().find(|l| l.hash == hash && l.key == *k) {
-                        Some(l) => Ok(Some(Step::Wait(l.slot.clone()))),
-                        None => Err(key),
-                    }
+                    running(s, k).map(Some).ok_or(key)
                 },
                 |s, key| {
                     let key = key.take()?;
