@@ -178,37 +178,11 @@ fn mix(rounds: usize, len: usize, threads: usize) {
     );
 }
 
-/// Two pinned threads getting resident keys from one cache (each from its
-/// own half of the key order); ns per get of the pair.
-fn hit_two_threads(rounds: usize, len: usize) {
-    let ks = scrambled_keys(HOT, 6);
-    let ours: Cache<u64, Val> = Cache::builder().max_entries(CAP).build().expect("valid cache");
-    let quick = quick_cache::sync::Cache::<u64, Val>::new(CAP);
-    for &k in &ks {
-        ours.insert(k, keyed_value(len, k));
-        quick.insert(k, keyed_value(len, k));
-    }
-    let two = |get: &(dyn Fn(u64) -> u64 + Sync)| {
-        on_two_threads(GETS, &|t| {
-            let mut acc = 0u64;
-            for j in 0..GETS {
-                acc = acc.wrapping_add(get(ks[(j + t * HOT / 2) & (HOT - 1)]));
-            }
-            black_box(acc);
-        })
-    };
-    ours_vs_quick(
-        &format!("get hit, two threads, {len}-byte values"),
-        rounds,
-        || two(&|k| ours.get(&k).map_or(0, |v| v[0] as u64)),
-        || two(&|k| quick.get(&k).map_or(0, |v| v[0] as u64)),
-    );
-}
-
-/// `get_or_insert_with` hits (every key resident, the loader never runs)
-/// on one pinned thread or two; ns per call (of the pair, on two).
-fn load_hits(rounds: usize, len: usize, threads: usize) {
-    let ks = scrambled_keys(HOT, 7);
+/// Hits on resident keys, through `get` or through `get_or_insert_with`
+/// (the loader never runs), on one pinned thread or on two (each from its
+/// own half of the key order); ns per call (of the pair, on two).
+fn resident_hits(rounds: usize, len: usize, threads: usize, via_loader: bool) {
+    let ks = scrambled_keys(HOT, if via_loader { 7 } else { 6 });
     let ours: Cache<u64, Val> = Cache::builder().max_entries(CAP).build().expect("valid cache");
     let quick = quick_cache::sync::Cache::<u64, Val>::new(CAP);
     for &k in &ks {
@@ -230,12 +204,22 @@ fn load_hits(rounds: usize, len: usize, threads: usize) {
         }
     };
     let never = || -> Result<Val, ()> { unreachable!("every key is resident") };
-    ours_vs_quick(
-        &format!("get_or_insert_with hit, {threads} thread(s), {len}-byte values"),
-        rounds,
-        || run(&|k| ours.get_or_insert_with(k, never).map_or(0, |v| v[0] as u64)),
-        || run(&|k| quick.get_or_insert_with(&k, never).map_or(0, |v| v[0] as u64)),
-    );
+    let first = |v: Val| v[0] as u64;
+    if via_loader {
+        ours_vs_quick(
+            &format!("get_or_insert_with hit, {threads} thread(s), {len}-byte values"),
+            rounds,
+            || run(&|k| ours.get_or_insert_with(k, never).map_or(0, first)),
+            || run(&|k| quick.get_or_insert_with(&k, never).map_or(0, first)),
+        );
+    } else {
+        ours_vs_quick(
+            &format!("get hit, {threads} thread(s), {len}-byte values"),
+            rounds,
+            || run(&|k| ours.get(&k).map_or(0, first)),
+            || run(&|k| quick.get(&k).map_or(0, first)),
+        );
+    }
 }
 
 fn main() {
@@ -252,13 +236,13 @@ fn main() {
             return mix(rounds.min(50), len, 1);
         }
         Ok("mix2") => return mix(rounds.min(50), len, 2),
-        Ok("hit2") => return hit_two_threads(rounds, len),
+        Ok("hit2") => return resident_hits(rounds, len, 2, false),
         Ok("evict2") => return evict_two_threads(rounds, len),
         Ok("load") => {
             pin_to(0);
-            return load_hits(rounds, len, 1);
+            return resident_hits(rounds, len, 1, true);
         }
-        Ok("load2") => return load_hits(rounds, len, 2),
+        Ok("load2") => return resident_hits(rounds, len, 2, true),
         _ => {}
     }
     pin_to(0);

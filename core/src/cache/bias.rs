@@ -274,13 +274,24 @@ mod index {
     /// thread-locals are torn down).
     #[inline(always)]
     pub(crate) fn reader_index() -> Option<usize> {
-        let mut i = INDEX.with(Cell::get);
+        let i = INDEX.with(Cell::get);
+        if i < MAX_READERS {
+            return Some(i);
+        }
+        unassigned(i)
+    }
+
+    /// [`reader_index`] for a thread without an index: asks for one the
+    /// first time, and again while it has none once one is free.
+    #[cold]
+    fn unassigned(i: usize) -> Option<usize> {
         // Relaxed: a stale count only delays the retry, or retries for
         // nothing (`assign` then finds none free, under the lock).
         if i == UNSET || (i == NONE && FREED.load(Ordering::Relaxed) > 0) {
-            i = assign();
+            let i = assign();
+            return (i < MAX_READERS).then_some(i);
         }
-        (i < MAX_READERS).then_some(i)
+        None
     }
 
     /// One past the highest reader index ever handed out.

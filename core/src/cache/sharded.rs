@@ -140,18 +140,12 @@ impl<T> ShardLock<T> {
         exclusive: impl FnOnce(&mut T, A) -> R,
         shared: impl FnOnce(&T, A) -> R,
     ) -> R {
-        let _unlock = self.lock();
-        if self.bias.load(Ordering::Relaxed) {
-            // SAFETY: holding the lock excludes every writer; the other
-            // threads reading now hold `&T` too.
-            return self.value.with(|p| shared(unsafe { &*p }, arg));
-        }
-        // SAFETY: the lock is held and the bias is off (and was off for the
-        // last holder's release, so no lock-free reader remains): no other
-        // reference to the value exists.
-        let r = self.value.with_mut(|p| exclusive(unsafe { &mut *p }, arg));
-        self.count_read();
-        r
+        self.read_or_write(
+            arg,
+            |t, arg| Ok(exclusive(t, arg)),
+            |t, arg| Ok(shared(t, arg)),
+            |_, _| unreachable!("a read never asks to write"),
+        )
     }
 
     /// A read that may turn out to need a write (a miss that must start a
@@ -170,8 +164,8 @@ impl<T> ShardLock<T> {
     ) -> R {
         let _unlock = self.lock();
         let arg = if self.bias.load(Ordering::Relaxed) {
-            // SAFETY: as in `read`: the lock excludes every writer, and the
-            // lock-free readers hold `&T` too.
+            // SAFETY: holding the lock excludes every writer; the other
+            // threads reading now (lock-free) hold `&T` too.
             match self.value.with(|p| shared(unsafe { &*p }, arg)) {
                 Ok(r) => return r,
                 Err(arg) => {
@@ -180,7 +174,9 @@ impl<T> ShardLock<T> {
                 }
             }
         } else {
-            // SAFETY: as in `read`: the lock is held and the bias is off.
+            // SAFETY: the lock is held and the bias is off (and was off for
+            // the last holder's release, so no lock-free reader remains): no
+            // other reference to the value exists.
             match self.value.with_mut(|p| exclusive(unsafe { &mut *p }, arg)) {
                 Ok(r) => {
                     self.count_read();
@@ -766,13 +762,9 @@ where
     /// Stores the entry; returns whether it was stored (not rejected).
     fn insert_inner(&self, key: K, value: V, ttl: Option<Nanos>, now: Option<Nanos>) -> bool {
         let hash = self.hasher.hash_one(&key);
-        let now = match (now, ttl) {
-            (Some(t), _) => Some(t),
-            (None, Some(_)) => Some(self.clock.now()),
-            (None, None) => None,
-        };
-        let expires = ttl::deadline(now.unwrap_or(0), ttl);
-        let clock = &*self.clock;
+        // With a TTL the clock is read here, outside the lock.
+        let mut time = LazyNow::or_known(&*self.clock, now);
+        let expires = ttl::deadline(ttl.map_or(0, |_| time.now()), ttl);
         // The replaced value and the evicted entries are dropped after the
         // lock is released (in this order).
         let mut evicted = Deferred::new();
@@ -780,10 +772,7 @@ where
             if !s.loads.is_empty() {
                 s.supersede(hash, &key);
             }
-            match now {
-                Some(t) => s.table.insert_evicting(hash, key, value, expires, t, &mut evicted),
-                None => s.table.insert_evicting(hash, key, value, expires, LazyNow::new(clock), &mut evicted),
-            }
+            s.table.insert_evicting(hash, key, value, expires, time, &mut evicted)
         });
         let stored = !matches!(old, Inserted::Rejected(_));
         drop(old);
@@ -895,29 +884,15 @@ where
         let shard = self.shard(hash);
         let mut guard = LoadGuard { shard, slot, armed: true };
         let result = load().map_err(std::sync::Arc::new);
-        let now = self.default_ttl.map(|_| self.clock.now());
-        let expires = ttl::deadline(now.unwrap_or(0), self.default_ttl);
-        let clock = &*self.clock;
+        let mut time = LazyNow::new(&*self.clock);
+        let expires = ttl::deadline(self.default_ttl.map_or(0, |_| time.now()), self.default_ttl);
         let mut evicted = Deferred::new(); // dropped after the lock, as on insert
         let published = shard.with(|s| {
             let at = s.loads.iter().position(|l| Arc::ptr_eq(&l.slot, slot))?;
             let load = s.loads.swap_remove(at);
             Some(match &result {
                 Ok(_) if load.superseded => Inserted::Rejected(None),
-                Ok(v) => {
-                    let v = v.clone();
-                    match now {
-                        Some(t) => s.table.insert_evicting(hash, load.key, v, expires, t, &mut evicted),
-                        None => s.table.insert_evicting(
-                            hash,
-                            load.key,
-                            v,
-                            expires,
-                            LazyNow::new(clock),
-                            &mut evicted,
-                        ),
-                    }
-                }
+                Ok(v) => s.table.insert_evicting(hash, load.key, v.clone(), expires, time, &mut evicted),
                 Err(_) => Inserted::Rejected(None),
             })
         });

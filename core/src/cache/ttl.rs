@@ -56,6 +56,13 @@ impl<'a> LazyNow<'a> {
     pub fn new(clock: &'a dyn Clock) -> Self {
         Self { clock, at: None }
     }
+
+    /// A time source that answers `known` if given, else reads `clock` at
+    /// most once.
+    #[inline]
+    pub fn or_known(clock: &'a dyn Clock, known: Option<Nanos>) -> Self {
+        Self { clock, at: known }
+    }
 }
 
 impl TimeSource for LazyNow<'_> {
