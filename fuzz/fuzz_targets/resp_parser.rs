@@ -71,9 +71,12 @@ fn model_line(buf: &[u8], at: usize) -> Option<Option<(i64, usize)>> {
             if i + 1 + 2 > 32 {
                 return None;
             }
+            // Redis's string2ll: "0", or an optional '-' and digits that
+            // start with 1-9; at most 20 bytes; within i64.
             let s = std::str::from_utf8(&rest[..i]).ok()?;
             let digits = s.strip_prefix('-').unwrap_or(s);
-            if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            let canonical = s == "0" || digits.starts_with(|c: char| ('1'..='9').contains(&c));
+            if !canonical || s.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
             let v: i64 = s.parse().ok()?;

@@ -20,6 +20,8 @@
 
 use std::fmt;
 
+use crate::command::parse_i64;
+
 /// A byte range `start..end` of the input buffer holding one argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
@@ -177,32 +179,15 @@ fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
-/// Parses a signed decimal count of at most 20 digits, Redis `string2ll` style
-/// (no `+`, no spaces, no empty string).
-fn parse_count(digits: &[u8]) -> Option<i64> {
-    let (neg, rest) = match digits.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, digits),
-    };
-    if rest.is_empty() || rest.len() > 19 {
-        return None;
-    }
-    let mut v: i64 = 0;
-    for &d in rest {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add((d - b'0') as i64)?;
-    }
-    Some(if neg { -v } else { v })
-}
-
 /// Reads a count line `<prefix><digits>\r\n` at `at`. Returns the count and
 /// the index after the line, or `Ok(None)` if the line is not complete yet.
+/// The digits parse as Redis's `string2ll` parses them (`parse_i64`): so
+/// `*-9223372036854775808` is a count, and `*01` or `*-0` are errors, as in
+/// redis-server.
 fn count_line(buf: &[u8], at: usize, too_big: ProtocolError) -> Result<Option<(i64, usize)>, ProtocolError> {
     let window_end = buf.len().min(at + MAX_COUNT_LINE);
     match find_crlf(&buf[..window_end], at + 1) {
-        Some(cr) => match parse_count(&buf[at + 1..cr]) {
+        Some(cr) => match parse_i64(&buf[at + 1..cr]) {
             Some(n) => Ok(Some((n, cr + 2))),
             None => Err(too_big),
         },
@@ -518,6 +503,10 @@ mod tests {
         assert_eq!(parse(b"*-1\r\n", &limits, &mut args).unwrap(), Parsed::Empty { consumed: 5 });
         // Any count below zero, as Redis.
         assert_eq!(parse(b"*-5\r\n", &limits, &mut args).unwrap(), Parsed::Empty { consumed: 5 });
+        // i64::MIN is a count too (found by the resp_parser fuzz target:
+        // the count was parsed positive first, which overflowed).
+        let min = b"*-9223372036854775808\r\n";
+        assert_eq!(parse(min, &limits, &mut args).unwrap(), Parsed::Empty { consumed: min.len() });
         assert_eq!(parse(b"\r\n", &limits, &mut args).unwrap(), Parsed::Empty { consumed: 2 });
         assert_eq!(parse(b"   \n", &limits, &mut args).unwrap(), Parsed::Empty { consumed: 4 });
     }
@@ -538,6 +527,12 @@ mod tests {
             (b"*+1\r\n", InvalidMultibulkLength),
             (b"*\r\n", InvalidMultibulkLength),
             (b"*99999999999999999999\r\n", InvalidMultibulkLength),
+            // Leading zeros and `-0` are refused, as Redis's string2ll does.
+            (b"*01\r\n$4\r\nPING\r\n", InvalidMultibulkLength),
+            (b"*-0\r\n", InvalidMultibulkLength),
+            (b"*1\r\n$04\r\nPING\r\n", InvalidBulkLength),
+            (b"*1\r\n$-0\r\n", InvalidBulkLength),
+            (b"*-9223372036854775809\r\n", InvalidMultibulkLength),
             (b"*1\r\n$-1\r\n", InvalidBulkLength),
             (b"*1\r\n$abc\r\n", InvalidBulkLength),
             (b"*1\r\n$9999999999\r\n", InvalidBulkLength),
