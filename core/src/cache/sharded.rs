@@ -680,9 +680,11 @@ where
         }
         let f = f?; // `None` only if `f` ran (and then `fast` was `Some`)
         let readers = &self.readers;
+        // An entry found expired is removed under the lock, dropped after.
+        let mut expired = None;
         self.shard(hash).read(
             (time, f),
-            |s, (time, f)| s.table.get_hashed(hash, key, time).map(f),
+            |s, (time, f)| s.table.get_hashed_into(hash, key, time, &mut expired).map(f),
             |s, (time, f)| {
                 let found = s.table.get_shared(hash, key, time);
                 readers.count_locked(found.is_some());
@@ -831,6 +833,8 @@ where
             s.loads.iter().find(|l| l.hash == hash && l.key == *k).map(|l| Step::Wait(l.slot.clone()))
         };
         loop {
+            // An entry found expired is removed under the lock, dropped after.
+            let mut expired = None;
             // Under the lock: a hit, or a load to wait for, is a read (beside
             // the lock-free readers if the bias is on: no revocation); only a
             // miss with no load running writes, to register this caller's.
@@ -838,7 +842,7 @@ where
                 &mut key,
                 |s, key| {
                     let Some(k) = key.as_ref() else { return Ok(None) };
-                    if let Some(v) = s.table.get_hashed(hash, k, LazyNow::new(clock)) {
+                    if let Some(v) = s.table.get_hashed_into(hash, k, LazyNow::new(clock), &mut expired) {
                         return Ok(Some(Step::Hit(v.clone())));
                     }
                     running(s, k).map(Some).ok_or(key) // the miss is counted
@@ -859,6 +863,7 @@ where
                     Some(Step::Load(slot))
                 },
             );
+            drop(expired);
             match step {
                 Some(Step::Hit(v)) => return Ok(v),
                 Some(Step::Wait(slot)) => match slot.wait() {
@@ -965,10 +970,11 @@ where
     /// not store their values.
     pub fn clear(&self) {
         for s in self.shards.iter() {
-            s.with(|s| {
+            let old = s.with(|s| {
                 s.loads.iter_mut().for_each(|l| l.superseded = true);
-                s.table.clear()
+                s.table.clear_deferred()
             });
+            drop(old); // after the lock, as evictions are
         }
     }
 
@@ -1016,7 +1022,10 @@ where
             // sweep: looked at as a read, so that such a sweep revokes no
             // bias.
             if s.peek(|s| s.table.may_hold_expired(now)) {
-                removed += s.with(|s| s.table.sweep_expired(max - removed, now));
+                // Dropped after the lock, as an insert's evictions are.
+                let mut expired = Deferred::new();
+                removed += s.with(|s| s.table.sweep_expired_into(max - removed, now, &mut expired));
+                drop(expired);
             }
         }
         removed
@@ -1183,7 +1192,7 @@ mod tests {
     }
 
     #[test]
-    fn evicted_and_replaced_values_drop_after_the_lock_is_released() {
+    fn evicted_replaced_and_cleared_values_drop_after_the_lock_is_released() {
         let c: Cache<u64, DropProbe> = Cache::builder().max_entries(2).shards(1).build().unwrap();
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let probe = DropProbe { lock: &c.shards[0].locked, locked_at_drop: seen.clone() };
@@ -1194,8 +1203,51 @@ mod tests {
         assert!(c.get_or_insert_with(9, || Ok::<_, ()>(probe.clone())).is_ok()); // loads, evicts
         let s = c.stats();
         assert_eq!((s.evictions, s.updates), (5, 1));
+        c.clear();
         let seen = seen.lock().unwrap().clone();
-        assert_eq!(seen.len(), 8, "five evicted, one replaced, the load's result and its waiters' copy");
+        assert_eq!(
+            seen.len(),
+            10,
+            "five evicted, one replaced, the load's result and its waiters' copy, two cleared"
+        );
+        assert!(seen.iter().all(|&held| !held), "a value dropped under the shard lock: {seen:?}");
+    }
+
+    #[test]
+    fn swept_values_drop_after_the_lock_is_released() {
+        let clock = std::sync::Arc::new(crate::clock::ManualClock::new(0));
+        let c: Cache<u64, DropProbe> =
+            Cache::builder().max_entries(64).shards(1).clock(clock.clone()).build().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let probe = DropProbe { lock: &c.shards[0].locked, locked_at_drop: seen.clone() };
+        for k in 0..5 {
+            c.insert_with_ttl(k, probe.clone(), Some(Duration::from_nanos(100)));
+        }
+        clock.set(100);
+        assert_eq!(c.sweep_expired(64), 5);
+        assert_eq!(c.len(), 0);
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 5);
+        assert!(seen.iter().all(|&held| !held), "a swept value dropped under the shard lock: {seen:?}");
+    }
+
+    #[test]
+    fn values_found_expired_by_a_locked_read_drop_after_the_lock_is_released() {
+        let clock = std::sync::Arc::new(crate::clock::ManualClock::new(0));
+        let c: Cache<u64, DropProbe> =
+            Cache::builder().max_entries(64).shards(1).clock(clock.clone()).build().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let probe = DropProbe { lock: &c.shards[0].locked, locked_at_drop: seen.clone() };
+        c.insert_with_ttl(1, probe.clone(), Some(Duration::from_nanos(100)));
+        c.insert_with_ttl(2, probe.clone(), Some(Duration::from_nanos(100)));
+        clock.set(100);
+        assert_eq!(c.lock_free_shards(), 0, "the bias is off: gets lock, and remove what expired");
+        assert!(c.get(&1).is_none());
+        assert!(c.get_or_insert_with(2, || Ok::<_, ()>(probe.clone())).is_ok());
+        let s = c.stats();
+        assert_eq!((s.expirations, c.len()), (2, 1));
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 4, "two expired, the load's result and its waiters' copy");
         assert!(seen.iter().all(|&held| !held), "a value dropped under the shard lock: {seen:?}");
     }
 

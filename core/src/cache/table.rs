@@ -165,6 +165,14 @@ impl<K, V> Deferred<K, V> {
     }
 }
 
+/// Keeps the one entry a lookup may remove (it expired), to drop later.
+impl<K, V> Evictions<K, V> for Option<(K, V)> {
+    #[inline]
+    fn push(&mut self, key: K, value: V) {
+        *self = Some((key, value));
+    }
+}
+
 impl<K, V> Evictions<K, V> for Deferred<K, V> {
     #[inline]
     fn push(&mut self, key: K, value: V) {
@@ -173,6 +181,22 @@ impl<K, V> Evictions<K, V> for Deferred<K, V> {
         } else {
             self.rest.push((key, value));
         }
+    }
+}
+
+/// The entries a [`Table::clear_deferred`] took out; dropping it drops them.
+pub(crate) struct Cleared<K, V> {
+    /// The control bytes of `slots`, as the table left them.
+    ctrl: Box<[CtrlGroup]>,
+    slots: Slots<K, V>,
+}
+
+impl<K, V> Drop for Cleared<K, V> {
+    fn drop(&mut self) {
+        // SAFETY: `ctrl` describes `slots` (both were taken out of the table
+        // together, and nothing changes them since), and nothing reads the
+        // slots after this.
+        unsafe { self.slots.drop_full(&self.ctrl) };
     }
 }
 
@@ -589,11 +613,30 @@ where
 
     /// [`get`](Self::get) with the hash already computed by [`hash`](Self::hash).
     #[inline(always)]
-    pub fn get_hashed<Q, T>(&mut self, hash: u64, key: &Q, mut time: T) -> Option<&V>
+    pub fn get_hashed<Q, T>(&mut self, hash: u64, key: &Q, time: T) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
         T: TimeSource,
+    {
+        self.get_hashed_into(hash, key, time, &mut DropNow)
+    }
+
+    /// [`get_hashed`](Self::get_hashed), handing an entry that expired to
+    /// `out` (the concurrent cache drops it after its lock).
+    #[inline]
+    pub(crate) fn get_hashed_into<Q, T, E>(
+        &mut self,
+        hash: u64,
+        key: &Q,
+        mut time: T,
+        out: &mut E,
+    ) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+        T: TimeSource,
+        E: Evictions<K, V>,
     {
         let Some(i) = self.find(hash, key) else {
             self.stats.misses += 1;
@@ -602,9 +645,10 @@ where
         // SAFETY: `find` returned a FULL bucket.
         let expires = unsafe { self.slots.get(i) }.meta.expires;
         if expires != NEVER && time.now() >= expires {
-            drop(self.take(i, Some(hash)));
+            let (k, v) = self.take(i, Some(hash));
             self.stats.expirations += 1;
             self.stats.misses += 1;
+            out.push(k, v);
             return None;
         }
         self.stats.hits += 1;
@@ -813,7 +857,18 @@ where
     /// removed. Costs nothing when no entry has a deadline, or when no
     /// deadline can have passed yet (a lower bound on the deadlines held,
     /// tightened at the end of each full pass over the buckets).
-    pub fn sweep_expired<T: TimeSource>(&mut self, max: usize, mut time: T) -> usize {
+    pub fn sweep_expired<T: TimeSource>(&mut self, max: usize, time: T) -> usize {
+        self.sweep_expired_into(max, time, &mut DropNow)
+    }
+
+    /// [`sweep_expired`](Self::sweep_expired), handing the removed entries
+    /// to `out` (the concurrent cache drops them after its lock).
+    pub(crate) fn sweep_expired_into<T: TimeSource, E: Evictions<K, V>>(
+        &mut self,
+        max: usize,
+        mut time: T,
+        out: &mut E,
+    ) -> usize {
         if self.ttl_items == 0 || max == 0 {
             return 0;
         }
@@ -836,10 +891,10 @@ where
                 if e != NEVER && now >= e {
                     let taken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.take(i, None)));
                     match taken {
-                        Ok(entry) => {
+                        Ok((k, v)) => {
                             self.stats.expirations += 1;
                             removed += 1;
-                            drop(entry);
+                            out.push(k, v);
                         }
                         Err(panic) => {
                             // A weigher or hash panicked before anything
@@ -878,11 +933,17 @@ where
     /// Removes every entry and returns to the initial allocation (counters
     /// are kept).
     pub fn clear(&mut self) {
-        // The table is reset before any entry is dropped: a `Drop` that
-        // panics then leaves an empty, consistent table behind (the entries
-        // not yet dropped leak) instead of one still listing dropped ones.
+        drop(self.clear_deferred());
+    }
+
+    /// [`clear`](Self::clear), returning the old entries to drop when the
+    /// caller likes (the concurrent cache: after its lock). The table is
+    /// reset before any entry is dropped: a `Drop` that panics then leaves
+    /// an empty, consistent table behind (the entries not yet dropped leak)
+    /// instead of one still listing dropped ones.
+    pub(crate) fn clear_deferred(&mut self) -> Cleared<K, V> {
         let ctrl = std::mem::replace(&mut self.ctrl, vec![CtrlGroup::EMPTY; 1].into_boxed_slice());
-        let mut slots = std::mem::replace(&mut self.slots, Slots::new(WIDTH));
+        let slots = std::mem::replace(&mut self.slots, Slots::new(WIDTH));
         self.overflow = vec![0u8; 1].into_boxed_slice();
         self.items = 0;
         self.displaced = 0;
@@ -896,8 +957,7 @@ where
         self.sweep_cursor = 0;
         self.earliest = u64::MAX;
         self.pass_earliest = u64::MAX;
-        // SAFETY: `ctrl` describes `slots`, which the table no longer holds.
-        unsafe { slots.drop_full(&ctrl) };
+        Cleared { ctrl, slots }
     }
 
     /// Every entry, in bucket order (expired ones not yet removed included).
