@@ -624,7 +624,7 @@ where
 
     /// [`get_hashed`](Self::get_hashed), handing an entry that expired to
     /// `out` (the concurrent cache drops it after its lock).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get_hashed_into<Q, T, E>(
         &mut self,
         hash: u64,
