@@ -323,7 +323,11 @@ pub(crate) async fn serve(stream: TcpStream, srv: Arc<Server>, id: u64) {
         if inb.capacity() > 1 << 20 && inb.len() < 16 * 1024 && need < 16 * 1024 {
             inb.shrink_to(64 * 1024);
         }
-        let want = need.max(inb.len() + 4096);
+        // Room for what the request needs, but never more than twice what
+        // has arrived (at least 64 KiB): a header that announces 16 MiB and
+        // sends nothing costs 64 KiB, not 16 MiB (and a huge page) per
+        // connection. A real value arrives, and the buffer doubles with it.
+        let want = need.min(inb.len().saturating_mul(2).max(64 * 1024)).max(inb.len() + 4096);
         if inb.capacity() < want {
             inb.reserve(want - inb.len());
         }
@@ -1118,13 +1122,6 @@ impl Conn {
     fn client(&mut self, buf: &[u8], args: &[Span], out: &mut Vec<u8>) {
         let sub = args[1].of(buf).to_ascii_uppercase();
         let n = args.len();
-        let wrong_arity = |o: &mut Vec<u8>, sub: &[u8]| {
-            let msg = format!(
-                "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
-                sub.escape_ascii()
-            );
-            Encoder::error(o, &msg)
-        };
         match sub.as_slice() {
             b"SETNAME" if n == 3 => {
                 let name = args[2].of(buf);
@@ -1215,7 +1212,29 @@ impl Conn {
                     Encoder::simple(o, std::str::from_utf8(l).unwrap_or_default());
                 }
             }),
-            _ => self.reply_here(out, |o| wrong_arity(o, &sub)),
+            b"NO-EVICT"
+                if n == 3 && matches!(args[2].of(buf).to_ascii_uppercase().as_slice(), b"ON" | b"OFF") =>
+            {
+                // No client is ever evicted here: either answer holds.
+                self.reply_here(out, Encoder::ok)
+            }
+            b"NO-EVICT" if n == 3 => self.reply_here(out, |o| Encoder::error(o, "ERR syntax error")),
+            _ => {
+                const KNOWN: [&[u8]; 9] = [
+                    b"SETNAME",
+                    b"GETNAME",
+                    b"ID",
+                    b"SETINFO",
+                    b"INFO",
+                    b"LIST",
+                    b"KILL",
+                    b"HELP",
+                    b"NO-EVICT",
+                ];
+                let known = KNOWN.contains(&sub.as_slice());
+                let raw = args[1].of(buf);
+                self.reply_here(out, |o| subcommand_error(o, "client", raw, known))
+            }
         }
     }
 
@@ -1229,7 +1248,9 @@ impl Conn {
                     command_entry(o, s);
                 }
             }),
-            Some(b"COUNT") => self.reply_here(out, |o| Encoder::int(o, command::TABLE.len() as i64)),
+            Some(b"COUNT") if args.len() == 2 => {
+                self.reply_here(out, |o| Encoder::int(o, command::TABLE.len() as i64))
+            }
             Some(b"DOCS") => self.reply_here(out, |o| Encoder::map(o, 0, proto)),
             Some(b"INFO") => {
                 let names: Vec<&[u8]> = args[2..].iter().map(|s| s.of(buf)).collect();
@@ -1243,9 +1264,10 @@ impl Conn {
                     }
                 })
             }
-            Some(other) => {
-                let msg = format!("ERR unknown subcommand '{}'. Try COMMAND HELP.", other.escape_ascii());
-                self.reply_here(out, |o| Encoder::error(o, &msg))
+            Some(sub) => {
+                let known = sub == b"COUNT";
+                let raw = args[1].of(buf);
+                self.reply_here(out, |o| subcommand_error(o, "command", raw, known))
             }
         }
     }
@@ -1254,9 +1276,14 @@ impl Conn {
         let proto = self.proto;
         let sub = args[1].of(buf).to_ascii_uppercase();
         if sub != b"GET" {
-            let msg =
-                format!("ERR CONFIG {} is not supported (only CONFIG GET)", args[1].of(buf).escape_ascii());
-            return self.reply_here(out, |o| Encoder::error(o, &msg));
+            // Redis's subcommands that exist answer that they are not
+            // supported here; others are unknown, as in Redis.
+            let raw = args[1].of(buf);
+            if matches!(sub.as_slice(), b"SET" | b"RESETSTAT" | b"REWRITE" | b"HELP") {
+                let msg = format!("ERR CONFIG {} is not supported (only CONFIG GET)", raw.escape_ascii());
+                return self.reply_here(out, |o| Encoder::error(o, &msg));
+            }
+            return self.reply_here(out, |o| subcommand_error(o, "config", raw, false));
         }
         if args.len() < 3 {
             return self.reply_here(out, |o| {
@@ -1370,6 +1397,22 @@ fn bulk_payload(b: &[u8]) -> &[u8] {
     let Some(rest) = b.strip_prefix(b"$") else { return &[] };
     let Some(cr) = rest.iter().position(|&c| c == b'\r') else { return &[] };
     rest.get(cr + 2..rest.len().saturating_sub(2)).unwrap_or(&[])
+}
+
+/// Redis's error for a container command's subcommand: a known one with the
+/// wrong number of arguments (`'client|setname'`), or an unknown one, shown
+/// as sent (up to a NUL byte, at most 128 bytes, as Redis's `%.128s`).
+fn subcommand_error(o: &mut Vec<u8>, cmd: &str, sub: &[u8], known: bool) {
+    if known {
+        let msg = format!(
+            "ERR wrong number of arguments for '{cmd}|{}' command",
+            String::from_utf8_lossy(&sub.to_ascii_lowercase())
+        );
+        return Encoder::error(o, &msg);
+    }
+    let sub = &sub[..sub.iter().position(|&b| b == 0).unwrap_or(sub.len()).min(128)];
+    let tail = format!("'. Try {} HELP.", cmd.to_ascii_uppercase());
+    Encoder::error_bytes(o, &[&b"ERR unknown subcommand '"[..], sub, tail.as_bytes()].concat());
 }
 
 #[cfg(test)]

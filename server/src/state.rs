@@ -1082,20 +1082,31 @@ impl ShardState {
     /// and the deadline set or removed, as Redis 6.2.
     fn getex(&self, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, sink: &mut impl Sink) {
         let key = args[0].of(buf);
-        let opt = args.get(1).map(|a| a.of(buf).to_ascii_uppercase());
-        let kind = match opt.as_deref() {
-            None => None,
-            Some(b"PERSIST") if args.len() == 2 => Some(None),
-            Some(o) if args.len() == 3 && expiry_option(o).is_some() => Some(expiry_option(o)),
-            Some(_) => return Encoder::error(sink.buf(), "ERR syntax error"),
-        };
+        // Redis's rules (as SET's): PERSIST and the four expiry options
+        // exclude each other, and an option may repeat (the last expiry
+        // wins). `kind`: None, no option; Some(None), PERSIST.
+        let mut kind: Option<Option<(Expiry, &[u8])>> = None;
+        let mut i = 1;
+        while i < args.len() {
+            let opt = args[i].of(buf).to_ascii_uppercase();
+            let next = args.get(i + 1).map(|a| a.of(buf));
+            match (opt.as_slice(), expiry_option(&opt), next) {
+                (b"PERSIST", ..) if kind.is_none_or(|k| k.is_none()) => kind = Some(None),
+                (_, Some(k), Some(arg)) if kind.is_none_or(|p| p.is_some_and(|(e, _)| e == k)) => {
+                    kind = Some(Some((k, arg)));
+                    i += 1;
+                }
+                _ => return Encoder::error(sink.buf(), "ERR syntax error"),
+            }
+            i += 1;
+        }
         // As Redis: the syntax, then a missing key (nil), then the number.
         let mut kv = self.kv.borrow_mut();
         let Some(e) = kv.peek(key, now).cloned() else {
             return Encoder::null(sink.buf(), proto);
         };
         let expires = match kind {
-            Some(Some(k)) => match deadline(k, args[2].of(buf), now) {
+            Some(Some((k, arg))) => match deadline(k, arg, now) {
                 Ok(d) => Some(d),
                 Err(e) => return Encoder::error(sink.buf(), &e.message("getex")),
             },

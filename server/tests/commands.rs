@@ -108,8 +108,16 @@ fn client_command() {
     let help: Vec<String> = q(&mut con, &["CLIENT", "HELP"]).unwrap();
     assert!(help.len() > 3);
     assert!(err(&mut con, &["CLIENT", "KILL", "x"]).contains("No such client"));
-    assert!(err(&mut con, &["CLIENT", "NOPE"]).contains("Try CLIENT HELP"));
-    assert!(err(&mut con, &["CLIENT", "ID", "extra"]).contains("Try CLIENT HELP"));
+    // Redis 7's wording: an unknown subcommand as sent, a known one with
+    // the wrong number of arguments by its full name.
+    assert!(err(&mut con, &["CLIENT", "Nope"]).contains("unknown subcommand 'Nope'. Try CLIENT HELP."));
+    assert!(err(&mut con, &["CLIENT", "ID", "extra"])
+        .contains("wrong number of arguments for 'client|id' command"));
+    assert!(err(&mut con, &["COMMAND", "COUNT", "x"])
+        .contains("wrong number of arguments for 'command|count' command"));
+    assert!(err(&mut con, &["CONFIG", "nope"]).contains("unknown subcommand 'nope'. Try CONFIG HELP."));
+    assert!(err(&mut con, &["CONFIG", "SET", "a", "b"]).contains("only CONFIG GET"));
+    ok(&mut con, &["CLIENT", "NO-EVICT", "on"]);
     assert!(err(&mut con, &["CLIENT"]).contains("wrong number of arguments"));
     // HELLO: a bad option changes neither the protocol nor the name.
     assert!(err(&mut con, &["HELLO", "3", "SETNAME", "other", "BOGUS"]).contains("Syntax error"));
@@ -589,6 +597,14 @@ fn getex_and_expiretime() {
     assert!(err(&mut con, &["GETEX", "g", "EX", "0"]).contains("invalid expire time in 'getex'"));
     assert!(err(&mut con, &["GETEX", "g", "EX", "abc"]).contains("not an integer"));
     assert_eq!(q::<i64>(&mut con, &["TTL", "g"]).unwrap(), -1, "a refused GETEX changes nothing");
+    // An option may repeat, as in Redis: the last expiry wins; PERSIST and
+    // an expiry still exclude each other.
+    assert_eq!(q::<String>(&mut con, &["GETEX", "g", "EX", "10", "EX", "200"]).unwrap(), "v");
+    assert_eq!(q::<i64>(&mut con, &["TTL", "g"]).unwrap(), 200);
+    assert_eq!(q::<String>(&mut con, &["GETEX", "g", "PERSIST", "PERSIST"]).unwrap(), "v");
+    assert_eq!(q::<i64>(&mut con, &["TTL", "g"]).unwrap(), -1);
+    assert!(err(&mut con, &["GETEX", "g", "EX", "10", "PERSIST"]).contains("syntax error"));
+    assert!(err(&mut con, &["GETEX", "g", "EX", "10", "EX"]).contains("syntax error"));
 }
 
 #[test]

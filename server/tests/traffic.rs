@@ -231,6 +231,45 @@ fn a_client_that_never_reads_is_stopped_not_buffered() {
 }
 
 #[test]
+fn announced_sizes_that_never_arrive_cost_little_memory() {
+    let Some(d) = daemon(&[]) else { return };
+    let addr = format!("127.0.0.1:{}", d.port);
+    let before = rss_kib(d.child.id());
+    // 300 connections each announce a 16 MiB value (the bulk limit) and
+    // send none of it. Reserving the announced size would take 4.8 GB.
+    let mut conns = Vec::new();
+    for _ in 0..300 {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$16777216\r\nabc").unwrap();
+        conns.push(s);
+    }
+    // Every connection's header is read once PING on a new one is answered
+    // after them (the server reads in arrival order per shard; wait a bit
+    // more for the other shard).
+    let mut con = redis::Client::open(format!("redis://{addr}/")).unwrap().get_connection().unwrap();
+    let _: String = redis::cmd("PING").query(&mut con).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let after = rss_kib(d.child.id());
+    eprintln!("300 announced 16 MiB values: server RSS {before} KiB -> {after} KiB");
+    assert!(after < before + 100 * 1024, "RSS grew from {before} KiB to {after} KiB");
+    // A value that does arrive, in pieces, is stored whole.
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    let mut req = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n", big.len()).into_bytes();
+    req.extend_from_slice(&big);
+    req.extend_from_slice(b"\r\n");
+    for chunk in req.chunks(100_003) {
+        s.write_all(chunk).unwrap();
+    }
+    let mut ok = [0u8; 5];
+    s.read_exact(&mut ok).unwrap();
+    assert_eq!(&ok, b"+OK\r\n");
+    let v: Vec<u8> = redis::cmd("GET").arg("big").query(&mut con).unwrap();
+    assert!(v == big, "the value arrived in pieces and came back whole");
+    drop(conns);
+}
+
+#[test]
 fn sigterm_shuts_down_gracefully() {
     let Some(mut d) = daemon(&[]) else { return };
     let mut con =

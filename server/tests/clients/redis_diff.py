@@ -115,6 +115,10 @@ RAW_FRAMES = [
     b"*2\r\n$4\r\nECHO\r\n$0\r\n\r\n", b"\r\n", b"\n", b"   \r\n",
     b"PING\r\n", b"ECHO 'a b'\r\n", b'ECHO "a b"\r\n', b'ECHO "a\r\n', b"ECHO 'a'b\r\n",
     b"ECHO \t x\n", b"*1\r\n$4\r\nPING\r\n*-9223372036854775808\r\nPING\r\n",
+    # Subcommand errors, in Redis 7's wording.
+    b"CLIENT Bogus\r\n", b"CLIENT ID x\r\n", b"CLIENT SETNAME\r\n", b"CLIENT HELP x\r\n",
+    b"COMMAND bogus\r\n", b"COMMAND COUNT x\r\n", b"CONFIG bogus\r\n", b"CLIENT NO-EVICT on\r\n",
+    b"CLIENT NO-EVICT maybe\r\n",
 ]
 
 
@@ -201,7 +205,9 @@ def gen(r):
         return [b"GETDEL", k]
     if c < 69:
         opts = r.choice([[], [b"PERSIST"], [b"EX", b"500"], [b"PX", b"500000"], [b"EX", b"0"],
-                         [b"EX", b"x"], [b"PERSIST", b"EX", b"5"], [b"BAD"]])
+                         [b"EX", b"x"], [b"PERSIST", b"EX", b"5"], [b"BAD"],
+                         [b"EX", b"5", b"EX", b"600"], [b"PERSIST", b"PERSIST"],
+                         [b"PX", b"1", b"PX", b"x"], [b"EX", b"5", b"PERSIST"]])
         return [b"GETEX", k] + opts
     if c < 71:
         return [b"PERSIST", k]
