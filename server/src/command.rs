@@ -17,6 +17,7 @@ pub enum Op {
     Keys,
     Scan,
     Quit,
+    Reset,
     Select,
     Hello,
     Client,
@@ -193,6 +194,7 @@ pub const TABLE: &[Spec] = &[
     Spec { name: "move", arity: 3, op: Op::Move, route: Route::Key, flags: W },
     Spec { name: "msetnx", arity: -3, op: Op::Msetnx, route: Route::Key, flags: WD },
     Spec { name: "substr", arity: 4, op: Op::Substr, route: Route::Key, flags: R },
+    Spec { name: "reset", arity: 1, op: Op::Reset, route: Route::Conn, flags: A },
 ];
 
 /// Finds a command by name, ignoring ASCII case.
@@ -312,6 +314,7 @@ impl Op {
                 | Op::Auth
                 | Op::Time
                 | Op::Quit
+                | Op::Reset
                 | Op::Select
                 | Op::Hello
                 | Op::Client

@@ -459,7 +459,7 @@ impl Conn {
             return self.refuse(out, &msg);
         }
         if self.multi.is_some()
-            && !matches!(spec.op, Op::Exec | Op::Discard | Op::Multi | Op::Watch | Op::Quit)
+            && !matches!(spec.op, Op::Exec | Op::Discard | Op::Multi | Op::Watch | Op::Quit | Op::Reset)
         {
             return self.queue(spec, buf, args, out);
         }
@@ -980,6 +980,19 @@ impl Conn {
             Op::Quit => {
                 self.reply_here(out, Encoder::ok);
                 self.close = true;
+            }
+            Op::Reset => {
+                // As Redis: out of MULTI (discarded), no watched keys,
+                // database 0, RESP2, no name. Runs inside MULTI too.
+                self.multi = None;
+                self.client.multi.set(-1);
+                self.unwatch_all(Merge::Silent, out);
+                self.db = 0;
+                self.client.db.set(0);
+                self.proto = Proto::Resp2;
+                self.client.resp.set(2);
+                *self.client.name.borrow_mut() = None;
+                self.reply_here(out, |o| Encoder::simple(o, "RESET"))
             }
             Op::Select => match parse_i64(arg(1)) {
                 Some(db) if (0..self.srv.config.databases as i64).contains(&db) => {

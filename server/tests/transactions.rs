@@ -331,3 +331,30 @@ fn shard_field(info: &str, name: &str) -> Vec<u64> {
         .map(|v| v.trim().parse().unwrap())
         .collect()
 }
+
+#[test]
+fn reset_discards_the_transaction_and_the_connection_state() {
+    let Some(engine) = common::start(2, |_| {}) else { return };
+    let addr = engine.local_addr();
+    // Inside MULTI it runs at once: the queued SET is discarded, EXEC then
+    // has no MULTI; the watch is gone, so a later transaction runs.
+    let input = b"SELECT 1\r\nWATCH {t}w\r\nMULTI\r\nSET {t}a b\r\nRESET\r\nEXEC\r\nGET {t}a\r\n\
+                  SET {t}w 1\r\nMULTI\r\nEXEC\r\nCLIENT SETNAME n\r\n";
+    let want: &[u8] = b"+OK\r\n+OK\r\n+OK\r\n+QUEUED\r\n+RESET\r\n-ERR EXEC without MULTI\r\n$-1\r\n\
+                        +OK\r\n+OK\r\n*0\r\n+OK\r\n";
+    let got = raw_reply(addr, input, want);
+    assert_eq!(got.escape_ascii().to_string(), want.escape_ascii().to_string());
+    let mut con = common::client(addr);
+    let _: () = cmd("SELECT").arg(1).query(&mut con).unwrap();
+    let _: () = cmd("SET").arg("in1").arg("v").query(&mut con).unwrap();
+    let _: () = cmd("CLIENT").arg("SETNAME").arg("named").query(&mut con).unwrap();
+    let r: String = cmd("RESET").query(&mut con).unwrap();
+    assert_eq!(r, "RESET");
+    let name: Option<String> = cmd("CLIENT").arg("GETNAME").query(&mut con).unwrap();
+    assert_eq!(name, None, "RESET clears the name");
+    let v: Option<String> = cmd("GET").arg("in1").query(&mut con).unwrap();
+    assert_eq!(v, None, "RESET goes back to database 0");
+    let _: () = cmd("SELECT").arg(1).query(&mut con).unwrap();
+    let v: Option<String> = cmd("GET").arg("in1").query(&mut con).unwrap();
+    assert_eq!(v.as_deref(), Some("v"));
+}
