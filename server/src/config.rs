@@ -44,6 +44,10 @@ pub struct Config {
     pub max_output: usize,
     /// Most bytes buffered for one incomplete request (default 64 MiB).
     pub max_query: usize,
+    /// Largest array reply one request may build (`MGET`), in bytes
+    /// (default 512 MiB); a larger one is refused with an error instead of
+    /// being built in memory.
+    pub max_reply: usize,
     /// Idempotency: byte budget for records, split between shards (default
     /// 64 MiB, or 4 MiB per shard when that is more: each shard must hold
     /// one record of the largest size, about 1 MiB).
@@ -76,6 +80,7 @@ impl Default for Config {
             max_pipeline: 1024,
             max_output: 1 << 20,
             max_query: 64 << 20,
+            max_reply: 512 << 20,
             idem_max_bytes: None,
             idem_retention: Duration::from_secs(24 * 3600),
             max_breakers: 65_536,
@@ -94,6 +99,7 @@ Usage: resilienced [--config FILE] [--bind ADDR] [--port N] [--shards N]
                    [--maxmemory BYTES] [--maxclients N] [--databases N]
                    [--no-pin] [--spin-us N] [--idem-max-bytes BYTES]
                    [--idem-retention SECONDS] [--proto-max-bulk-len BYTES]
+                   [--max-reply BYTES]
 
   --bind ADDR        listen address (default 127.0.0.1)
   --port N           TCP port (default 6390, beside Redis's 6379; 0 = any free port)
@@ -106,6 +112,8 @@ Usage: resilienced [--config FILE] [--bind ADDR] [--port N] [--shards N]
   --idem-max-bytes BYTES   IDEM.* record budget (default 64mb, at least 4mb per shard)
   --idem-retention SECONDS how long completed IDEM.* answers replay (default 86400)
   --proto-max-bulk-len BYTES  largest bulk string of a request (default 16mb)
+  --max-reply BYTES  largest array reply (MGET) one request may build; larger
+                     ones are refused with an error (default 512mb)
   --config FILE      read `name value` lines: the same names without --, any
                      case, values optionally quoted; `no-pin` or `pin no`
   --help, --version
@@ -192,6 +200,9 @@ impl Config {
                     parse_bytes(value).filter(|n| ((1 << 20)..=(512 << 20)).contains(n)).ok_or_else(bad)?;
                 self.limits.max_bulk = n as usize;
                 self.max_query = self.max_query.max(self.limits.max_bulk + (1 << 20));
+            }
+            "max-reply" => {
+                self.max_reply = parse_bytes(value).filter(|&n| n >= 1 << 20).ok_or_else(bad)? as usize;
             }
             _ => return Err(format!("unknown setting {name:?}")),
         }
@@ -305,6 +316,9 @@ mod tests {
         assert!(c.max_query > 128 << 20);
         assert!(c.apply_file("proto-max-bulk-len 1gb").is_err(), "at most 512mb here");
         assert!(c.apply_file("idem-retention 0").is_err());
+        c.apply_file("max-reply 2gb").unwrap();
+        assert_eq!(c.max_reply, 2 << 30);
+        assert!(c.apply_file("max-reply 1000").is_err(), "at least 1mb");
         // Flag names ignore case too; `--NO-PIN` takes no value.
         let c = Config::from_args(args("--NO-PIN --Port 7005")).unwrap().unwrap();
         assert_eq!((c.pin, c.port), (false, 7005));

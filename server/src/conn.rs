@@ -511,7 +511,11 @@ impl Conn {
                         self.state.exec(Op::Get, self.db, buf, std::slice::from_ref(key), self.proto, &mut r);
                         r.ends.push(r.out.len());
                     }
-                    out.reserve(16 + (0..r.ends.len()).map(|i| r.part_len(i)).sum::<usize>());
+                    let size = (0..r.ends.len()).map(|i| r.part_len(i)).sum::<usize>();
+                    if size > self.srv.config.max_reply {
+                        return Encoder::error(out, &reply_too_large(size, self.srv.config.max_reply));
+                    }
+                    out.reserve(16 + size);
                     Encoder::array(out, r.ends.len());
                     for i in 0..r.ends.len() {
                         r.write_part(i, out);
@@ -664,7 +668,11 @@ impl Conn {
             Merge::Array => {
                 // One growth to the exact size, not a doubling chain (which
                 // for a reply of large values peaks near three times it).
-                out.reserve(16 + parts.iter().map(|&part| self.part_len(part, replies)).sum::<usize>());
+                let size = parts.iter().map(|&part| self.part_len(part, replies)).sum::<usize>();
+                if size > self.srv.config.max_reply {
+                    return Encoder::error(out, &reply_too_large(size, self.srv.config.max_reply));
+                }
+                out.reserve(16 + size);
                 Encoder::array(out, parts.len());
                 for part in parts {
                     self.write_part(*part, replies, out);
@@ -1410,6 +1418,11 @@ fn bulk_payload(b: &[u8]) -> &[u8] {
     let Some(rest) = b.strip_prefix(b"$") else { return &[] };
     let Some(cr) = rest.iter().position(|&c| c == b'\r') else { return &[] };
     rest.get(cr + 2..rest.len().saturating_sub(2)).unwrap_or(&[])
+}
+
+/// The error for an array reply larger than `max-reply`.
+fn reply_too_large(size: usize, limit: usize) -> String {
+    format!("ERR reply too large ({size} bytes; max-reply is {limit}): ask for fewer or smaller values")
 }
 
 /// Redis's error for a container command's subcommand: a known one with the

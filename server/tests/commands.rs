@@ -941,3 +941,29 @@ fn copy_move_msetnx_substr() {
     // SUBSTR is GETRANGE's old name.
     assert_eq!(q::<String>(&mut con, &["SUBSTR", "{n}1", "0", "-1"]).unwrap(), "a");
 }
+
+#[test]
+fn an_array_reply_larger_than_max_reply_is_refused_not_built() {
+    for shards in [1, 2] {
+        let Some(engine) = common::start(shards, |c| c.max_reply = 1 << 20) else { return };
+        let mut con = common::client(engine.local_addr());
+        let big = "x".repeat(300 * 1024);
+        // Keys on every shard, so that with two shards the reply is merged
+        // from parts (with one, it is built straight into the output).
+        let keys: Vec<String> = (0..8).map(|i| format!("big{i}")).collect();
+        for k in &keys {
+            ok(&mut con, &["SET", k, &big]);
+        }
+        let mut three = vec!["MGET"];
+        three.extend(keys[..3].iter().map(|k| k.as_str()));
+        let got: Vec<String> = q(&mut con, &three).unwrap();
+        assert_eq!(got.len(), 3, "900 KiB of values fit in 1 MiB");
+        let mut many = vec!["MGET"];
+        many.extend(keys.iter().map(|k| k.as_str()));
+        many.extend(keys.iter().map(|k| k.as_str()));
+        let e = err(&mut con, &many);
+        assert!(e.contains("reply too large"), "{shards} shard(s): {e}");
+        // The connection goes on.
+        assert_eq!(q::<String>(&mut con, &["PING"]).unwrap(), "PONG");
+    }
+}
