@@ -454,7 +454,9 @@ fn glob_token(pat: &[u8], mut p: usize, c: u8) -> (bool, usize) {
                 if pat[p] == b'\\' && p + 1 < pat.len() {
                     hit |= pat[p + 1] == c;
                     p += 2;
-                } else if p + 2 < pat.len() && pat[p + 1] == b'-' && pat[p + 2] != b']' {
+                } else if p + 2 < pat.len() && pat[p + 1] == b'-' {
+                    // As Redis: `[b-]` is the range `]`..`b` (the `]` is
+                    // taken as the range's end, not as the class's).
                     let (a, b) = (pat[p].min(pat[p + 2]), pat[p].max(pat[p + 2]));
                     hit |= (a..=b).contains(&c);
                     p += 3;
@@ -575,6 +577,9 @@ mod tests {
         assert!(glob(b"a\\*b", b"a*b") && !glob(b"a\\*b", b"axb"));
         assert!(glob(b"[\\]]", b"]") && glob(b"[abc", b"b"));
         assert!(glob(b"*[xy]", b"aaay") && !glob(b"*[xy]", b"aaaz"));
+        // A `-` right before `]` makes a range ending at `]`, as Redis's
+        // stringmatchlen reads it (checked against redis-server 7.0).
+        assert!(glob(b"[b-]", b"]") && glob(b"[b-]", b"a") && glob(b"[b-]", b"^") && !glob(b"[b-]", b"-"));
     }
 
     #[test]
