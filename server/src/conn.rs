@@ -1273,6 +1273,14 @@ impl Conn {
                 self.reply_here(out, |o| Encoder::int(o, command::TABLE.len() as i64))
             }
             Some(b"DOCS") => self.reply_here(out, |o| Encoder::map(o, 0, proto)),
+            // With no names, every command (as Redis 7); an unknown name
+            // is a null (`$-1` in RESP2, as Redis).
+            Some(b"INFO") if args.len() == 2 => self.reply_here(out, |o| {
+                Encoder::array(o, command::TABLE.len());
+                for s in command::TABLE {
+                    command_entry(o, s);
+                }
+            }),
             Some(b"INFO") => {
                 let names: Vec<&[u8]> = args[2..].iter().map(|s| s.of(buf)).collect();
                 self.reply_here(out, |o| {
@@ -1280,7 +1288,7 @@ impl Conn {
                     for n in names {
                         match command::lookup(n) {
                             Some(s) => command_entry(o, s),
-                            None => Encoder::null_array(o, proto),
+                            None => Encoder::null(o, proto),
                         }
                     }
                 })

@@ -41,6 +41,10 @@ fn connection_and_server_commands() {
     let count: i64 = q(&mut con, &["COMMAND", "COUNT"]).unwrap();
     let all: Vec<Value> = q(&mut con, &["COMMAND"]).unwrap();
     assert_eq!(all.len() as i64, count);
+    let info_all: Vec<Value> = q(&mut con, &["COMMAND", "INFO"]).unwrap();
+    assert_eq!(info_all.len() as i64, count, "COMMAND INFO with no names lists every command");
+    let info: Vec<Value> = q(&mut con, &["COMMAND", "INFO", "get", "nosuch"]).unwrap();
+    assert!(matches!(info[0], Value::Array(_)) && info[1] == Value::Nil, "{info:?}");
     let cfg: Vec<String> = q(&mut con, &["CONFIG", "GET", "save"]).unwrap();
     assert_eq!(cfg, vec!["save".to_string(), String::new()]);
     let cfg: Vec<String> = q(&mut con, &["CONFIG", "GET", "max*"]).unwrap();

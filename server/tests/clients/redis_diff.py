@@ -118,7 +118,7 @@ RAW_FRAMES = [
     # Subcommand errors, in Redis 7's wording.
     b"CLIENT Bogus\r\n", b"CLIENT ID x\r\n", b"CLIENT SETNAME\r\n", b"CLIENT HELP x\r\n",
     b"COMMAND bogus\r\n", b"COMMAND COUNT x\r\n", b"CONFIG bogus\r\n", b"CLIENT NO-EVICT on\r\n",
-    b"CLIENT NO-EVICT maybe\r\n",
+    b"CLIENT NO-EVICT maybe\r\n", b"COMMAND INFO nosuch\r\n",
     # RESET: out of MULTI (it runs inside too), no watches, database 0, no name.
     b"RESET\r\n", b"RESET x\r\n", b"MULTI\r\nSET rs1 b\r\nRESET\r\nGET rs1\r\nEXEC\r\n",
     b"SELECT 2\r\nSET rs2 1\r\nRESET\r\nGET rs2\r\nSELECT 2\r\nDEL rs2\r\n",
