@@ -329,7 +329,9 @@ pub(crate) async fn serve(stream: TcpStream, srv: Arc<Server>, id: u64) {
         // connection. A real value arrives, and the buffer doubles with it.
         let want = need.min(inb.len().saturating_mul(2).max(64 * 1024)).max(inb.len() + 4096);
         if inb.capacity() < want {
-            inb.reserve(want - inb.len());
+            // Exact: `want` already doubles, and `reserve` would double
+            // again past it (a 16 MiB value in a 32 MiB buffer).
+            inb.reserve_exact(want - inb.len());
         }
         let (res, b) = stream.recv(inb).await;
         inb = b;
@@ -456,6 +458,10 @@ impl Conn {
             if spec.op == Op::Exec {
                 return self.abort_exec(out, &msg);
             }
+            return self.refuse(out, &msg);
+        }
+        if let Some(msg) = subcommand_check(spec.op, buf, args) {
+            // Refused before queueing too, as Redis (EXEC then aborts).
             return self.refuse(out, &msg);
         }
         if self.multi.is_some()
@@ -1431,6 +1437,45 @@ fn bulk_payload(b: &[u8]) -> &[u8] {
 /// The error for an array reply larger than `max-reply`.
 fn reply_too_large(size: usize, limit: usize) -> String {
     format!("ERR reply too large ({size} bytes; max-reply is {limit}): ask for fewer or smaller values")
+}
+
+/// The error Redis 7 gives before running (or queueing) a `CLIENT`,
+/// `COMMAND` or `CONFIG` request whose subcommand is unknown, or known with
+/// the wrong number of arguments (arities as in Redis's command table;
+/// negative: at least). `None` for everything else.
+fn subcommand_check(op: Op, buf: &[u8], args: &[Span]) -> Option<Vec<u8>> {
+    let (cmd, table): (&str, &[(&[u8], i32)]) = match op {
+        Op::Client => (
+            "client",
+            &[
+                (b"SETNAME", 3),
+                (b"GETNAME", 2),
+                (b"ID", 2),
+                (b"SETINFO", 4),
+                (b"INFO", 2),
+                (b"LIST", -2),
+                (b"KILL", -3),
+                (b"HELP", 2),
+                (b"NO-EVICT", 3),
+            ],
+        ),
+        Op::Command if args.len() >= 2 => ("command", &[(b"COUNT", 2), (b"DOCS", -2), (b"INFO", -2)]),
+        Op::Config => {
+            ("config", &[(b"GET", -3), (b"SET", -4), (b"RESETSTAT", 2), (b"REWRITE", 2), (b"HELP", 2)])
+        }
+        _ => return None,
+    };
+    let raw = args.get(1)?.of(buf);
+    let sub = raw.to_ascii_uppercase();
+    let n = args.len() as i32;
+    let mut o = Vec::new();
+    match table.iter().find(|(name, _)| *name == sub.as_slice()) {
+        Some(&(_, arity)) if (arity >= 0 && n == arity) || (arity < 0 && n >= -arity) => return None,
+        Some(_) => subcommand_error(&mut o, cmd, raw, true),
+        None => subcommand_error(&mut o, cmd, raw, false),
+    }
+    // `o` is `-message\r\n`: the message alone, for `refuse`.
+    Some(o[1..o.len() - 2].to_vec())
 }
 
 /// Redis's error for a container command's subcommand: a known one with the

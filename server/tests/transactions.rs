@@ -358,3 +358,12 @@ fn reset_discards_the_transaction_and_the_connection_state() {
     let v: Option<String> = cmd("GET").arg("in1").query(&mut con).unwrap();
     assert_eq!(v.as_deref(), Some("v"));
 }
+
+#[test]
+fn a_bad_subcommand_is_refused_at_queue_time() {
+    let Some(engine) = common::start(1, |_| {}) else { return };
+    let want: &[u8] = b"+OK\r\n-ERR unknown subcommand 'FOO'. Try CLIENT HELP.\r\n+QUEUED\r\n\
+                        -EXECABORT Transaction discarded because of previous errors.\r\n";
+    let got = raw_reply(engine.local_addr(), b"MULTI\r\nCLIENT FOO\r\nPING\r\nEXEC\r\n", want);
+    assert_eq!(got.escape_ascii().to_string(), want.escape_ascii().to_string());
+}

@@ -1192,7 +1192,7 @@ mod tests {
     }
 
     #[test]
-    fn evicted_replaced_and_cleared_values_drop_after_the_lock_is_released() {
+    fn evicted_replaced_cleared_and_refused_values_drop_after_the_lock_is_released() {
         let c: Cache<u64, DropProbe> = Cache::builder().max_entries(2).shards(1).build().unwrap();
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let probe = DropProbe { lock: &c.shards[0].locked, locked_at_drop: seen.clone() };
@@ -1204,11 +1204,16 @@ mod tests {
         let s = c.stats();
         assert_eq!((s.evictions, s.updates), (5, 1));
         c.clear();
+        // Refused (born expired), also when it replaces a present entry.
+        c.insert_with_ttl(20, probe.clone(), Some(Duration::ZERO));
+        c.insert(21, probe.clone());
+        c.insert_with_ttl(21, probe.clone(), Some(Duration::ZERO));
+        assert_eq!(c.len(), 0);
         let seen = seen.lock().unwrap().clone();
         assert_eq!(
             seen.len(),
-            10,
-            "five evicted, one replaced, the load's result and its waiters' copy, two cleared"
+            13,
+            "five evicted, one replaced, the load's result and its waiters' copy, two cleared, two refused and the one they removed"
         );
         assert!(seen.iter().all(|&held| !held), "a value dropped under the shard lock: {seen:?}");
     }

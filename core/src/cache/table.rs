@@ -761,6 +761,9 @@ where
         if heavy || (expires != NEVER && time.now() >= expires) {
             let old = self.find(hash, &key).map(|i| self.take(i, Some(hash)).1);
             self.stats.rejections += u64::from(heavy);
+            // The refused entry goes where evicted ones go (the concurrent
+            // cache drops it after its lock).
+            evicted.push(key, value);
             return Inserted::Rejected(old);
         }
         if let Some(i) = self.find(hash, &key) {

@@ -119,6 +119,8 @@ RAW_FRAMES = [
     b"CLIENT Bogus\r\n", b"CLIENT ID x\r\n", b"CLIENT SETNAME\r\n", b"CLIENT HELP x\r\n",
     b"COMMAND bogus\r\n", b"COMMAND COUNT x\r\n", b"CONFIG bogus\r\n", b"CLIENT NO-EVICT on\r\n",
     b"CLIENT NO-EVICT maybe\r\n", b"COMMAND INFO nosuch\r\n",
+    b"MULTI\r\nCLIENT FOO\r\nEXEC\r\n", b"MULTI\r\nCONFIG GET\r\nEXEC\r\n", b"CLIENT KILL\r\n",
+    b"MULTI\r\nCLIENT SETNAME\r\nPING\r\nEXEC\r\n", b"CONFIG SET a\r\n", b"CONFIG RESETSTAT x\r\n",
     # RESET: out of MULTI (it runs inside too), no watches, database 0, no name.
     b"RESET\r\n", b"RESET x\r\n", b"MULTI\r\nSET rs1 b\r\nRESET\r\nGET rs1\r\nEXEC\r\n",
     b"SELECT 2\r\nSET rs2 1\r\nRESET\r\nGET rs2\r\nSELECT 2\r\nDEL rs2\r\n",
