@@ -751,12 +751,18 @@ impl Conn {
     /// (in `MULTI` or not) and the watches end, and the answer is
     /// `-EXECABORT` quoting `msg` without its `ERR ` code.
     fn abort_exec(&mut self, out: &mut Vec<u8>, msg: &str) {
-        self.multi = None;
-        self.client.multi.set(-1);
-        self.unwatch_all(Merge::Silent, out);
+        self.end_transaction(Merge::Silent, out);
         let why = msg.strip_prefix("ERR ").unwrap_or(msg);
         let msg = format!("EXECABORT Transaction discarded because of: {why}");
         self.reply_here(out, |o| Encoder::error(o, &msg));
+    }
+
+    /// Leaves `MULTI` (its queue discarded) and drops the watches, replying
+    /// as `merge` says (`DISCARD`'s `+OK`, or nothing).
+    fn end_transaction(&mut self, merge: Merge, out: &mut Vec<u8>) {
+        self.multi = None;
+        self.client.multi.set(-1);
+        self.unwatch_all(merge, out);
     }
 
     /// Queues a command between `MULTI` and `EXEC`, copying its arguments.
@@ -813,10 +819,7 @@ impl Conn {
             Op::Discard if self.multi.is_none() => {
                 self.reply_here(out, |o| Encoder::error(o, "ERR DISCARD without MULTI"))
             }
-            Op::Discard => {
-                self.multi = None;
-                self.unwatch_all(Merge::AllOk, out)
-            }
+            Op::Discard => self.end_transaction(Merge::AllOk, out),
             Op::Unwatch => self.unwatch_all(Merge::AllOk, out),
             Op::Watch if self.multi.is_some() => {
                 self.reply_here(out, |o| Encoder::error(o, "ERR WATCH inside MULTI is not allowed"))
@@ -998,9 +1001,7 @@ impl Conn {
             Op::Reset => {
                 // As Redis: out of MULTI (discarded), no watched keys,
                 // database 0, RESP2, no name. Runs inside MULTI too.
-                self.multi = None;
-                self.client.multi.set(-1);
-                self.unwatch_all(Merge::Silent, out);
+                self.end_transaction(Merge::Silent, out);
                 self.db = 0;
                 self.client.db.set(0);
                 self.proto = Proto::Resp2;
@@ -1246,22 +1247,9 @@ impl Conn {
                 self.reply_here(out, Encoder::ok)
             }
             b"NO-EVICT" if n == 3 => self.reply_here(out, |o| Encoder::error(o, "ERR syntax error")),
-            _ => {
-                const KNOWN: [&[u8]; 9] = [
-                    b"SETNAME",
-                    b"GETNAME",
-                    b"ID",
-                    b"SETINFO",
-                    b"INFO",
-                    b"LIST",
-                    b"KILL",
-                    b"HELP",
-                    b"NO-EVICT",
-                ];
-                let known = KNOWN.contains(&sub.as_slice());
-                let raw = args[1].of(buf);
-                self.reply_here(out, |o| subcommand_error(o, "client", raw, known))
-            }
+            // Unknown names and wrong arities were refused before dispatch
+            // (`subcommand_check`); kept so that no request goes unanswered.
+            _ => self.reply_here(out, |o| subcommand_error(o, "client", args[1].of(buf), false)),
         }
     }
 
@@ -1269,24 +1257,15 @@ impl Conn {
         let proto = self.proto;
         let sub = args.get(1).map(|s| s.of(buf).to_ascii_uppercase());
         match sub.as_deref() {
-            None => self.reply_here(out, |o| {
-                Encoder::array(o, command::TABLE.len());
-                for s in command::TABLE {
-                    command_entry(o, s);
-                }
-            }),
+            // Every command: `COMMAND`, or `COMMAND INFO` with no names (as
+            // Redis 7).
+            None => self.reply_here(out, every_command),
+            Some(b"INFO") if args.len() == 2 => self.reply_here(out, every_command),
             Some(b"COUNT") if args.len() == 2 => {
                 self.reply_here(out, |o| Encoder::int(o, command::TABLE.len() as i64))
             }
             Some(b"DOCS") => self.reply_here(out, |o| Encoder::map(o, 0, proto)),
-            // With no names, every command (as Redis 7); an unknown name
-            // is a null (`$-1` in RESP2, as Redis).
-            Some(b"INFO") if args.len() == 2 => self.reply_here(out, |o| {
-                Encoder::array(o, command::TABLE.len());
-                for s in command::TABLE {
-                    command_entry(o, s);
-                }
-            }),
+            // An unknown name is a null (`$-1` in RESP2, as Redis).
             Some(b"INFO") => {
                 let names: Vec<&[u8]> = args[2..].iter().map(|s| s.of(buf)).collect();
                 self.reply_here(out, |o| {
@@ -1299,11 +1278,8 @@ impl Conn {
                     }
                 })
             }
-            Some(sub) => {
-                let known = sub == b"COUNT";
-                let raw = args[1].of(buf);
-                self.reply_here(out, |o| subcommand_error(o, "command", raw, known))
-            }
+            // As in `client`: refused before dispatch already.
+            Some(_) => self.reply_here(out, |o| subcommand_error(o, "command", args[1].of(buf), false)),
         }
     }
 
@@ -1311,19 +1287,11 @@ impl Conn {
         let proto = self.proto;
         let sub = args[1].of(buf).to_ascii_uppercase();
         if sub != b"GET" {
-            // Redis's subcommands that exist answer that they are not
-            // supported here; others are unknown, as in Redis.
-            let raw = args[1].of(buf);
-            if matches!(sub.as_slice(), b"SET" | b"RESETSTAT" | b"REWRITE" | b"HELP") {
-                let msg = format!("ERR CONFIG {} is not supported (only CONFIG GET)", raw.escape_ascii());
-                return self.reply_here(out, |o| Encoder::error(o, &msg));
-            }
-            return self.reply_here(out, |o| subcommand_error(o, "config", raw, false));
-        }
-        if args.len() < 3 {
-            return self.reply_here(out, |o| {
-                Encoder::error(o, "ERR wrong number of arguments for 'config|get' command")
-            });
+            // Redis's other subcommands (`subcommand_check` refused unknown
+            // ones and wrong arities) are not supported here.
+            let msg =
+                format!("ERR CONFIG {} is not supported (only CONFIG GET)", args[1].of(buf).escape_ascii());
+            return self.reply_here(out, |o| Encoder::error(o, &msg));
         }
         let params = self.srv.config_params();
         let mut hits: Vec<&(String, String)> = Vec::new();
@@ -1432,6 +1400,14 @@ fn bulk_payload(b: &[u8]) -> &[u8] {
     let Some(rest) = b.strip_prefix(b"$") else { return &[] };
     let Some(cr) = rest.iter().position(|&c| c == b'\r') else { return &[] };
     rest.get(cr + 2..rest.len().saturating_sub(2)).unwrap_or(&[])
+}
+
+/// `COMMAND`'s reply: every command's entry.
+fn every_command(o: &mut Vec<u8>) {
+    Encoder::array(o, command::TABLE.len());
+    for s in command::TABLE {
+        command_entry(o, s);
+    }
 }
 
 /// The error for an array reply larger than `max-reply`.

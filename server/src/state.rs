@@ -1082,18 +1082,19 @@ impl ShardState {
     /// and the deadline set or removed, as Redis 6.2.
     fn getex(&self, buf: &[u8], args: &[Span], now: Nanos, proto: Proto, sink: &mut impl Sink) {
         let key = args[0].of(buf);
-        // Redis's rules (as SET's): PERSIST and the four expiry options
-        // exclude each other, and an option may repeat (the last expiry
-        // wins). `kind`: None, no option; Some(None), PERSIST.
-        let mut kind: Option<Option<(Expiry, &[u8])>> = None;
+        // Redis's rules (as SET's, PERSIST in KEEPTTL's place): PERSIST and
+        // the four expiry options exclude each other, and an option may
+        // repeat (the last expiry wins).
+        let mut persist = false;
+        let mut expiry: Option<(Expiry, &[u8])> = None;
         let mut i = 1;
         while i < args.len() {
             let opt = args[i].of(buf).to_ascii_uppercase();
             let next = args.get(i + 1).map(|a| a.of(buf));
             match (opt.as_slice(), expiry_option(&opt), next) {
-                (b"PERSIST", ..) if kind.is_none_or(|k| k.is_none()) => kind = Some(None),
-                (_, Some(k), Some(arg)) if kind.is_none_or(|p| p.is_some_and(|(e, _)| e == k)) => {
-                    kind = Some(Some((k, arg)));
+                (b"PERSIST", ..) if expiry.is_none() => persist = true,
+                (_, Some(k), Some(arg)) if !persist && expiry.is_none_or(|(e, _)| e == k) => {
+                    expiry = Some((k, arg));
                     i += 1;
                 }
                 _ => return Encoder::error(sink.buf(), "ERR syntax error"),
@@ -1105,13 +1106,12 @@ impl ShardState {
         let Some(e) = kv.peek(key, now).cloned() else {
             return Encoder::null(sink.buf(), proto);
         };
-        let expires = match kind {
-            Some(Some((k, arg))) => match deadline(k, arg, now) {
+        let expires = match expiry {
+            Some((k, arg)) => match deadline(k, arg, now) {
                 Ok(d) => Some(d),
                 Err(e) => return Encoder::error(sink.buf(), &e.message("getex")),
             },
-            Some(None) => Some(0),
-            None => None,
+            None => persist.then_some(0),
         };
         sink.value(&e.value);
         match expires {

@@ -1164,11 +1164,14 @@ mod tests {
         assert_eq!(c.len(), 1);
     }
 
+    /// What each dropped [`DropProbe`] recorded: was the lock held.
+    type Drops = Arc<std::sync::Mutex<Vec<bool>>>;
+
     /// A value that records, when dropped, whether the shard lock it
     /// points at was held.
     struct DropProbe {
         lock: *const AtomicBool,
-        locked_at_drop: std::sync::Arc<std::sync::Mutex<Vec<bool>>>,
+        locked_at_drop: Drops,
     }
 
     // SAFETY: the pointer is only read (an atomic load) while the cache it
@@ -1194,7 +1197,7 @@ mod tests {
     #[test]
     fn evicted_replaced_cleared_and_refused_values_drop_after_the_lock_is_released() {
         let c: Cache<u64, DropProbe> = Cache::builder().max_entries(2).shards(1).build().unwrap();
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let probe = DropProbe { lock: &c.shards[0].locked, locked_at_drop: seen.clone() };
         for k in 0..6 {
             c.insert(k, probe.clone()); // evicts from the third on
@@ -1218,13 +1221,21 @@ mod tests {
         assert!(seen.iter().all(|&held| !held), "a value dropped under the shard lock: {seen:?}");
     }
 
+    /// A one-shard cache of 64 entries on a manual clock at 0, and a probe
+    /// pointing at its lock with the list its drops record into (the
+    /// shards live in a boxed slice: moving the cache keeps the pointer
+    /// valid).
+    fn ttl_probe_cache() -> (Arc<crate::clock::ManualClock>, Cache<u64, DropProbe>, DropProbe, Drops) {
+        let clock = Arc::new(crate::clock::ManualClock::new(0));
+        let c = Cache::builder().max_entries(64).shards(1).clock(clock.clone()).build().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let probe = DropProbe { lock: &c.shards[0].locked, locked_at_drop: seen.clone() };
+        (clock, c, probe, seen)
+    }
+
     #[test]
     fn swept_values_drop_after_the_lock_is_released() {
-        let clock = std::sync::Arc::new(crate::clock::ManualClock::new(0));
-        let c: Cache<u64, DropProbe> =
-            Cache::builder().max_entries(64).shards(1).clock(clock.clone()).build().unwrap();
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let probe = DropProbe { lock: &c.shards[0].locked, locked_at_drop: seen.clone() };
+        let (clock, c, probe, seen) = ttl_probe_cache();
         for k in 0..5 {
             c.insert_with_ttl(k, probe.clone(), Some(Duration::from_nanos(100)));
         }
@@ -1238,11 +1249,7 @@ mod tests {
 
     #[test]
     fn values_found_expired_by_a_locked_read_drop_after_the_lock_is_released() {
-        let clock = std::sync::Arc::new(crate::clock::ManualClock::new(0));
-        let c: Cache<u64, DropProbe> =
-            Cache::builder().max_entries(64).shards(1).clock(clock.clone()).build().unwrap();
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let probe = DropProbe { lock: &c.shards[0].locked, locked_at_drop: seen.clone() };
+        let (clock, c, probe, seen) = ttl_probe_cache();
         c.insert_with_ttl(1, probe.clone(), Some(Duration::from_nanos(100)));
         c.insert_with_ttl(2, probe.clone(), Some(Duration::from_nanos(100)));
         clock.set(100);

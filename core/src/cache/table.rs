@@ -169,6 +169,9 @@ impl<K, V> Deferred<K, V> {
 impl<K, V> Evictions<K, V> for Option<(K, V)> {
     #[inline]
     fn push(&mut self, key: K, value: V) {
+        // One lookup removes one entry: nothing is overwritten (and so
+        // dropped) while the caller holds its lock.
+        debug_assert!(self.is_none());
         *self = Some((key, value));
     }
 }
