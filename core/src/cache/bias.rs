@@ -58,11 +58,13 @@ pub(crate) struct ReaderSlot {
 }
 
 /// The reader slots of one cache: a cheap handle (the cache and each of
-/// its shards hold one). The slots' fat pointer sits in the holder itself,
+/// its shards hold one). The slots' pointer sits in the holder itself,
 /// so finding a thread's slot reads no other cache line.
 #[derive(Debug, Clone)]
 pub(crate) struct Readers {
-    slots: std::sync::Arc<[CachePadded<ReaderSlot>]>,
+    /// A fixed-size array, so that indexing it by a reader index (always
+    /// below `MAX_READERS`) needs no bounds check.
+    slots: std::sync::Arc<[CachePadded<ReaderSlot>; MAX_READERS]>,
     /// Whether readers may use a compiler fence ([`asymmetric_fences`] when
     /// the cache was built; it never changes afterwards).
     asymmetric: bool,
@@ -109,7 +111,7 @@ impl Readers {
     pub(crate) fn new() -> Self {
         fences::init();
         Self {
-            slots: (0..MAX_READERS).map(|_| CachePadded(ReaderSlot::default())).collect(),
+            slots: std::sync::Arc::new(std::array::from_fn(|_| CachePadded(ReaderSlot::default()))),
             asymmetric: asymmetric_fences(),
             locked: std::sync::Arc::new(CachePadded((AtomicU64::new(0), AtomicU64::new(0)))),
         }

@@ -56,6 +56,28 @@ use std::sync::atomic::{AtomicU32 as StdAtomicU32, AtomicU64 as StdAtomicU64, Or
 /// not part of what the model checks, and loom's `Arc` cannot hold a `dyn`.
 pub type SharedClock = std::sync::Arc<dyn Clock>;
 
+/// [`LazyNow`] over the cache's clock handle: the handle is dereferenced
+/// only when an entry with a deadline asks for the time, so a read of a
+/// table without deadlines does not even compute the clock's address.
+struct ClockNow<'a> {
+    clock: &'a SharedClock,
+    at: Option<Nanos>,
+}
+
+impl<'a> ClockNow<'a> {
+    #[inline(always)]
+    fn new(clock: &'a SharedClock) -> Self {
+        Self { clock, at: None }
+    }
+}
+
+impl ttl::TimeSource for ClockNow<'_> {
+    #[inline]
+    fn now(&mut self) -> Nanos {
+        *self.at.get_or_insert_with(|| self.clock.now())
+    }
+}
+
 /// A spin lock (CAS to take, store to release, spin then yield on
 /// contention) with a read bias: while `bias` is set, readers share the
 /// value without taking the lock (see [`bias`](super::bias)).
@@ -368,6 +390,8 @@ impl<K, V, S> Shard<K, V, S> {
 /// [`Cache::builder`]; see the [module documentation](super) for the design.
 pub struct Cache<K, V, S = SeededState> {
     shards: Box<[PaddedShard<K, V, S>]>,
+    /// `shards.len() - 1`; the length is a power of two (the builder
+    /// refuses any other), so `hash & mask` indexes `shards`.
     mask: usize,
     hasher: S,
     clock: SharedClock,
@@ -603,7 +627,7 @@ where
     }
 
     /// A copy of the value for `key`, if present and not expired.
-    #[inline]
+    #[inline(always)]
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
@@ -625,14 +649,14 @@ where
     /// Runs `f` on the value for `key` in place (no clone), under the shard
     /// lock or as a lock-free reader: keep `f` short and do not touch the
     /// cache from it (a writer of the shard waits for it to return).
-    #[inline]
+    #[inline(always)]
     pub fn get_with<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
-        self.get_hashed_with(hash, key, LazyNow::new(&*self.clock), f)
+        self.get_hashed_with(hash, key, ClockNow::new(&self.clock), f)
     }
 
     /// [`get_with`](Self::get_with) at time `now`.
@@ -651,7 +675,10 @@ where
     #[inline(always)]
     fn lock_free<R>(&self, hash: u64, f: impl FnOnce(&Shard<K, V, S>, &ReadGuard<'_>) -> R) -> Option<R> {
         let id = self.shard_index(hash);
-        self.shards[id].read_lock_free(&self.readers, id, f)
+        debug_assert!(id < self.shards.len());
+        // SAFETY: `shard_index` masks with `mask`, which is the shard count
+        // (a power of two, fixed at build) minus one.
+        unsafe { self.shards.get_unchecked(id) }.read_lock_free(&self.readers, id, f)
     }
 
     /// A get: lock-free while the shard's read bias is on, else under the
@@ -679,6 +706,19 @@ where
             return r;
         }
         let f = f?; // `None` only if `f` ran (and then `fast` was `Some`)
+        self.get_locked(hash, key, time, f)
+    }
+
+    /// The rest of [`get_hashed_with`](Self::get_hashed_with) when the read
+    /// could not go lock-free: out of line, so that the lock-free path
+    /// inlines into its caller short.
+    #[inline(never)]
+    fn get_locked<Q, R, T>(&self, hash: u64, key: &Q, time: T, f: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+        T: ttl::TimeSource,
+    {
         let readers = &self.readers;
         // An entry found expired is removed under the lock, dropped after.
         let mut expired = None;
@@ -700,7 +740,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
-        self.contains_hashed(hash, key, LazyNow::new(&*self.clock))
+        self.contains_hashed(hash, key, ClockNow::new(&self.clock))
     }
 
     /// [`contains`](Self::contains) at time `now`.

@@ -309,7 +309,13 @@ struct Probe {
 impl Probe {
     #[inline(always)]
     fn new(hash: u64, n: usize) -> Self {
-        Self { g: ((hash as u32 as u64 * n as u64) >> 32) as usize, stride: 0, n, hash }
+        Self { g: Self::home(hash, n), stride: 0, n, hash }
+    }
+
+    /// The home group of `hash` among `n` groups: below `n` (when `n > 0`).
+    #[inline(always)]
+    fn home(hash: u64, n: usize) -> usize {
+        ((hash as u32 as u64 * n as u64) >> 32) as usize
     }
 
     #[inline(always)]
@@ -556,7 +562,9 @@ where
         self.ctrl[i / WIDTH].0[i % WIDTH] = c;
     }
 
-    /// The bucket holding `key`, if any.
+    /// The bucket holding `key`, if any. The home group is searched inline;
+    /// the rest of the probe sequence (needed only when an entry overflowed
+    /// past the home group) is out of line, to keep a hit's code short.
     #[inline(always)]
     fn find<Q>(&self, hash: u64, key: &Q) -> Option<usize>
     where
@@ -564,21 +572,58 @@ where
         Q: Eq + ?Sized,
     {
         let tag = group::tag(hash);
+        let g = Probe::home(hash, self.ctrl.len());
+        if let Some(i) = self.match_in_group(g, tag, key) {
+            return Some(i);
+        }
+        debug_assert_eq!(self.overflow.len(), self.ctrl.len());
+        // SAFETY: `g < ctrl.len()` (`Probe::home`), and `overflow` has one
+        // count per group (both are only ever replaced together, same length).
+        if unsafe { *self.overflow.get_unchecked(g) } == 0 {
+            return None;
+        }
+        self.find_beyond_home(hash, tag, key)
+    }
+
+    /// The bucket of group `g` holding `key`, if any (`g < ctrl.len()`).
+    #[inline(always)]
+    fn match_in_group<Q>(&self, g: usize, tag: u8, key: &Q) -> Option<usize>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        debug_assert!(g < self.ctrl.len());
+        // SAFETY: every caller passes a group index from `Probe`, which is
+        // below the group count.
+        let grp = G::load(unsafe { self.ctrl.get_unchecked(g) });
+        for bit in grp.match_tag(tag) {
+            let i = g * WIDTH + bit;
+            // SAFETY: control byte `i` equals a tag, so slot `i` is FULL.
+            if unsafe { self.slots.get(i) }.key.borrow() == key {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// [`find`](Self::find) past the home group, whose overflow count is
+    /// not zero.
+    #[inline(never)]
+    fn find_beyond_home<Q>(&self, hash: u64, tag: u8, key: &Q) -> Option<usize>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         let n = self.ctrl.len();
         let mut p = Probe::new(hash, n);
-        for _ in 0..n {
-            let grp = G::load(&self.ctrl[p.g]);
-            for bit in grp.match_tag(tag) {
-                let i = p.g * WIDTH + bit;
-                // SAFETY: control byte `i` equals a tag, so slot `i` is FULL.
-                if unsafe { self.slots.get(i) }.key.borrow() == key {
-                    return Some(i);
-                }
+        for _ in 1..n {
+            p.advance();
+            if let Some(i) = self.match_in_group(p.g, tag, key) {
+                return Some(i);
             }
             if self.overflow[p.g] == 0 {
                 return None;
             }
-            p.advance();
         }
         None
     }
