@@ -849,23 +849,36 @@ where
     /// loaded value goes to the caller and its waiters but is not stored. Do
     /// not call it for the same key from inside `load` (it would wait for
     /// itself).
+    #[inline]
     pub fn get_or_insert_with<E, F>(&self, key: K, load: F) -> Result<V, std::sync::Arc<E>>
     where
         F: FnOnce() -> Result<V, E>,
         E: Send + Sync + 'static,
     {
         let hash = self.hasher.hash_one(&key);
-        let shard = self.shard(hash);
-        let clock = &*self.clock;
         // A hit while the bias is on takes no lock (a miss is counted below).
         let fast = self.lock_free(hash, |s, guard| {
-            let v = s.table.get_shared(hash, &key, LazyNow::new(clock))?;
+            let v = s.table.get_shared(hash, &key, ClockNow::new(&self.clock))?;
             guard.hit();
             Some(v.clone())
         });
         if let Some(Some(v)) = fast {
             return Ok(v);
         }
+        self.get_or_insert_with_locked(hash, key, load)
+    }
+
+    /// The rest of [`get_or_insert_with`](Self::get_or_insert_with) when
+    /// the lookup could not go lock-free or missed: out of line, as
+    /// [`get_locked`](Self::get_locked) is.
+    #[inline(never)]
+    fn get_or_insert_with_locked<E, F>(&self, hash: u64, key: K, load: F) -> Result<V, std::sync::Arc<E>>
+    where
+        F: FnOnce() -> Result<V, E>,
+        E: Send + Sync + 'static,
+    {
+        let shard = self.shard(hash);
+        let clock = &*self.clock;
         let mut key = Some(key);
         let readers = &self.readers;
         // The load of `k` in flight, if any, to wait for (a read).
