@@ -62,8 +62,9 @@ pub(crate) struct ReaderSlot {
 /// so finding a thread's slot reads no other cache line.
 #[derive(Debug, Clone)]
 pub(crate) struct Readers {
-    /// A fixed-size array, so that indexing it by a reader index (always
-    /// below `MAX_READERS`) needs no bounds check.
+    /// A fixed-size array, so that indexing it by a reader index (checked
+    /// below `MAX_READERS` just before) compiles to no second bounds check
+    /// (checked in the generated code of a get).
     slots: std::sync::Arc<[CachePadded<ReaderSlot>; MAX_READERS]>,
     /// Whether readers may use a compiler fence ([`asymmetric_fences`] when
     /// the cache was built; it never changes afterwards).

@@ -353,6 +353,8 @@ impl Probe {
 #[repr(C)]
 pub struct Table<K, V, S = SeededState, G = Group> {
     stats: Stats,
+    /// The control groups: never empty (a new or cleared table has one),
+    /// and always as long as `overflow`; lookups index both unchecked.
     ctrl: Box<[CtrlGroup]>,
     /// Per group: entries placed past it while it was full (saturating; 255
     /// stays until the table grows or is cleared). A lookup stops at a group
@@ -572,29 +574,32 @@ where
         Q: Eq + ?Sized,
     {
         let tag = group::tag(hash);
+        debug_assert!(!self.ctrl.is_empty() && self.overflow.len() == self.ctrl.len());
         let g = Probe::home(hash, self.ctrl.len());
-        if let Some(i) = self.match_in_group(g, tag, key) {
+        // SAFETY: `ctrl` is never empty, so `Probe::home` is below its length.
+        if let Some(i) = unsafe { self.match_in_group(g, tag, key) } {
             return Some(i);
         }
-        debug_assert_eq!(self.overflow.len(), self.ctrl.len());
-        // SAFETY: `g < ctrl.len()` (`Probe::home`), and `overflow` has one
-        // count per group (both are only ever replaced together, same length).
+        // SAFETY: as above; `overflow` is as long as `ctrl` (the two are
+        // only ever replaced together, with the same length).
         if unsafe { *self.overflow.get_unchecked(g) } == 0 {
             return None;
         }
         self.find_beyond_home(hash, tag, key)
     }
 
-    /// The bucket of group `g` holding `key`, if any (`g < ctrl.len()`).
+    /// The bucket of group `g` holding `key`, if any.
+    ///
+    /// # Safety
+    /// `g < self.ctrl.len()`.
     #[inline(always)]
-    fn match_in_group<Q>(&self, g: usize, tag: u8, key: &Q) -> Option<usize>
+    unsafe fn match_in_group<Q>(&self, g: usize, tag: u8, key: &Q) -> Option<usize>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         debug_assert!(g < self.ctrl.len());
-        // SAFETY: every caller passes a group index from `Probe`, which is
-        // below the group count.
+        // SAFETY: the caller guarantees `g` is in bounds.
         let grp = G::load(unsafe { self.ctrl.get_unchecked(g) });
         for bit in grp.match_tag(tag) {
             let i = g * WIDTH + bit;
@@ -618,7 +623,9 @@ where
         let mut p = Probe::new(hash, n);
         for _ in 1..n {
             p.advance();
-            if let Some(i) = self.match_in_group(p.g, tag, key) {
+            // SAFETY: `Probe` keeps `p.g` below `n` (a stride in `1..n`,
+            // and one `n` subtracted when it passes the end).
+            if let Some(i) = unsafe { self.match_in_group(p.g, tag, key) } {
                 return Some(i);
             }
             if self.overflow[p.g] == 0 {
