@@ -124,6 +124,18 @@ fn filled<P: Peer>(p: P, ks: &[u64], len: usize) -> P {
     p
 }
 
+/// `BATCH` hits from `start`, each handing `read` a key; `read` copies the
+/// value's bytes out and answers how many (`None` when absent). The total.
+fn copy_outs(ks: &[u64], start: usize, mut read: impl FnMut(u64) -> Option<usize>) -> usize {
+    (0..BATCH).map(|j| read(ks[(start + j) & (HOT - 1)]).unwrap_or(0)).sum()
+}
+
+/// Copies `v` to the front of `buf`; its length.
+fn copy_into(buf: &mut [u8], v: &[u8]) -> usize {
+    buf[..v.len()].copy_from_slice(v);
+    v.len()
+}
+
 fn get_hits<P: Peer>(p: &P, ks: &[u64], start: usize) -> u64 {
     let mut acc = 0u64;
     for j in 0..BATCH {
@@ -164,16 +176,7 @@ fn get_hit(c: &mut Criterion) {
         g.bench_function("resilience_get_with_copy", |b| {
             b.iter(|| {
                 i = i.wrapping_add(BATCH);
-                let mut n = 0usize;
-                for j in 0..BATCH {
-                    let k = ks[(i + j) & (HOT - 1)];
-                    n += o
-                        .get_with(&k, |v| {
-                            buf[..v.len()].copy_from_slice(v);
-                            v.len()
-                        })
-                        .unwrap_or(0);
-                }
+                let n = copy_outs(&ks, i, |k| o.get_with(&k, |v| copy_into(&mut buf, v)));
                 black_box((n, buf[0]))
             })
         });
@@ -191,17 +194,12 @@ fn get_hit(c: &mut Criterion) {
         g.bench_function("quick_cache_entry_copy", |b| {
             b.iter(|| {
                 i = i.wrapping_add(BATCH);
-                let mut n = 0usize;
-                for j in 0..BATCH {
-                    let k = ks[(i + j) & (HOT - 1)];
-                    let r = q.entry(&k, None, |_, v| {
-                        buf[..v.len()].copy_from_slice(v);
-                        EntryAction::Retain(v.len())
-                    });
-                    if let EntryResult::Retained(l) = r {
-                        n += l;
+                let n = copy_outs(&ks, i, |k| {
+                    match q.entry(&k, None, |_, v| EntryAction::Retain(copy_into(&mut buf, v))) {
+                        EntryResult::Retained(l) => Some(l),
+                        _ => None,
                     }
-                }
+                });
                 black_box((n, buf[0]))
             })
         });

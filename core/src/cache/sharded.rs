@@ -611,9 +611,16 @@ where
 
     #[inline(always)]
     fn shard(&self, hash: u64) -> &ShardLock<Shard<K, V, S>> {
-        let i = self.shard_index(hash);
-        debug_assert!(i < self.shards.len());
-        &self.shards[i]
+        self.shard_at(self.shard_index(hash))
+    }
+
+    /// Shard `id`, an index from [`shard_index`](Self::shard_index).
+    #[inline(always)]
+    fn shard_at(&self, id: usize) -> &ShardLock<Shard<K, V, S>> {
+        debug_assert!(id < self.shards.len());
+        // SAFETY: `shard_index` masks with `mask`, which is the shard count
+        // (a power of two, fixed at build) minus one.
+        unsafe { self.shards.get_unchecked(id) }
     }
 
     /// Number of shards.
@@ -675,10 +682,7 @@ where
     #[inline(always)]
     fn lock_free<R>(&self, hash: u64, f: impl FnOnce(&Shard<K, V, S>, &ReadGuard<'_>) -> R) -> Option<R> {
         let id = self.shard_index(hash);
-        debug_assert!(id < self.shards.len());
-        // SAFETY: `shard_index` masks with `mask`, which is the shard count
-        // (a power of two, fixed at build) minus one.
-        unsafe { self.shards.get_unchecked(id) }.read_lock_free(&self.readers, id, f)
+        self.shard_at(id).read_lock_free(&self.readers, id, f)
     }
 
     /// A get: lock-free while the shard's read bias is on, else under the
